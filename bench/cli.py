@@ -1,0 +1,268 @@
+"""The `bench` command: parse, call, print, exit code. Nothing else.
+
+Exit codes: 0 ok (oom/skipped cases are results), 1 a case errored or a check
+failed, 2 bad input (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BadInput
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as BadInput (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Check LLM inference claims on the hardware you have.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a workload and write results/<run_id>/")
+    run.add_argument("--workload", default="quick", help="bundled workload name or a TOML file (default: quick)")
+    run.add_argument("--model", help="bundled model name or a local HF directory (overrides the workload)")
+    run.add_argument("--engine", help="transformers | vllm | openai")
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N | xpu | mps")
+    run.add_argument("--dtype", help="auto | float32 | bfloat16 | float16")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any workload key (repeatable); VALUE may be a list: 1,8,32")
+    run.add_argument("--quick", action="store_true", help="shrink the matrix (the workload's [quick] table)")
+    run.add_argument("--out", default="results", help="directory to create the run directory in (default: results)")
+    run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+
+    lst = sub.add_parser("list", help="list workloads, models or engines")
+    lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines"])
+
+    env = sub.add_parser("env", help="this machine: devices, versions, what telemetry can be read")
+    env.add_argument("--json", action="store_true", help="print the full fingerprint as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `bench` console script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network at run time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            args = build_parser().parse_args(["run", *(argv or [])])
+        handler = {"run": cmd_run, "list": cmd_list, "env": cmd_env}[args.command]
+        return handler(args)
+    except BadInput as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.workload import parse_set
+
+    overrides: dict[str, Any] = {}
+    for item in args.sets:
+        key, value = parse_set(item)
+        overrides[key] = value
+    for flag in ("model", "engine", "device", "dtype"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[flag] = parse_set(f"{flag}={value}")[1] if flag != "model" else value
+    return overrides
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench import printers
+    from bench.devices import resolve_device
+    from bench.engines import engine_names
+    from bench.models import resolve_model
+    from bench.workload import apply_overrides, expand, load_workload
+
+    console = Console(stderr=True)
+    out = _stdout_console()
+    workload = load_workload(args.workload)
+    overrides = _overrides(args)
+    device = resolve_device(overrides.get("device", workload.params["device"]))
+    workload = apply_overrides(workload, overrides, quick=args.quick, on_gpu=device.type == "cuda")
+    models = {m: resolve_model(m) for m in _as_list(workload.params["model"])}  # bad names fail before any work
+    for engine in _as_list(workload.params["engine"]):
+        if engine not in engine_names():
+            raise BadInput(f"unknown engine '{engine}' (known: {', '.join(engine_names())})")
+    cases = expand(workload, lambda m: models[m].shape.max_position)
+    if not cases:
+        raise BadInput(f"workload '{workload.name}' expands to no cases")
+    title = f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})"
+    if args.dry_run:
+        out.print(printers.cases_table(cases, title))
+        return EXIT_OK
+    return _execute(workload, cases, device, Path(args.out), console, out)
+
+
+def _execute(workload: Any, cases: list, device: Any, root: Path, console: Any, out: Any) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench import printers
+    from bench.fingerprint import fingerprint
+    from bench.results import RunWriter, latest_ceiling
+    from bench.runner import Runner
+    from bench.telemetry.probe import probe_backend
+    from bench.telemetry.sampler import Sampler
+
+    writer = RunWriter(root, workload.name)
+    backend, tried = probe_backend(device.type)
+    sampler = Sampler(backend, hz=workload.params["telemetry_hz"])
+    ceiling = latest_ceiling(root, device.name)
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    writer.write_meta(
+        command=sys.argv, workload=workload.to_dict(), cases=len(cases),
+        fingerprint=fingerprint(device, backend), telemetry_probe=tried,
+        ceiling={"bandwidth_bytes_s": ceiling.bandwidth, "flops": ceiling.flops, "source": ceiling.source},
+        start=started.isoformat(), end=None, complete=False,
+        errors_before=backend.error_counts(),
+    )
+    console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
+                  f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
+    rows: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        sampler.start()
+        idle: dict[str, float] = {}
+        sampler.case = "idle"
+        if workload.params["telemetry"] and workload.params["idle_seconds"] > 0:
+            idle = sampler.idle_baseline(workload.params["idle_seconds"])
+            writer.write_meta(idle_power_w=idle)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[step]}"), console=console, transient=True) as progress:
+            task = progress.add_task(workload.name, total=len(cases), step="")
+
+            def on_progress(case: Any, step: str) -> None:
+                progress.update(task, description=f"case {case.index}: {case.label()}", step=step)
+
+            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress)
+            for result in runner.run(cases):
+                writer.append_case(result.row, result.samples, result.telemetry, t0)
+                rows.append(result.row)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sampler.stop()
+        writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not interrupted,
+                          interrupted=interrupted, finished_cases=len(rows), errors_after=backend.error_counts())
+        writer.close()
+        backend.close()
+    if rows:
+        out.print(printers.results_table(rows, f"{workload.name} on {device.name}"))
+        printers.print_details(console, rows)
+    console.print(f"results: {writer.path}")
+    if interrupted:
+        console.print(f"bench: interrupted; {len(rows)} finished case(s) kept in {writer.path}")
+        return EXIT_INTERRUPTED
+    return EXIT_FAIL if any(r["status"] == "error" for r in rows) else EXIT_OK
+
+
+def _stdout_console() -> Any:
+    """rich console for tables; wide when piped, so a saved log keeps every column."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- list / env ------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    console = _stdout_console()
+    if args.what == "workloads":
+        from bench.workload import available_workloads, load_workload
+
+        table = Table(title="workloads")
+        for col in ("name", "kind", "claims", "description"):
+            table.add_column(col)
+        for name, path in available_workloads().items():
+            w = load_workload(str(path))
+            table.add_row(name, w.kind, ", ".join(w.claims), w.description)
+    elif args.what == "models":
+        from bench.models import bundled_models, resolve_model
+
+        table = Table(title="bundled models (random weights; --model DIR for real ones)")
+        for col in ("name", "architecture", "params", "layers", "kv heads", "head dim", "max positions",
+                    "KV bytes/token (bf16)"):
+            table.add_column(col)
+        for name in bundled_models():
+            spec = resolve_model(name)
+            s = spec.shape
+            table.add_row(name, spec.config.architectures[0], f"{s.params / 1e9:.3f} B", str(s.layers),
+                          str(s.kv_heads), str(s.head_dim), str(s.max_position), str(s.kv_bytes_per_token(2)))
+    else:
+        from bench.engines import ENGINES
+
+        table = Table(title="engines")
+        table.add_column("name")
+        table.add_column("implementation")
+        for name, target in ENGINES.items():
+            table.add_row(name, target)
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from bench.devices import pick_dtype, resolve_device
+    from bench.fingerprint import fingerprint
+    from bench.results import clean_for_json
+    from bench.telemetry.probe import probe_backend
+
+    device = resolve_device("auto")
+    backend, tried = probe_backend(device.type)
+    info = fingerprint(device, backend)
+    info["telemetry"]["probe"] = tried
+    info["dtype_auto"] = pick_dtype("auto", device)[1]
+    backend.close()
+    if args.json:
+        print(json.dumps(clean_for_json(info), indent=2, default=str))
+        return EXIT_OK
+    console = _stdout_console()
+    console.print(f"[bold]host[/] {info['host']}  {info['os']}  Python {info['python']}")
+    console.print(f"[bold]cpu[/] {info['cpu']} x{info['cpu_count']}, RAM {info['ram_gb']:.1f} GB")
+    console.print(f"[bold]device[/] {device} ({device.name}), {device.total_memory_bytes / 1e9:.1f} GB; "
+                  f"dtype {info['dtype_auto']}")
+    console.print("[bold]versions[/] " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
+    git = info["git"]
+    console.print(f"[bold]git[/] {git['commit'] or 'not a git checkout'}" + (" (dirty)" if git["dirty"] else ""))
+    for d in info["torch_devices"]:
+        console.print(f"[bold]torch {d['index']}[/] {d['name']} {d['memory_total_gb']:.1f} GB "
+                      f"sm_{d['capability']} bf16={d['bf16']}")
+    for acc in info["accelerators"]:
+        console.print(f"[bold]{acc.get('device')}[/] " + ", ".join(
+            f"{k}={v}" for k, v in acc.items() if k not in ("device", "unsupported") and v is not None))
+    tel = info["telemetry"]
+    console.print(f"[bold]telemetry[/] backend {tel['backend']}, energy: {tel['energy_method']}")
+    for field, how in tel["capabilities"].items():
+        console.print(f"  {field}: {how}")
+    for line in tried:
+        console.print(f"  [dim]not used: {line}[/]")
+    return EXIT_OK

@@ -1,0 +1,52 @@
+"""The engine interface: load a model, generate with per-token timestamps, close."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from bench.devices import Device
+from bench.metrics import Repetition
+from bench.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded and run; one value per case that decides a (re)load."""
+
+    dtype: torch.dtype
+    compile: bool = False
+    cache: str = "dynamic"  # "dynamic" | "static"
+    seed: int = 0
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot run here (not installed, no server); its cases become skipped rows."""
+
+
+class Engine(ABC):
+    """A way of running a model. Implementations keep the timing inside one generate call."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        """Build or load the model on the device."""
+
+    @abstractmethod
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None) -> Repetition:
+        """Run one batch of prompts for exactly output_len new tokens; return its timeline.
+
+        The returned timestamps come from inside the call, with the device
+        synchronised at the window edges.
+        """
+
+    def close(self) -> None:
+        """Release the model and its memory."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the engine's own packages, for the fingerprint."""
+        return {}

@@ -1,0 +1,127 @@
+"""Hugging Face transformers `generate`, timed from inside the call.
+
+TTFT and every inter-token gap come from one `generate` call: a streamer gets
+each step's tokens as they are produced and stamps the time after
+synchronising the device. Nothing is derived by subtracting separate runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from bench.devices import Device, synchronize
+from bench.engines.base import Engine, LoadOptions
+from bench.metrics import Repetition, batch_repetition
+from bench.models import ModelSpec
+from bench.prompts import special_token_ids
+
+
+class _TimingStreamer:
+    """Receives the prompt, then one tensor of new tokens per decoding step; stamps each step.
+
+    `generate` calls put(prompt) first, then put(next_tokens) after every step.
+    The .cpu() copy that generate does before put already waits for the device;
+    the explicit synchronize makes that a guarantee rather than an accident.
+    """
+
+    def __init__(self, device: Device, on_token: Any = None) -> None:
+        self.device = device
+        self.on_token = on_token
+        self.prompt_seen = False
+        self.times: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        synchronize(self.device)
+        now = time.perf_counter()
+        self.times.append(now)
+        if self.on_token is not None:
+            self.on_token(len(self.times), now)
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersEngine(Engine):
+    """transformers AutoModelForCausalLM + generate (greedy, exact lengths, EOS ignored)."""
+
+    name = "transformers"
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.device: Device | None = None
+        self.options: LoadOptions | None = None
+
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        """Random weights for a bundled config (seeded), real weights for a local directory."""
+        from transformers import AutoModelForCausalLM
+
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        torch.manual_seed(options.seed)
+        if model.weights == "pretrained":
+            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True)
+            hf = hf.to(device.torch_device)
+        else:
+            # Build directly on the device: no host copy of a large model.
+            with torch.device(device.torch_device):
+                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype)
+        hf.eval()
+        self.model, self.device, self.options = hf, device, options
+        self._pad = min(special_token_ids(model.config) or {0})
+
+    def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import CompileConfig
+
+        assert self.options is not None
+        config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=output_len,
+            min_new_tokens=output_len,
+            # No EOS at all: nothing can end a sequence early, so lengths are exact.
+            eos_token_id=None,
+            pad_token_id=self._pad,
+            use_cache=True,
+            cache_implementation="static" if self.options.cache == "static" else None,
+            disable_compile=not self.options.compile,
+        )
+        if self.options.compile:
+            # transformers only auto-compiles on GPUs; ask for it on every device.
+            compile_config = CompileConfig(fullgraph=False)
+            compile_config._compile_all_devices = True
+            config.compile_config = compile_config
+        return {"generation_config": config}
+
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None) -> Repetition:
+        """One timed generate call; asserts the exact token count."""
+        assert self.model is not None and self.device is not None, "load() first"
+        batch, input_len = input_ids.shape
+        ids = input_ids.to(self.device.torch_device)
+        mask = torch.ones_like(ids)
+        streamer = _TimingStreamer(self.device, on_token)
+        kwargs = self._generation_kwargs(output_len)
+        synchronize(self.device)
+        start = time.perf_counter()
+        out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs)
+        synchronize(self.device)
+        if tuple(out.shape) != (batch, input_len + output_len) or len(streamer.times) != output_len:
+            raise AssertionError(
+                f"expected {output_len} new tokens for {batch} sequences, got output shape {tuple(out.shape)} "
+                f"and {len(streamer.times)} timed steps"
+            )
+        return batch_repetition(start, streamer.times, batch, input_len)
+
+    def close(self) -> None:
+        self.model = None
+
+    def versions(self) -> dict[str, str]:
+        import transformers
+
+        return {"transformers": transformers.__version__}

@@ -1,0 +1,155 @@
+"""Pure functions from raw timings to metrics (MLPerf / vLLM definitions).
+
+No clocks, devices or files here: every function takes numbers and returns
+numbers, so each is tested on hand-computed values.
+
+Definitions (DESIGN.md):
+- TTFT: request start to first output token.
+- TPOT per request: (E2E - TTFT) / (output tokens - 1).
+- ITL: gaps between consecutive tokens, pooled across requests.
+- prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT);
+  output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """One request's timeline in seconds on one clock: start and the time each output token arrived."""
+
+    start: float
+    token_times: tuple[float, ...]
+    input_len: int
+
+    @property
+    def output_len(self) -> int:
+        return len(self.token_times)
+
+    @property
+    def ttft(self) -> float:
+        return self.token_times[0] - self.start
+
+    @property
+    def e2e(self) -> float:
+        return self.token_times[-1] - self.start
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One measured repetition: the requests that ran together (a batch or a concurrent load)."""
+
+    requests: tuple[RequestTiming, ...]
+
+    @property
+    def start(self) -> float:
+        return min(r.start for r in self.requests)
+
+    @property
+    def first_token(self) -> float:
+        """End of the prefill window: the last request's first token (all prompts processed)."""
+        return max(r.token_times[0] for r in self.requests)
+
+    @property
+    def end(self) -> float:
+        return max(r.token_times[-1] for r in self.requests)
+
+
+def batch_repetition(start: float, step_times: Sequence[float], batch_size: int, input_len: int) -> Repetition:
+    """A batched generate call where every sequence gets its token at each step's time."""
+    req = RequestTiming(start, tuple(step_times), input_len)
+    return Repetition((req,) * batch_size)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """q-th percentile (linear interpolation, like numpy); NaN for no values."""
+    vals = [v for v in values if not math.isnan(v)]
+    return float(np.percentile(vals, q)) if vals else NAN
+
+
+def cv(values: Sequence[float]) -> float:
+    """Coefficient of variation (sample std / mean); NaN with fewer than two values."""
+    vals = [v for v in values if not math.isnan(v)]
+    if len(vals) < 2 or np.mean(vals) == 0:
+        return NAN
+    return float(np.std(vals, ddof=1) / np.mean(vals))
+
+
+def tpot(req: RequestTiming) -> float:
+    """Time per output token after the first, seconds; NaN for a single-token request."""
+    if req.output_len < 2:
+        return NAN
+    return (req.e2e - req.ttft) / (req.output_len - 1)
+
+
+def repetition_metrics(rep: Repetition) -> dict[str, float]:
+    """Per-repetition figures (one samples.csv row)."""
+    reqs = rep.requests
+    input_tokens = sum(r.input_len for r in reqs)
+    output_tokens = sum(r.output_len for r in reqs)
+    decode_tokens = sum(max(r.output_len - 1, 0) for r in reqs)
+    prefill_s = rep.first_token - rep.start
+    e2e_s = rep.end - rep.start
+    decode_s = rep.end - rep.first_token
+    itls = [g for r in reqs for g in np.diff(r.token_times)]
+    return {
+        "ttft_ms": 1000 * float(np.median([r.ttft for r in reqs])),
+        "e2e_ms": 1000 * float(np.median([r.e2e for r in reqs])),
+        "tpot_ms": 1000 * float(np.median([tpot(r) for r in reqs])),
+        "prefill_tok_s": input_tokens / prefill_s if prefill_s > 0 else NAN,
+        "decode_tok_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else NAN,
+        "output_tok_s": output_tokens / e2e_s if e2e_s > 0 else NAN,
+        "itl_ms_p50": 1000 * percentile(itls, 50),
+        "itl_ms_max": 1000 * max(itls) if itls else NAN,
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_tokens": float(decode_tokens),
+    }
+
+
+def calculate_metrics(reps: Sequence[Repetition]) -> dict[str, float]:
+    """Result-row latency and throughput metrics over all measured repetitions."""
+    if not reps:
+        raise ValueError("no repetitions to summarise")
+    per_rep = [repetition_metrics(r) for r in reps]
+    reqs = [q for r in reps for q in r.requests]
+    ttfts = [1000 * q.ttft for q in reqs]
+    e2es = [1000 * q.e2e for q in reqs]
+    tpots = [1000 * tpot(q) for q in reqs]
+    itls = [1000 * g for q in reqs for g in np.diff(q.token_times)]
+    decode = [m["decode_tok_s"] for m in per_rep]
+    tpot_p50 = percentile(tpots, 50)
+    return {
+        "ttft_ms_p50": percentile(ttfts, 50),
+        "ttft_ms_p99": percentile(ttfts, 99),
+        "ttft_ms_mean": float(np.mean(ttfts)),
+        "tpot_ms_p50": tpot_p50,
+        "tpot_ms_p99": percentile(tpots, 99),
+        "itl_ms_p50": percentile(itls, 50),
+        "itl_ms_p99": percentile(itls, 99),
+        "e2e_ms_p50": percentile(e2es, 50),
+        "e2e_ms_p99": percentile(e2es, 99),
+        "prefill_tok_s": percentile([m["prefill_tok_s"] for m in per_rep], 50),
+        "decode_tok_s": percentile(decode, 50),
+        "decode_tok_s_per_user": 1000 / tpot_p50 if tpot_p50 and not math.isnan(tpot_p50) else NAN,
+        "output_tok_s": percentile([m["output_tok_s"] for m in per_rep], 50),
+        "decode_tok_s_cv": cv(decode),
+    }
+
+
+def enough_repetitions(done: int, elapsed_s: float, min_reps: int, min_seconds: float,
+                       max_reps: int, max_seconds: float) -> bool:
+    """Stop once both minimums are met, or a maximum is hit after the minimum count."""
+    if done >= max_reps:
+        return True
+    if done < min_reps:
+        return False
+    return elapsed_s >= min_seconds or elapsed_s >= max_seconds

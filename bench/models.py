@@ -1,0 +1,117 @@
+"""Resolve a model name or directory to a config, and describe its size.
+
+A bundled name (workloads/models/<name>/config.json) is built with random
+weights: same FLOPs and bytes as the real model, no download. A local HF
+directory with weight files loads its real weights. Nothing here touches the
+network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BadInput
+from bench.paths import models_dir
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+@dataclass
+class ModelSpec:
+    """What to load: the model's name, its config directory, and whether it has real weights."""
+
+    name: str
+    path: Path
+    weights: str  # "random" | "pretrained"
+
+    @cached_property
+    def config(self) -> Any:
+        """The transformers config (PretrainedConfig), read from disk only."""
+        from transformers import AutoConfig
+
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        try:
+            return AutoConfig.from_pretrained(self.path, local_files_only=True)
+        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+            raise BadInput(f"model '{self.name}': cannot read {self.path / 'config.json'}: "
+                           f"{str(exc).splitlines()[0]}") from None
+
+    @cached_property
+    def shape(self) -> ModelShape:
+        """Parameter count and the dimensions that set KV-cache size."""
+        return model_shape(self.config)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Sizes derived from a config: what the roofline and memory estimates need."""
+
+    params: int
+    active_params: int  # per token (mixture-of-experts models use a subset)
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    hidden: int
+    vocab: int
+    max_position: int
+
+    def kv_bytes_per_token(self, bytes_per_element: int) -> int:
+        """KV bytes per token: 2 (K and V) * layers * kv_heads * head_dim * bytes."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_element
+
+
+def model_shape(config: Any) -> ModelShape:
+    """Count parameters by building the model on the meta device (no memory, no time)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in model.parameters())
+    active = params
+    experts = getattr(text, "num_local_experts", None)
+    per_tok = getattr(text, "num_experts_per_tok", None)
+    if experts and per_tok:
+        expert_params = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+        active = params - expert_params + expert_params * per_tok // experts
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return ModelShape(
+        params=params,
+        active_params=active,
+        layers=text.num_hidden_layers,
+        heads=heads,
+        kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+        head_dim=head_dim,
+        hidden=text.hidden_size,
+        vocab=text.vocab_size,
+        max_position=getattr(text, "max_position_embeddings", 0) or 0,
+    )
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the bundled model configs and their directories."""
+    return {p.parent.name: p.parent for p in sorted(models_dir().glob("*/config.json"))}
+
+
+def resolve_model(name_or_dir: str) -> ModelSpec:
+    """A bundled name or a local directory -> ModelSpec. Raises BadInput when neither works."""
+    path = Path(name_or_dir).expanduser()
+    bundled = bundled_models()
+    if name_or_dir in bundled:
+        return ModelSpec(name_or_dir, bundled[name_or_dir], "random")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BadInput(f"model directory {path} has no config.json")
+        has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
+        return ModelSpec(str(path), path, "pretrained" if has_weights else "random")
+    if path.exists():
+        raise BadInput(f"model path {path} is not a directory")
+    raise BadInput(f"unknown model '{name_or_dir}' (bundled: {', '.join(bundled)}; or a local HF directory)")

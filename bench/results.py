@@ -1,0 +1,216 @@
+"""Write a run directory incrementally, and read runs back.
+
+Every row is appended and flushed to disk as soon as its case finishes
+(hyperfine style), so a crash, Ctrl-C or OOM kill keeps every finished row.
+A run directory is created exclusively: an existing run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BadInput
+from bench.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, SCHEMA_VERSION, TELEMETRY_COLUMNS
+from bench.telemetry.base import Reading
+
+
+def make_run_id(workload: str, now: datetime | None = None, host: str | None = None) -> str:
+    """<UTC yyyymmddThhmmssZ>-<host>-<workload>, with path-unsafe characters replaced."""
+    now = now or datetime.now(timezone.utc)
+    host = host or socket.gethostname().split(".")[0]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{host}-{workload}")
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{safe}"
+
+
+def format_cell(value: Any) -> str:
+    """CSV text: NaN/None -> empty (not measured), bools -> true/false, floats with enough digits."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) or math.isinf(value) else f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+class _CsvAppender:
+    """Appends dict rows to one CSV file with a fixed header, flushed and synced per call."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+        self.path, self.columns = path, columns
+        self._fh = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(columns)
+        self._sync()
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self._writer.writerow([format_cell(row.get(c)) for c in self.columns])
+        self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class RunWriter:
+    """Creates results/<run_id>/ and writes results.csv, samples.csv, telemetry.csv and run.json."""
+
+    def __init__(self, root: Path, workload: str) -> None:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create output directory {root}: {exc.strerror or exc}") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise BadInput(f"output directory {root} is not writable")
+        base = make_run_id(workload)
+        for attempt in range(1, 1000):
+            run_id = base if attempt == 1 else f"{base}-{attempt}"
+            try:
+                (root / run_id).mkdir()  # exclusive: never reuse an existing run directory
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise BadInput(f"cannot write to output directory {root}: {exc.strerror or exc}") from None
+        else:
+            raise BadInput(f"too many runs named {base} in {root}")
+        self.run_id = run_id
+        self.path = root / run_id
+        self.results = _CsvAppender(self.path / "results.csv", RESULT_COLUMN_NAMES)
+        self.samples = _CsvAppender(self.path / "samples.csv", SAMPLE_COLUMNS)
+        self.telemetry = _CsvAppender(self.path / "telemetry.csv", TELEMETRY_COLUMNS)
+        self.meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id}
+
+    def write_meta(self, **fields: Any) -> None:
+        """Merge fields into run.json and rewrite it atomically."""
+        self.meta.update(fields)
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(_clean_json(self.meta), indent=2, default=str) + "\n")
+        os.replace(tmp, self.path / "run.json")
+
+    def append_case(self, row: dict[str, Any], samples: list[dict[str, Any]],
+                    telemetry: list[tuple[Reading, str]], t0: float) -> None:
+        """Write one case's row, its repetitions and the telemetry taken meanwhile (t relative to t0)."""
+        self.samples.append(samples)
+        self.telemetry.append([_telemetry_row(r, case, t0) for r, case in telemetry])
+        self.results.append([row])  # last: a row in results.csv means the case is complete
+
+    def close(self) -> None:
+        for f in (self.results, self.samples, self.telemetry):
+            f.close()
+
+
+def _telemetry_row(r: Reading, case: str, t0: float) -> dict[str, Any]:
+    return {
+        "t": round(r.t - t0, 4), "device": r.device, "power_w": r.power_w, "energy_j": r.energy_j,
+        "mem_used_gb": r.mem_used_gb, "util": r.util, "sm_clock_mhz": r.sm_clock_mhz,
+        "mem_clock_mhz": r.mem_clock_mhz, "temp_c": r.temp_c, "throttle": ";".join(r.throttle), "case": case,
+    }
+
+
+def _clean_json(value: Any) -> Any:
+    """NaN -> None recursively, since JSON has no NaN."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def clean_for_json(value: Any) -> Any:
+    """Public: make a structure JSON-safe (NaN -> null)."""
+    return _clean_json(value)
+
+
+def results_csv_path(run: str | Path) -> Path:
+    """A run directory or its results.csv -> the results.csv path (BadInput if neither)."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise BadInput(f"{run}: not a run directory or results.csv")
+    return path
+
+
+def read_results(run: str | Path) -> pd.DataFrame:
+    """results.csv as a DataFrame, checked: not empty, contract columns present, schema not newer."""
+    path = results_csv_path(run)
+    try:
+        df = pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{path}: empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("schema_version", "status", "workload", "model") if c not in df.columns]
+    if missing:
+        raise BadInput(f"{path}: missing column(s) {', '.join(missing)}: not a claimbench results.csv")
+    if df.empty:
+        raise BadInput(f"{path}: no result rows")
+    versions = pd.to_numeric(df["schema_version"], errors="coerce")
+    if versions.isna().any():
+        raise BadInput(f"{path}: schema_version is not a number in every row (truncated file?)")
+    if (versions > SCHEMA_VERSION).any():
+        raise BadInput(f"{path}: schema version {int(versions.max())} is newer than this claimbench "
+                       f"understands ({SCHEMA_VERSION}); upgrade claimbench")
+    return df
+
+
+def latest_ceiling(root: Path, device_name: str) -> Any:
+    """The device's ceilings: the newest membw/matmul measurement in `root`, else the datasheet, else unknown."""
+    from bench.roofline import datasheet_peak
+    from bench.runner import Ceiling
+
+    bandwidth = flops = float("nan")
+    sources = []
+    for column, unit in (("bandwidth_gb_s", 1e9), ("tflops", 1e12)):
+        value, run = _latest_measurement(root, device_name, column)
+        if value is not None:
+            if column == "bandwidth_gb_s":
+                bandwidth = value * unit
+            else:
+                flops = value * unit
+            sources.append(f"{'bandwidth' if column == 'bandwidth_gb_s' else 'FLOP/s'} measured in {run}")
+    peak = datasheet_peak(device_name)
+    if peak is not None:
+        if math.isnan(bandwidth):
+            bandwidth = peak.bandwidth
+            sources.append(f"bandwidth from {peak.source} ({peak.name})")
+        if math.isnan(flops):
+            flops = peak.flops16
+            sources.append(f"FLOP/s from {peak.source} ({peak.name})")
+    return Ceiling(bandwidth, flops, "; ".join(sources))
+
+
+def _latest_measurement(root: Path, device_name: str, column: str) -> tuple[float | None, str]:
+    """Highest value of `column` in the newest run (by run id) on this device that measured it."""
+    if not root.is_dir():
+        return None, ""
+    for results in sorted(root.glob("*/results.csv"), reverse=True):
+        try:
+            df = pd.read_csv(results)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, UnicodeDecodeError):
+            continue
+        if column not in df.columns or "device_name" not in df.columns:
+            continue
+        ok = df[(df["device_name"] == device_name) & (df["status"] == "ok")][column].dropna()
+        if not ok.empty:
+            return float(ok.max()), results.parent.name
+    return None, ""

@@ -1,0 +1,114 @@
+"""Physical ceilings: datasheet peaks, measured peaks, KV bytes, decode bounds, MBU and MFU.
+
+A decode step must read every weight once and the KV cache of every sequence,
+so tokens/s can never exceed bandwidth / bytes-per-step; a figure above that
+bound is a measurement bug and is flagged as such.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from bench.models import ModelShape
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Peak memory bandwidth (bytes/s) and dense 16-bit tensor FLOP/s of one accelerator."""
+
+    name: str
+    bandwidth: float
+    flops16: float
+    source: str
+
+
+TB = 1e12
+TFLOP = 1e12
+
+# Dense (no sparsity) bf16/fp16 tensor-core peaks with FP32 accumulate, and HBM/GDDR bandwidth.
+# Patterns are matched against the name torch reports, most specific first.
+DATASHEET: list[tuple[str, Peak]] = [
+    # NVIDIA H100 Tensor Core GPU datasheet (2023): SXM5 3.35 TB/s, BF16 1,979 TFLOPS with sparsity -> 989 dense.
+    (r"H100.*(SXM|HBM3)", Peak("H100 SXM", 3.35 * TB, 989 * TFLOP, "NVIDIA H100 datasheet")),
+    # Same datasheet: H100 NVL 3.9 TB/s, BF16 1,671 sparse -> 835 dense.
+    (r"H100 NVL", Peak("H100 NVL", 3.9 * TB, 835 * TFLOP, "NVIDIA H100 datasheet")),
+    # Same datasheet: H100 PCIe 2.0 TB/s, BF16 1,513 sparse -> 756 dense.
+    (r"H100.*PCIe", Peak("H100 PCIe", 2.0 * TB, 756 * TFLOP, "NVIDIA H100 datasheet")),
+    # NVIDIA H200 datasheet (2024): 4.8 TB/s HBM3e, BF16 1,979 sparse -> 989 dense.
+    (r"H200", Peak("H200", 4.8 * TB, 989 * TFLOP, "NVIDIA H200 datasheet")),
+    # NVIDIA H20 (China-market Hopper) product brief: 96 GB HBM3 at 4.0 TB/s, BF16 148 TFLOPS dense.
+    (r"H20\b", Peak("H20", 4.0 * TB, 148 * TFLOP, "NVIDIA H20 product brief")),
+    # NVIDIA A100 datasheet (2021): 40GB 1,555 GB/s; 80GB SXM 2,039 GB/s; 80GB PCIe 1,935 GB/s; BF16 312 dense.
+    (r"A100.*80GB.*PCIe|A100 80GB PCIe", Peak("A100 80GB PCIe", 1.935 * TB, 312 * TFLOP, "NVIDIA A100 datasheet")),
+    (r"A100.*80GB", Peak("A100 80GB SXM", 2.039 * TB, 312 * TFLOP, "NVIDIA A100 datasheet")),
+    (r"A100", Peak("A100 40GB", 1.555 * TB, 312 * TFLOP, "NVIDIA A100 datasheet")),
+    # A800 (China-market A100, NVLink cut): PCIe 80GB 1,935 GB/s, SXM 2,039 GB/s; BF16 312 dense (A800 datasheet).
+    (r"A800.*PCIe", Peak("A800 80GB PCIe", 1.935 * TB, 312 * TFLOP, "NVIDIA A800 datasheet")),
+    (r"A800", Peak("A800 80GB SXM", 2.039 * TB, 312 * TFLOP, "NVIDIA A800 datasheet")),
+    # NVIDIA L40S datasheet: 864 GB/s GDDR6, BF16 733 sparse -> 362 dense.
+    (r"L40S", Peak("L40S", 0.864 * TB, 362 * TFLOP, "NVIDIA L40S datasheet")),
+    # NVIDIA L20 (China-market Ada) product brief: 48 GB GDDR6 at 864 GB/s, BF16 119.5 TFLOPS dense.
+    (r"\bL20\b", Peak("L20", 0.864 * TB, 119.5 * TFLOP, "NVIDIA L20 product brief")),
+    # NVIDIA L4 datasheet: 300 GB/s, BF16 242 sparse -> 121 dense.
+    (r"\bL4\b", Peak("L4", 0.300 * TB, 121 * TFLOP, "NVIDIA L4 datasheet")),
+    # NVIDIA Ada GPU architecture whitepaper, RTX 4090: 1,008 GB/s; BF16 with FP32 accumulate 165.2 dense.
+    (r"RTX 4090", Peak("RTX 4090", 1.008 * TB, 165.2 * TFLOP, "NVIDIA Ada architecture whitepaper")),
+    # NVIDIA Ampere GA102 whitepaper, RTX 3090: 936 GB/s; FP16/BF16 tensor with FP32 accumulate 71 dense.
+    (r"RTX 3090", Peak("RTX 3090", 0.936 * TB, 71 * TFLOP, "NVIDIA GA102 whitepaper")),
+    # AMD Instinct MI300X datasheet: 5.3 TB/s HBM3, BF16 1,307.4 TFLOPS dense.
+    (r"MI300X", Peak("MI300X", 5.3 * TB, 1307.4 * TFLOP, "AMD Instinct MI300X datasheet")),
+    # AMD Instinct MI250X datasheet: 3.2 TB/s HBM2e, BF16 383 TFLOPS.
+    (r"MI250X", Peak("MI250X", 3.2768 * TB, 383 * TFLOP, "AMD Instinct MI250X datasheet")),
+]
+
+
+def datasheet_peak(device_name: str) -> Peak | None:
+    """The datasheet entry whose pattern matches the device name, if any."""
+    for pattern, peak in DATASHEET:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return peak
+    return None
+
+
+def decode_bytes_per_step(shape: ModelShape, weight_bytes_per_param: float, batch: int, context: float) -> float:
+    """Bytes one decode step must read: every weight used once plus each sequence's KV cache.
+
+    For mixture-of-experts models a batch touches at most all experts; we count
+    the active parameters per token times the batch, capped at the full model.
+    """
+    params_read = min(shape.params, shape.active_params * batch)
+    kv = batch * context * shape.kv_bytes_per_token(int(weight_bytes_per_param) or 2)
+    return params_read * weight_bytes_per_param + kv
+
+
+def decode_bound_tok_s(bytes_per_step: float, batch: int, bandwidth: float) -> float:
+    """Upper bound on decode tokens/s: batch * bandwidth / bytes per step."""
+    if bytes_per_step <= 0 or bandwidth <= 0:
+        return NAN
+    return batch * bandwidth / bytes_per_step
+
+
+def mbu(decode_tok_s: float, bytes_per_step: float, batch: int, bandwidth: float) -> float:
+    """Model bandwidth utilisation: bytes read per second during decode / peak bandwidth."""
+    if math.isnan(decode_tok_s) or bandwidth <= 0:
+        return NAN
+    return (decode_tok_s / batch) * bytes_per_step / bandwidth
+
+
+def prefill_flops(shape: ModelShape, batch: int, input_len: int) -> float:
+    """FLOPs of one prefill: 2 * active params * tokens, plus causal attention (QK^T and AV)."""
+    attn_width = shape.layers * shape.heads * shape.head_dim
+    dense = 2.0 * shape.active_params * batch * input_len
+    attention = 2.0 * attn_width * batch * input_len * input_len  # 4*L*n^2*d, halved by the causal mask
+    return dense + attention
+
+
+def mfu(flops: float, seconds: float, peak_flops: float) -> float:
+    """Model FLOP/s utilisation: achieved FLOP/s / peak FLOP/s."""
+    if seconds <= 0 or peak_flops <= 0 or math.isnan(seconds):
+        return NAN
+    return flops / seconds / peak_flops

@@ -1,0 +1,134 @@
+"""The one place where result columns, their units and the schema version are defined.
+
+Every writer and reader of run directories imports from here, so a column is named
+(and given a unit) exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "oom", "skipped", "error")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A results.csv column: its name, unit and meaning."""
+
+    name: str
+    unit: str
+    doc: str
+
+
+def _cols(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in specs)
+
+
+# The contract in DESIGN.md, in its order; extra columns follow.
+RESULT_COLUMNS: tuple[Column, ...] = _cols(
+    ("schema_version", "", "results.csv schema version"),
+    ("run_id", "", "run directory name"),
+    ("workload", "", "workload name"),
+    ("case", "", "case index within the run, from 0"),
+    ("model", "", "model name or local directory"),
+    ("weights", "", "random | pretrained"),
+    ("engine", "", "inference engine"),
+    ("device", "", "torch device string"),
+    ("device_name", "", "device model name"),
+    ("device_count", "", "devices used by the case"),
+    ("dtype", "", "weight and activation dtype actually used"),
+    ("batch_size", "requests", "concurrent sequences"),
+    ("input_len", "tokens", "prompt length per sequence"),
+    ("output_len", "tokens", "generated tokens per sequence"),
+    ("repetitions", "", "measured repetitions (warm-up excluded)"),
+    ("status", "", "ok | oom | skipped | error"),
+    ("detail", "", "why, in words"),
+    ("ttft_ms_p50", "ms", "time to first token, median"),
+    ("ttft_ms_p99", "ms", "time to first token, 99th percentile"),
+    ("tpot_ms_p50", "ms", "time per output token after the first, median"),
+    ("tpot_ms_p99", "ms", "time per output token after the first, p99"),
+    ("itl_ms_p99", "ms", "inter-token latency pooled over requests, p99"),
+    ("e2e_ms_p50", "ms", "request latency, median"),
+    ("prefill_tok_s", "tok/s", "batch*input_len/TTFT, median over repetitions"),
+    ("decode_tok_s", "tok/s", "batch*(output_len-1)/(E2E-TTFT), median over repetitions"),
+    ("decode_tok_s_per_user", "tok/s", "1000/TPOT p50"),
+    ("output_tok_s", "tok/s", "batch*output_len/E2E, median over repetitions"),
+    ("decode_tok_s_cv", "", "coefficient of variation of decode_tok_s over repetitions"),
+    ("peak_mem_gb", "GB", "peak device memory allocated by the case (host RSS on CPU)"),
+    ("host_peak_rss_gb", "GB", "peak resident memory of this process"),
+    ("power_w_mean", "W", "mean board power per card during the measured windows"),
+    ("power_w_max", "W", "peak board power per card"),
+    ("energy_j", "J", "energy over all measured windows, all cards"),
+    ("energy_j_per_token", "J/token", "decode-window energy / decode tokens"),
+    ("tok_s_per_w", "tok/s/W", "decode tokens/s per watt of decode power"),
+    ("energy_source", "", "nvml-counter | nvml-power | amdsmi | rapl | none: why"),
+    ("throttled", "", "clock-event reasons seen during the case, empty if none"),
+    ("roofline_decode_tok_s", "tok/s", "memory-bandwidth bound on decode tok/s"),
+    ("mbu", "", "model bandwidth utilisation of decode"),
+    ("mfu", "", "model FLOP/s utilisation of prefill"),
+    # Extra columns.
+    ("itl_ms_p50", "ms", "inter-token latency, median"),
+    ("ttft_ms_mean", "ms", "time to first token, mean"),
+    ("e2e_ms_p99", "ms", "request latency, p99"),
+    ("compile", "", "torch.compile used"),
+    ("cache", "", "KV cache implementation"),
+    ("params", "", "model parameters"),
+    ("weight_bytes", "B", "bytes of model weights"),
+    ("kv_bytes_per_token", "B", "2*layers*kv_heads*head_dim*bytes per element"),
+    ("measured_seconds", "s", "wall time of the measured repetitions"),
+    ("load_seconds", "s", "model load time (first case of a model)"),
+    ("energy_prefill_j", "J", "energy in prefill windows, all cards"),
+    ("energy_decode_j", "J", "energy in decode windows, all cards"),
+    ("energy_j_per_token_idle_sub", "J/token", "decode energy above idle baseline per decode token"),
+    ("temp_c_max", "C", "highest device temperature seen"),
+    ("bandwidth_gb_s", "GB/s", "membw: measured device memory bandwidth (bytes read + written)"),
+    ("tflops", "TFLOP/s", "matmul: measured dense matrix-multiply throughput"),
+    ("tags", "", "workload-specific key=value pairs"),
+)
+
+RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
+
+# Columns that hold numbers; everything else is text. Used by readers and writers
+# so that an unmeasured figure is written as an empty cell, never 0.
+NUMERIC_COLUMNS: frozenset[str] = frozenset(
+    c.name
+    for c in RESULT_COLUMNS
+    if c.unit or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params"}
+)
+
+# One row per measured repetition.
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "case",
+    "repetition",
+    "batch_size",
+    "input_len",
+    "output_len",
+    "ttft_ms",
+    "e2e_ms",
+    "tpot_ms",
+    "prefill_tok_s",
+    "decode_tok_s",
+    "output_tok_s",
+    "itl_ms_p50",
+    "itl_ms_max",
+    "energy_prefill_j",
+    "energy_decode_j",
+)
+
+# The sampled time series, one row per device per tick.
+TELEMETRY_COLUMNS: tuple[str, ...] = (
+    "t",
+    "device",
+    "power_w",
+    "energy_j",
+    "mem_used_gb",
+    "util",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "temp_c",
+    "throttle",
+    "case",
+)

@@ -1,0 +1,82 @@
+"""The sampler interface: what a telemetry backend reads and how it says what it cannot."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields a backend may be able to read; each backend maps every one of these to
+# either None (readable) or a reason it cannot be read.
+FIELDS = ("power_w", "energy_j", "mem_used_gb", "util", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "throttle")
+
+
+@dataclass
+class Reading:
+    """One device's state at one instant. None means 'not readable', never 0."""
+
+    t: float  # time.perf_counter() seconds, the clock the engines use
+    device: str
+    power_w: float | None = None
+    energy_j: float | None = None  # cumulative counter since an arbitrary origin, already unwrapped
+    mem_used_gb: float | None = None
+    util: float | None = None  # percent
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    temp_c: float | None = None
+    throttle: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Backend(ABC):
+    """A source of telemetry for the devices it can see."""
+
+    name: str = "none"
+    # How energy is measured: nvml-counter | nvml-power | amdsmi | rapl | none
+    energy_method: str = "none"
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """Labels of the devices this backend reads (e.g. 'gpu0', 'cpu-package0')."""
+
+    @abstractmethod
+    def capabilities(self) -> dict[str, str | None]:
+        """For each of FIELDS: None if readable, else why not."""
+
+    @abstractmethod
+    def read(self) -> list[Reading]:
+        """One reading per device, now."""
+
+    def fingerprint(self) -> list[dict[str, Any]]:
+        """Per-device facts for run.json (driver, power limit, clocks, PCIe, ECC, MIG...)."""
+        return []
+
+    def error_counts(self) -> dict[str, Any]:
+        """Hardware error counters (e.g. volatile ECC), read before and after a run."""
+        return {}
+
+    def energy_reason(self) -> str:
+        """The energy_source text: the method, or 'none: why'."""
+        reason = self.capabilities().get("energy_j") and self.capabilities().get("power_w")
+        return f"none: {reason}" if reason else self.energy_method
+
+    def close(self) -> None:
+        """Release the library handle."""
+
+
+class NoTelemetry(Backend):
+    """Nothing readable: every field says why."""
+
+    name = "none"
+    energy_method = "none"
+
+    def __init__(self, reason: str = "no telemetry backend available") -> None:
+        self.reason = reason
+
+    def devices(self) -> list[str]:
+        return []
+
+    def capabilities(self) -> dict[str, str | None]:
+        return dict.fromkeys(FIELDS, self.reason)
+
+    def read(self) -> list[Reading]:
+        return []

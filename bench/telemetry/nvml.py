@@ -1,0 +1,205 @@
+"""NVIDIA GPUs through NVML (package nvidia-ml-py, module pynvml), every visible card.
+
+Energy: the total-energy counter (mJ since driver load, Volta and newer) where
+the card has it, else timestamped power samples integrated over the window.
+Every other reading is tried once per card at start; one the card refuses is
+reported as unsupported with NVML's reason, never as 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.telemetry.base import FIELDS, Backend, Reading
+
+# Clock-event ("throttle") reason bits, from nvml.h. GpuIdle, application clocks and
+# display clocks are not the card holding back under load, so they do not count as throttling.
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+NOT_THROTTLING = {"gpu_idle", "applications_clocks_setting", "display_clock_setting"}
+
+FI_DEV_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT (newer drivers)
+
+
+def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
+    """Bitmask -> reason names, unknown bits as hex, in bit order."""
+    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    if unknown:
+        names.append(f"unknown_0x{unknown:x}")
+    return tuple(names)
+
+
+def throttling_reasons(reasons: tuple[str, ...]) -> tuple[str, ...]:
+    """The reasons that mean clocks were held back under load."""
+    return tuple(r for r in reasons if r not in NOT_THROTTLING)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlBackend(Backend):
+    """All NVIDIA GPUs NVML can see. `nvml` is the pynvml module (a fake in CPU tests)."""
+
+    name = "nvml"
+
+    def __init__(self, nvml: Any = None) -> None:
+        if nvml is None:
+            import pynvml as nvml
+        self.nvml = nvml
+        nvml.nvmlInit()  # raises NVMLError (e.g. LibraryNotFound) with no driver: the probe moves on
+        count = nvml.nvmlDeviceGetCount()
+        if count == 0:
+            nvml.nvmlShutdown()
+            raise RuntimeError("NVML sees no GPU")
+        self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self._labels = [f"gpu{i}" for i in range(count)]
+        self._unsupported: list[dict[str, str]] = [self._probe(h) for h in self.handles]
+        has_counter = all("energy_j" not in u for u in self._unsupported)
+        self.energy_method = "nvml-counter" if has_counter else "nvml-power"
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
+        """(value, None) or (None, NVML's reason)."""
+        try:
+            return fn(*args), None
+        except self.nvml.NVMLError as exc:
+            return None, f"NVML: {exc}"
+        except (AttributeError, NotImplementedError) as exc:  # older NVML without the function
+            return None, f"NVML: {exc}"
+
+    def _power_w(self, handle: Any) -> tuple[float | None, str | None]:
+        values, err = self._call(self.nvml.nvmlDeviceGetFieldValues, handle, [FI_DEV_POWER_INSTANT])
+        if err is None and values and values[0].nvmlReturn == 0:
+            return values[0].value.uiVal / 1000.0, None
+        mw, err = self._call(self.nvml.nvmlDeviceGetPowerUsage, handle)
+        return (mw / 1000.0 if mw is not None else None), err
+
+    def _reasons_fn(self) -> Callable[..., Any]:
+        return getattr(self.nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+
+    def _readers(self) -> dict[str, Callable[[Any], tuple[Any, str | None]]]:
+        n = self.nvml
+        return {
+            "power_w": self._power_w,
+            "energy_j": lambda h: self._call(n.nvmlDeviceGetTotalEnergyConsumption, h),
+            "mem_used_gb": lambda h: self._call(n.nvmlDeviceGetMemoryInfo, h),
+            "util": lambda h: self._call(n.nvmlDeviceGetUtilizationRates, h),
+            "sm_clock_mhz": lambda h: self._call(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
+            "mem_clock_mhz": lambda h: self._call(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM),
+            "temp_c": lambda h: self._call(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
+            "throttle": lambda h: self._call(self._reasons_fn(), h),
+        }
+
+    def _probe(self, handle: Any) -> dict[str, str]:
+        """Try every reading once; remember the ones this card refuses, and why."""
+        unsupported = {}
+        for field, read in self._readers().items():
+            _value, err = read(handle)
+            if err is not None:
+                unsupported[field] = err
+        return unsupported
+
+    # --- Backend -------------------------------------------------------------------------
+
+    def devices(self) -> list[str]:
+        return list(self._labels)
+
+    def capabilities(self) -> dict[str, str | None]:
+        """A field counts as readable only if every card can read it."""
+        caps: dict[str, str | None] = {}
+        for field in FIELDS:
+            reasons = [f"{lbl}: {u[field]}" for lbl, u in zip(self._labels, self._unsupported) if field in u]
+            caps[field] = "; ".join(reasons) or None
+        return caps
+
+    def read(self) -> list[Reading]:
+        out = []
+        readers = self._readers()
+        for label, handle, unsupported in zip(self._labels, self.handles, self._unsupported):
+            t = time.perf_counter()
+            raw = {f: (None if f in unsupported else readers[f](handle)[0]) for f in FIELDS}
+            mem, util, mj, reasons = raw["mem_used_gb"], raw["util"], raw["energy_j"], raw["throttle"]
+            out.append(Reading(
+                t=t,
+                device=label,
+                power_w=raw["power_w"],
+                energy_j=mj / 1000.0 if mj is not None else None,
+                mem_used_gb=mem.used / 1e9 if mem is not None else None,
+                util=float(util.gpu) if util is not None else None,
+                sm_clock_mhz=raw["sm_clock_mhz"],
+                mem_clock_mhz=raw["mem_clock_mhz"],
+                temp_c=raw["temp_c"],
+                throttle=decode_clock_event_reasons(int(reasons)) if reasons is not None else (),
+            ))
+        return out
+
+    def error_counts(self) -> dict[str, Any]:
+        """Volatile (since driver load) corrected/uncorrected ECC errors per card; None where unsupported."""
+        n = self.nvml
+        counts: dict[str, Any] = {}
+        for label, h in zip(self._labels, self.handles):
+            corrected, err1 = self._call(n.nvmlDeviceGetTotalEccErrors, h, n.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+                                         n.NVML_VOLATILE_ECC)
+            uncorrected, err2 = self._call(n.nvmlDeviceGetTotalEccErrors, h,
+                                           n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, n.NVML_VOLATILE_ECC)
+            counts[label] = {"ecc_corrected_volatile": corrected, "ecc_uncorrected_volatile": uncorrected,
+                             "reason": err1 or err2}
+        return counts
+
+    def fingerprint(self) -> list[dict[str, Any]]:
+        n = self.nvml
+        driver, _ = self._call(n.nvmlSystemGetDriverVersion)
+        cuda, _ = self._call(getattr(n, "nvmlSystemGetCudaDriverVersion_v2", n.nvmlSystemGetCudaDriverVersion))
+        cuda_text = f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None
+        info = []
+        for label, h in zip(self._labels, self.handles):
+            def get(fn_name: str, *args: Any, _h: Any = h) -> Any:
+                fn = getattr(n, fn_name, None)
+                return self._call(fn, _h, *args)[0] if fn else None
+
+            mem = get("nvmlDeviceGetMemoryInfo")
+            limit = get("nvmlDeviceGetEnforcedPowerLimit")
+            ecc = get("nvmlDeviceGetEccMode")
+            mig = get("nvmlDeviceGetMigMode")
+            info.append({
+                "device": label,
+                "name": _text(get("nvmlDeviceGetName")),
+                "uuid": _text(get("nvmlDeviceGetUUID")),
+                "driver": _text(driver) if driver is not None else None,
+                "cuda_driver": cuda_text,
+                "memory_total_gb": mem.total / 1e9 if mem is not None else None,
+                "power_limit_w": limit / 1000.0 if limit is not None else None,
+                "sm_clock_max_mhz": get("nvmlDeviceGetMaxClockInfo", n.NVML_CLOCK_SM),
+                "mem_clock_max_mhz": get("nvmlDeviceGetMaxClockInfo", n.NVML_CLOCK_MEM),
+                "pcie_gen": get("nvmlDeviceGetCurrPcieLinkGeneration"),
+                "pcie_gen_max": get("nvmlDeviceGetMaxPcieLinkGeneration"),
+                "pcie_width": get("nvmlDeviceGetCurrPcieLinkWidth"),
+                "pcie_width_max": get("nvmlDeviceGetMaxPcieLinkWidth"),
+                "ecc_mode": ecc[0] if isinstance(ecc, (list, tuple)) else ecc,
+                "mig_mode": mig[0] if isinstance(mig, (list, tuple)) else mig,
+                "persistence_mode": get("nvmlDeviceGetPersistenceMode"),
+                "compute_mode": get("nvmlDeviceGetComputeMode"),
+                "unsupported": self._unsupported[self._labels.index(label)],
+            })
+        return info
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # shutting down: nothing useful to do on failure
+            self.nvml.nvmlShutdown()

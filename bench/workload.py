@@ -1,0 +1,307 @@
+"""Load and validate a workload TOML file and expand its matrix into cases.
+
+A workload file looks like::
+
+    name = "throughput"
+    description = "..."
+    kind = "generate"            # what the runner does with each case
+    claims = ["groq-500-tps"]    # ids in seeds/claims.toml it helps test
+
+    [params]                     # any key below; a list expands the matrix
+    batch_size = [1, 8]
+    input_len = [128, 512]
+
+    [quick]                      # overrides applied by --quick
+    batch_size = [1]
+
+Parameters that take a list are expanded as a cartesian product (llama-bench
+style). Cases are ordered with the model (and what decides how it is loaded)
+outermost, so each model is loaded once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BadInput
+from bench.paths import workloads_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Param:
+    """One workload parameter: its type, default, whether it may be a list, and its meaning."""
+
+    type: type
+    default: Any
+    doc: str
+    matrix: bool = False
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+
+
+KINDS = ("generate", "long-context")
+
+# Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest.
+PARAMS: dict[str, Param] = {
+    "model": Param(str, "tiny", "bundled model name or local HF directory", matrix=True),
+    "engine": Param(str, "transformers", "inference engine", matrix=True),
+    "dtype": Param(str, "auto", "weight/activation dtype", matrix=True,
+                   choices=("auto", "float32", "bfloat16", "float16")),
+    "compile": Param(bool, False, "torch.compile the forward pass (implies a static KV cache)", matrix=True),
+    "cache": Param(str, "dynamic", "KV cache implementation", matrix=True, choices=("dynamic", "static")),
+    "batch_size": Param(int, 1, "concurrent sequences", matrix=True, minimum=1),
+    "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1),
+    "output_len": Param(int, 32, "generated tokens per sequence (>= 2 for decode metrics)", matrix=True,
+                        minimum=1),
+    "device": Param(str, "auto", "auto | cpu | cuda | cuda:N | mps | xpu"),
+    "warmup": Param(int, 1, "unmeasured repetitions before each case", minimum=0),
+    "min_reps": Param(int, 3, "measured repetitions at least", minimum=1),
+    "min_seconds": Param(float, 1.0, "measured seconds at least", minimum=0),
+    "max_reps": Param(int, 50, "measured repetitions at most", minimum=1),
+    "max_seconds": Param(float, 120.0, "stop repeating after this many seconds (once min_reps is met)",
+                         minimum=0),
+    "seed": Param(int, 0, "seed for prompts and random weights"),
+    "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0),
+    "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0),
+    "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1),
+    "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1),
+    "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
+                       matrix=True),
+    "idle_seconds": Param(float, 2.0, "seconds of idle power measured before the first case", minimum=0),
+}
+
+MATRIX_KEYS: tuple[str, ...] = tuple(k for k, p in PARAMS.items() if p.matrix)
+META_KEYS = {"name", "description", "kind", "claims", "params", "quick", "gpu"}
+
+
+@dataclass
+class Workload:
+    """A validated workload: metadata plus parameter values (lists for matrix keys)."""
+
+    name: str
+    description: str
+    kind: str
+    claims: list[str]
+    params: dict[str, Any]
+    quick: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    explicit: set[str] = field(default_factory=set)  # keys the file or the user set
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for run.json."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "claims": self.claims,
+            "params": self.params,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix: scalar values for every parameter."""
+
+    index: int
+    params: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def label(self) -> str:
+        """Short human label: model bs=.. in=.. out=.."""
+        p = self.params
+        extra = " compiled" if p["compile"] else ""
+        return f"{p['model']} {p['dtype']}{extra} bs={p['batch_size']} in={p['input_len']} out={p['output_len']}"
+
+
+def available_workloads() -> dict[str, Path]:
+    """Bundled workload names and their files."""
+    return {p.stem: p for p in sorted(workloads_dir().glob("*.toml"))}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Check one value (or list of values) against PARAMS[key]; return it in the right type."""
+    if key not in PARAMS:
+        known = ", ".join(PARAMS)
+        raise BadInput(f"{where}: unknown key '{key}' (known: {known})")
+    spec = PARAMS[key]
+    if isinstance(value, list):
+        if not spec.matrix:
+            raise BadInput(f"{where}: '{key}' takes one value, not a list")
+        if not value:
+            raise BadInput(f"{where}: '{key}' is an empty list")
+        return [_coerce_scalar(key, v, spec, where) for v in value]
+    return _coerce_scalar(key, value, spec, where)
+
+
+def _coerce_scalar(key: str, value: Any, spec: Param, where: str) -> Any:
+    expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[spec.type]
+    ok = (
+        (spec.type is bool and isinstance(value, bool))
+        or (spec.type is int and isinstance(value, int) and not isinstance(value, bool))
+        or (spec.type is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (spec.type is str and isinstance(value, str))
+    )
+    if not ok:
+        raise BadInput(f"{where}: '{key}' must be {expected}{' or a list of them' if spec.matrix else ''}, "
+                       f"got {value!r}")
+    if spec.type is float:
+        value = float(value)
+    if spec.choices and value not in spec.choices:
+        raise BadInput(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise BadInput(f"{where}: '{key}' must be >= {spec.minimum:g}, got {value!r}")
+    return value
+
+
+def _validate_params(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise BadInput(f"{where}: must be a table of parameters")
+    return {k: _coerce(k, v, f"{where}") for k, v in table.items()}
+
+
+def load_workload(name_or_path: str) -> Workload:
+    """Load a bundled workload by name, or a TOML file by path, and validate it."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.exists()):
+        bundled = available_workloads()
+        if name_or_path not in bundled:
+            raise BadInput(f"unknown workload '{name_or_path}' (bundled: {', '.join(bundled)}; or give a .toml file)")
+        path = bundled[name_or_path]
+    if not path.is_file():
+        raise BadInput(f"workload file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: malformed TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read: {exc}") from None
+
+    unknown = set(data) - META_KEYS
+    if unknown:
+        raise BadInput(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))} "
+                       f"(parameters go in [params]; allowed: {', '.join(sorted(META_KEYS))})")
+    kind = data.get("kind", "generate")
+    if kind not in KINDS:
+        raise BadInput(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    claims = data.get("claims", [])
+    if not (isinstance(claims, list) and all(isinstance(c, str) for c in claims)):
+        raise BadInput(f"{path}: claims must be a list of claim ids")
+    params = {k: p.default for k, p in PARAMS.items()}
+    given = _validate_params(data.get("params", {}), f"{path} [params]")
+    params.update(given)
+    return Workload(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        kind=kind,
+        claims=claims,
+        params=params,
+        quick=_validate_params(data.get("quick", {}), f"{path} [quick]"),
+        gpu=_validate_params(data.get("gpu", {}), f"{path} [gpu]"),
+        source=str(path),
+        explicit=set(given),
+    )
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse one ``--set KEY=VALUE``; VALUE is a TOML value, a comma list, or a bare string."""
+    if "=" not in item:
+        raise BadInput(f"--set {item}: expected KEY=VALUE")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    if key not in PARAMS:
+        raise BadInput(f"--set {item}: unknown key '{key}' (known: {', '.join(PARAMS)})")
+    if raw == "":
+        raise BadInput(f"--set {item}: empty value")
+    if raw.startswith("["):
+        value: Any = _parse_scalar(raw)
+    elif "," in raw:
+        value = [_parse_scalar(p.strip()) for p in raw.split(",")]
+    else:
+        value = _parse_scalar(raw)
+    return key, _coerce(key, value, f"--set {item}")
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word: a string
+
+
+def apply_overrides(workload: Workload, overrides: dict[str, Any], quick: bool = False,
+                    on_gpu: bool = False) -> Workload:
+    """Return the workload with [gpu] (on a GPU), [quick] (if asked) and then --set values applied."""
+    params = dict(workload.params)
+    if on_gpu:
+        params.update(workload.gpu)
+    if quick:
+        params.update(workload.quick)
+    params.update(overrides)
+    explicit = set(workload.explicit) | set(overrides)
+    if on_gpu:
+        explicit |= set(workload.gpu)
+    if quick:
+        explicit |= set(workload.quick)
+    return Workload(workload.name, workload.description, workload.kind, workload.claims, params,
+                    workload.quick, workload.gpu, workload.source, explicit)
+
+
+def context_lengths(min_context: int, limit: int) -> list[int]:
+    """Doubling input lengths from min_context, ending with the limit itself."""
+    lengths = []
+    n = min_context
+    while n < limit:
+        lengths.append(n)
+        n *= 2
+    if limit >= 1:
+        lengths.append(limit)
+    return lengths
+
+
+def expand(workload: Workload, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
+    """Cartesian product of the matrix keys, model-major so each model loads once.
+
+    For a long-context workload whose input_len was not given explicitly, the
+    input lengths come from each model: doubling from min_context up to
+    max_context (or the model's maximum position), less the output length.
+    """
+    scalars = {k: v for k, v in workload.params.items() if k not in MATRIX_KEYS}
+    auto_lengths = workload.kind == "long-context" and "input_len" not in workload.explicit
+    cases: list[Case] = []
+    seen: set[tuple] = set()
+    for model in _axis(workload.params["model"]):
+        axes = {k: _axis(workload.params[k]) for k in MATRIX_KEYS if k != "model"}
+        if auto_lengths:
+            max_pos = max_position_of(model) if max_position_of else 0
+            ceiling = workload.params["max_context"] or max_pos or workload.params["min_context"]
+            if max_pos:
+                ceiling = min(ceiling, max_pos)
+            longest_out = max(axes["output_len"])
+            axes["input_len"] = context_lengths(workload.params["min_context"], ceiling - longest_out)
+        for combo in itertools.product(*axes.values()):
+            params = dict(scalars, model=model)
+            params.update(zip(axes, combo))
+            if params["compile"]:
+                params["cache"] = "static"  # torch.compile needs fixed shapes
+            key = tuple(sorted((k, str(v)) for k, v in params.items()))
+            if key not in seen:  # compile forcing the static cache can make two cases equal
+                seen.add(key)
+                cases.append(Case(len(cases), params))
+    return cases
+
+
+def _axis(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,38 @@
+"""Shared test helpers: the real `bench` CLI in a subprocess, offline, on the tiny model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Settings that keep a CLI run to a few seconds on a 2-core CPU.
+FAST = ["--set", "min_reps=2", "--set", "min_seconds=0", "--set", "idle_seconds=0"]
+
+
+def run_bench(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run `python -m bench ARGS` and capture its output."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def single_run_dir(out: Path) -> Path:
+    """The one run directory a test's --out holds."""
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    return tmp_path / "results"

@@ -1,0 +1,160 @@
+"""The real `bench` CLI in a subprocess, on the tiny model, with the real files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from bench.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
+from tests.conftest import FAST, ROOT, run_bench, single_run_dir
+
+
+def test_bench_run_with_no_arguments(tmp_path):
+    """`bench run` alone: default workload, tiny model, a table, and a complete run directory."""
+    proc = run_bench("run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = single_run_dir(tmp_path / "results")
+    assert run.name.endswith("-quick")
+    df = pd.read_csv(run / "results.csv")
+    assert list(df.columns) == list(RESULT_COLUMN_NAMES)
+    assert (df["status"] == "ok").all()
+    assert set(df["model"]) == {"tiny"} and set(df["weights"]) == {"random"}
+    assert (df["decode_tok_s"] > 0).all() and (df["ttft_ms_p50"] > 0).all()
+    assert (df["repetitions"] >= 3).all()
+    # Not measurable on this machine -> empty with a reason, never 0.
+    if df["energy_source"].str.startswith("none").all():
+        assert df["energy_j"].isna().all() and df["power_w_mean"].isna().all()
+    samples = pd.read_csv(run / "samples.csv")
+    assert list(samples.columns) == list(SAMPLE_COLUMNS)
+    assert len(samples) == df["repetitions"].sum()
+    telemetry = pd.read_csv(run / "telemetry.csv")
+    assert list(telemetry.columns) == list(TELEMETRY_COLUMNS)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["complete"] is True and meta["schema_version"] == 1
+    assert meta["fingerprint"]["versions"]["torch"]
+    assert meta["workload"]["name"] == "quick"
+    assert "decode tok/s" in proc.stdout  # the results table
+
+
+def test_list_and_env():
+    for what, expected in (("workloads", "long-context"), ("models", "llama-3.1-8b"), ("engines", "transformers")):
+        proc = run_bench("list", what)
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stderr
+    proc = run_bench("env")
+    assert proc.returncode == 0, proc.stderr
+    assert "telemetry" in proc.stdout and "torch" in proc.stdout
+    proc = run_bench("env", "--json")
+    info = json.loads(proc.stdout)
+    assert info["telemetry"]["capabilities"]["power_w"]
+
+
+def test_dry_run_lists_cases_without_running(out_dir):
+    proc = run_bench("run", "--workload", "throughput", "--dry-run", "--set", "batch_size=1,2,4", "--out",
+                     str(out_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert not out_dir.exists()
+    assert proc.stdout.count("tiny") == 3 * 2 * 2  # 3 batches x 2 inputs x 2 outputs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--workload", "nope"], "unknown workload"),
+        (["run", "--model", "gpt-17"], "unknown model"),
+        (["run", "--engine", "magic"], "unknown engine"),
+        (["run", "--device", "tpu9"], "unknown device"),
+        (["run", "--device", "cuda:7"], "cuda"),
+        (["run", "--set", "batchsize=2"], "unknown key"),
+        (["run", "--set", "batch_size=two"], "must be an integer"),
+        (["run", "--dtype", "int3"], "must be one of"),
+        (["run", "--bogus"], "unrecognized arguments"),
+        (["list", "things"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_bench(*args, "--dry-run") if args[0] == "run" else run_bench(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_malformed_toml_and_model_dir_without_config(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[params\n")
+    proc = run_bench("run", "--workload", str(bad), "--dry-run")
+    assert proc.returncode == 2 and "malformed TOML" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_bench("run", "--model", str(tmp_path), "--dry-run")
+    assert proc.returncode == 2 and "no config.json" in proc.stderr
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_bench("run", "--out", str(blocker / "results"), *FAST)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "output directory" in proc.stderr
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        proc = run_bench("run", "--out", str(ro), *FAST)
+        assert proc.returncode == 2 and "not writable" in proc.stderr
+
+
+def test_runs_never_overwrite_each_other(out_dir):
+    for _ in range(2):
+        proc = run_bench("run", "--out", str(out_dir), "--quick", *FAST)
+        assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.name for p in out_dir.iterdir())
+    assert len(runs) == 2 and runs[0] != runs[1]
+
+
+def test_sigkill_after_the_first_case_keeps_its_row(out_dir):
+    """Rows are flushed per case: a run killed mid-sweep leaves every finished row readable."""
+    cmd = [sys.executable, "-m", "bench", "run", "--out", str(out_dir), "--set", "batch_size=1,2,3,4,5,6",
+           "--set", "min_reps=2", "--set", "min_seconds=0.5", "--set", "idle_seconds=0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 240
+    results = None
+    while time.time() < deadline:
+        found = list(out_dir.glob("*/results.csv")) if out_dir.exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 2:  # header + first case
+            results = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert results is not None, "first case never finished"
+    df = pd.read_csv(results)
+    assert 1 <= len(df) < 6
+    assert (df["status"] == "ok").all() and df["decode_tok_s"].notna().all()
+    meta = json.loads((results.parent / "run.json").read_text())
+    assert meta["complete"] is False  # written before the first case, never completed
+
+
+def test_long_context_quick_with_memory_budget_gives_oom_row(out_dir):
+    proc = run_bench("run", "--workload", "long-context", "--quick", "--out", str(out_dir), *FAST,
+                     "--set", "max_context=2048", "--set", "max_mem_gb=0.001")
+    assert proc.returncode == 0, proc.stderr  # OOM is a result, not a failure
+    df = pd.read_csv(single_run_dir(out_dir) / "results.csv")
+    assert df.loc[0, "status"] == "oom" and "max_mem_gb" in df.loc[0, "detail"]
+
+
+def test_model_directory_with_real_weights(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bench.models import resolve_model
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(resolve_model("tiny").config).save_pretrained(tmp_path / "m")
+    proc = run_bench("run", "--model", str(tmp_path / "m"), "--quick", "--out", str(tmp_path / "r"), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(single_run_dir(tmp_path / "r") / "results.csv")
+    assert df.loc[0, "weights"] == "pretrained" and df.loc[0, "status"] == "ok"

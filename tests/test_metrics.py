@@ -1,0 +1,89 @@
+"""Metric definitions checked on hand-computed timelines."""
+
+import math
+
+import pytest
+
+from bench.metrics import (
+    Repetition,
+    RequestTiming,
+    batch_repetition,
+    calculate_metrics,
+    cv,
+    enough_repetitions,
+    percentile,
+    repetition_metrics,
+)
+
+
+def test_single_request_by_hand():
+    # start 0 s; tokens at 0.100, 0.120, 0.140, 0.160, 0.180 s; 10 prompt tokens.
+    rep = batch_repetition(0.0, [0.100, 0.120, 0.140, 0.160, 0.180], batch_size=1, input_len=10)
+    m = calculate_metrics([rep])
+    assert m["ttft_ms_p50"] == pytest.approx(100.0)
+    assert m["e2e_ms_p50"] == pytest.approx(180.0)
+    # TPOT = (180 - 100) / (5 - 1) = 20 ms; per-user tok/s = 1000/20 = 50
+    assert m["tpot_ms_p50"] == pytest.approx(20.0)
+    assert m["decode_tok_s_per_user"] == pytest.approx(50.0)
+    # prefill = 1 * 10 / 0.1 s = 100 tok/s; decode = 1 * 4 / 0.08 s = 50; output = 5 / 0.18
+    assert m["prefill_tok_s"] == pytest.approx(100.0)
+    assert m["decode_tok_s"] == pytest.approx(50.0)
+    assert m["output_tok_s"] == pytest.approx(5 / 0.18)
+    assert m["itl_ms_p99"] == pytest.approx(20.0)
+
+
+def test_batch_multiplies_throughput_not_latency():
+    rep = batch_repetition(1.0, [1.2, 1.3, 1.4], batch_size=4, input_len=50)
+    m = calculate_metrics([rep])
+    assert m["ttft_ms_p50"] == pytest.approx(200.0)
+    assert m["tpot_ms_p50"] == pytest.approx(100.0)
+    assert m["prefill_tok_s"] == pytest.approx(4 * 50 / 0.2)
+    assert m["decode_tok_s"] == pytest.approx(4 * 2 / 0.2)
+    assert m["output_tok_s"] == pytest.approx(4 * 3 / 0.4)
+
+
+def test_itl_pooled_and_percentiles_across_repetitions():
+    fast = batch_repetition(0.0, [0.01, 0.02, 0.03], 1, 1)  # gaps 10, 10 ms
+    slow = batch_repetition(0.0, [0.01, 0.05, 0.09], 1, 1)  # gaps 40, 40 ms
+    m = calculate_metrics([fast, slow])
+    assert m["itl_ms_p50"] == pytest.approx(25.0)  # median of [10, 10, 40, 40]
+    assert m["decode_tok_s"] == pytest.approx((100 + 25) / 2)  # median of per-repetition 100 and 25
+    assert m["decode_tok_s_cv"] == pytest.approx(cv([100.0, 25.0]))
+
+
+def test_concurrent_requests_with_different_timelines():
+    a = RequestTiming(0.0, (0.1, 0.2), 5)
+    b = RequestTiming(0.05, (0.3, 0.4, 0.5), 7)
+    m = repetition_metrics(Repetition((a, b)))
+    # prefill window: first start (0.0) to last first-token (0.3): 12 tokens / 0.3 s
+    assert m["prefill_tok_s"] == pytest.approx(12 / 0.3)
+    # decode window: 0.3 -> 0.5 s, 1 + 2 decode tokens
+    assert m["decode_tok_s"] == pytest.approx(3 / 0.2)
+    assert m["output_tok_s"] == pytest.approx(5 / 0.5)
+
+
+def test_single_token_output_has_no_tpot():
+    m = calculate_metrics([batch_repetition(0.0, [0.1], 1, 4)])
+    assert math.isnan(m["tpot_ms_p50"])
+    assert math.isnan(m["decode_tok_s"])
+    assert math.isnan(m["decode_tok_s_per_user"])
+
+
+def test_percentile_and_cv_edges():
+    assert math.isnan(percentile([], 50))
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert math.isnan(cv([5.0]))
+    assert cv([9.0, 11.0]) == pytest.approx(math.sqrt(2) / 10)
+
+
+def test_no_repetitions_is_an_error():
+    with pytest.raises(ValueError):
+        calculate_metrics([])
+
+
+@pytest.mark.parametrize(
+    ("done", "elapsed", "expected"),
+    [(0, 10.0, False), (2, 10.0, False), (3, 0.5, False), (3, 1.0, True), (50, 0.0, True)],
+)
+def test_repeat_until_count_and_duration(done, elapsed, expected):
+    assert enough_repetitions(done, elapsed, min_reps=3, min_seconds=1.0, max_reps=50, max_seconds=60) is expected

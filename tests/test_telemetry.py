@@ -1,0 +1,158 @@
+"""Telemetry backends: NVML against a fake module (CPU CI) and the real one (-m gpu), RAPL against a fake sysfs."""
+
+import math
+import time
+
+import pytest
+import torch
+
+from bench.devices import resolve_device
+from bench.telemetry.base import FIELDS
+from bench.telemetry.cpu import CpuBackend
+from bench.telemetry.nvml import NvmlBackend, decode_clock_event_reasons, throttling_reasons
+from bench.telemetry.probe import probe_backend
+from bench.telemetry.sampler import Sampler
+from bench.workload import apply_overrides, expand, load_workload
+from tests import fake_nvml
+
+
+def test_decode_clock_event_reasons():
+    assert decode_clock_event_reasons(0) == ()
+    assert decode_clock_event_reasons(0x1 | 0x4 | 0x40) == ("gpu_idle", "sw_power_cap", "hw_thermal_slowdown")
+    assert decode_clock_event_reasons(0x1000) == ("unknown_0x1000",)
+    assert throttling_reasons(("gpu_idle", "sw_power_cap")) == ("sw_power_cap",)
+
+
+def test_nvml_backend_reads_every_card_and_says_what_it_cannot():
+    backend = NvmlBackend(fake_nvml)
+    assert backend.devices() == ["gpu0", "gpu1"]
+    caps = backend.capabilities()
+    assert "gpu1" in caps["energy_j"] and "Not Supported" in caps["energy_j"]
+    assert caps["power_w"] is None and caps["temp_c"] is None
+    assert backend.energy_method == "nvml-power"  # one card lacks the counter
+    r0, r1 = backend.read()
+    assert r0.power_w == 100.0 and r1.power_w == 200.0
+    assert r0.energy_j is not None and r1.energy_j is None  # unsupported is None, never 0
+    assert r0.mem_used_gb == pytest.approx(10.0)
+    assert r0.throttle == ("gpu_idle", "sw_power_cap")
+    fp = backend.fingerprint()
+    assert fp[0]["uuid"] == "GPU-fake-0" and fp[1]["uuid"] == "GPU-fake-1"
+    assert fp[0]["power_limit_w"] == 700.0 and fp[0]["pcie_gen"] == 5 and fp[0]["cuda_driver"] == "13.0"
+    assert fp[0]["mig_mode"] is None
+    ecc = backend.error_counts()
+    assert ecc["gpu0"]["ecc_corrected_volatile"] == 0 and ecc["gpu1"]["ecc_corrected_volatile"] is None
+    backend.close()
+
+
+def test_nvml_energy_attribution_through_the_real_runner(monkeypatch):
+    """The runner's energy path with NVML-shaped telemetry: known watts give known joules."""
+    from bench.runner import Runner
+
+    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetTotalEnergyConsumption",
+                        lambda h: int(fake_nvml.WATTS[h] * (time.perf_counter() - fake_nvml.T0) * 1000))
+    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetFieldValues", lambda h, ids: (_ for _ in ()).throw(
+        fake_nvml.NVMLError_NotSupported()))
+    backend = NvmlBackend(fake_nvml)
+    assert backend.energy_method == "nvml-counter"
+    sampler = Sampler(backend, hz=50)
+    sampler.start()
+    w = apply_overrides(load_workload("quick"), {"batch_size": [2], "min_reps": 2, "min_seconds": 0.3,
+                                                 "dtype": ["float32"]})
+    runner = Runner(w, resolve_device("cpu"), sampler, "test")
+    (result,) = list(runner.run(expand(w)))
+    sampler.stop()
+    row = result.row
+    assert row["status"] == "ok", row["detail"]
+    assert row["energy_source"] == "nvml-counter"
+    # Two cards at 100 W + 200 W: 300 W total over the decode windows.
+    decode_tokens = row["repetitions"] * 2 * (row["output_len"] - 1)
+    decode_seconds = sum(s["_decode"][1] - s["_decode"][0] for s in result.samples)
+    assert row["energy_decode_j"] == pytest.approx(300 * decode_seconds, rel=0.02)
+    assert row["energy_j_per_token"] == pytest.approx(300 * decode_seconds / decode_tokens, rel=0.02)
+    assert row["power_w_mean"] == pytest.approx(150.0, rel=0.05)  # mean per card
+    assert row["power_w_max"] == pytest.approx(200.0)
+    assert row["tok_s_per_w"] == pytest.approx(row["decode_tok_s"] / 300, rel=0.1)
+    assert row["throttled"] == "sw_power_cap"
+    assert {d for r, _ in result.telemetry for d in [r.device]} == {"gpu0", "gpu1"}
+
+
+def make_rapl(root, energy_uj, max_uj=1000_000_000):
+    zone = root / "intel-rapl:0"
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    (zone / "energy_uj").write_text(f"{energy_uj}\n")
+    sub = root / "intel-rapl:0:0"  # a sub-zone must not be counted again
+    sub.mkdir(exist_ok=True)
+    (sub / "energy_uj").write_text("5\n")
+    (sub / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    return zone
+
+
+def test_rapl_from_fake_sysfs_with_wraparound(tmp_path):
+    zone = make_rapl(tmp_path, 999_000_000)  # 999 J, counter wraps at 1000 J
+    backend = CpuBackend(tmp_path)
+    assert backend.energy_method == "rapl"
+    assert backend.capabilities()["energy_j"] is None
+    (first,) = backend.read()
+    (zone / "energy_uj").write_text("4000000\n")  # wrapped: 999 J -> 1004 J
+    (second,) = backend.read()
+    assert second.energy_j - first.energy_j == pytest.approx(5.0)
+    assert second.power_w is not None and second.power_w > 0
+
+
+def test_cpu_backend_without_rapl_says_why(tmp_path):
+    backend = CpuBackend(tmp_path / "missing")
+    assert backend.energy_method == "none"
+    assert backend.energy_reason().startswith("none: no power sensor readable")
+    (r,) = backend.read()
+    assert r.power_w is None and r.energy_j is None
+    assert r.mem_used_gb > 0
+
+
+def test_real_rapl_when_readable():
+    backend = CpuBackend()
+    if not backend.domains:
+        pytest.skip(f"RAPL not readable here: {backend.rapl_reason}")
+    a = backend.read()[0].energy_j
+    sum(i * i for i in range(200_000))
+    assert backend.read()[0].energy_j >= a
+
+
+def test_probe_falls_back_to_the_cpu_on_a_machine_without_gpus():
+    backend, tried = probe_backend("cpu")
+    assert backend.name == "cpu"
+    assert set(backend.capabilities()) == set(FIELDS)
+
+
+def test_sampler_runs_in_the_background_and_drains():
+    sampler = Sampler(CpuBackend(), hz=50)
+    sampler.start()
+    time.sleep(0.25)
+    sampler.stop()
+    drained = sampler.drain()
+    assert len(drained) >= 5
+    assert sampler.drain() == []
+
+
+@pytest.mark.gpu
+def test_real_nvml_on_a_gpu():
+    pytest.importorskip("pynvml")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    backend = NvmlBackend()
+    readings = backend.read()
+    assert len(readings) == torch.cuda.device_count() or len(readings) >= 1
+    assert all(r.mem_used_gb is None or r.mem_used_gb >= 0 for r in readings)
+    fp = backend.fingerprint()
+    assert fp[0]["uuid"].startswith(("GPU-", "MIG-"))
+    if backend.energy_method == "nvml-counter":
+        e0 = readings[0].energy_j
+        x = torch.randn(8192, 8192, device="cuda")
+        for _ in range(50):
+            x = x @ x
+            x = x / x.norm()
+        torch.cuda.synchronize()
+        e1 = backend.read()[0].energy_j
+        assert e1 > e0 and not math.isnan(e1)
+    backend.close()

@@ -1,0 +1,125 @@
+"""Workload files: validation, --set, --quick and matrix expansion."""
+
+import pytest
+
+from bench.errors import BadInput
+from bench.workload import (
+    apply_overrides,
+    available_workloads,
+    context_lengths,
+    expand,
+    load_workload,
+    parse_set,
+)
+
+
+def write(tmp_path, text):
+    path = tmp_path / "w.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_bundled_workload_loads_and_expands():
+    names = available_workloads()
+    assert {"quick", "throughput", "long-context"} <= set(names)
+    for name in names:
+        w = load_workload(name)
+        cases = expand(w, lambda m: 4096)
+        assert cases, name
+        assert [c.index for c in cases] == list(range(len(cases)))
+
+
+def test_matrix_is_cartesian_and_model_major(tmp_path):
+    w = load_workload(write(tmp_path, """
+[params]
+model = ["tiny", "qwen2.5-0.5b"]
+batch_size = [1, 8]
+input_len = [16, 32, 64]
+"""))
+    cases = expand(w)
+    assert len(cases) == 2 * 2 * 3
+    models = [c["model"] for c in cases]
+    assert models == ["tiny"] * 6 + ["qwen2.5-0.5b"] * 6  # each model loads once
+    assert [(c["batch_size"], c["input_len"]) for c in cases[:3]] == [(1, 16), (1, 32), (1, 64)]
+
+
+def test_compile_forces_static_cache_and_dedupes(tmp_path):
+    w = load_workload(write(tmp_path, '[params]\ncompile = [true, false]\ncache = ["dynamic", "static"]\n'))
+    combos = {(c["compile"], c["cache"]) for c in expand(w)}
+    assert combos == {(True, "static"), (False, "dynamic"), (False, "static")}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[params]\nbatch_size = 'x'\n", "must be an integer"),
+        ("[params]\nnope = 1\n", "unknown key 'nope'"),
+        ("[params]\nwarmup = [1, 2]\n", "takes one value"),
+        ("[params]\ndtype = 'int3'\n", "must be one of"),
+        ("[params]\nbatch_size = 0\n", "must be >= 1"),
+        ("speed = 3\n", "unknown top-level key"),
+        ("kind = 'magic'\n", "kind must be one of"),
+        ("[params\nbatch_size = 1\n", "malformed TOML"),
+        ("[params]\nbatch_size = []\n", "empty list"),
+    ],
+)
+def test_bad_files_are_rejected_with_a_reason(tmp_path, text, message):
+    with pytest.raises(BadInput, match=message):
+        load_workload(write(tmp_path, text))
+
+
+def test_unknown_workload_name():
+    with pytest.raises(BadInput, match="unknown workload 'nope'"):
+        load_workload("nope")
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("batch_size=8", ("batch_size", 8)),
+        ("batch_size=1,8,32", ("batch_size", [1, 8, 32])),
+        ("batch_size=[1, 2]", ("batch_size", [1, 2])),
+        ("compile=true", ("compile", True)),
+        ("min_seconds=2", ("min_seconds", 2.0)),
+        ("model=qwen2.5-0.5b", ("model", "qwen2.5-0.5b")),
+        ("dtype=float16,bfloat16", ("dtype", ["float16", "bfloat16"])),
+    ],
+)
+def test_parse_set(item, expected):
+    assert parse_set(item) == expected
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("batch_size", "expected KEY=VALUE"),
+        ("batchsize=1", "unknown key"),
+        ("batch_size=eight", "must be an integer"),
+        ("compile=maybe", "true or false"),
+        ("batch_size=", "empty value"),
+    ],
+)
+def test_parse_set_rejects(item, message):
+    with pytest.raises(BadInput, match=message):
+        parse_set(item)
+
+
+def test_quick_gpu_and_set_precedence():
+    w = load_workload("throughput")
+    full = len(expand(w))
+    quick = apply_overrides(w, {}, quick=True)
+    assert len(expand(quick)) < full
+    gpu = apply_overrides(w, {}, on_gpu=True)
+    assert 64 in gpu.params["batch_size"]
+    user = apply_overrides(w, {"batch_size": [2]}, quick=True, on_gpu=True)
+    assert {c["batch_size"] for c in expand(user)} == {2}
+
+
+def test_long_context_lengths_follow_the_model():
+    assert context_lengths(1024, 5000) == [1024, 2048, 4096, 5000]
+    assert context_lengths(1024, 4096) == [1024, 2048, 4096]
+    w = apply_overrides(load_workload("long-context"), {"min_context": 1024, "max_context": 0, "output_len": [16]})
+    cases = expand(w, lambda m: 8192)
+    assert [c["input_len"] for c in cases] == [1024, 2048, 4096, 8192 - 16]
+    explicit = apply_overrides(w, {"input_len": [100, 200]})
+    assert [c["input_len"] for c in expand(explicit, lambda m: 8192)] == [100, 200]
