@@ -7,7 +7,6 @@ refused reading is reported with its reason.
 from __future__ import annotations
 
 import contextlib
-
 import time
 from typing import Any
 

@@ -9,7 +9,6 @@ reported as unsupported with NVML's reason, never as 0.
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections.abc import Callable
 from typing import Any
