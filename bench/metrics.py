@@ -132,8 +132,10 @@ def calculate_metrics(reps: Sequence[Repetition]) -> dict[str, float]:
         "ttft_ms_p99": percentile(ttfts, 99),
         "ttft_ms_mean": float(np.mean(ttfts)),
         "tpot_ms_p50": tpot_p50,
+        "tpot_ms_p90": percentile(tpots, 90),
         "tpot_ms_p99": percentile(tpots, 99),
         "itl_ms_p50": percentile(itls, 50),
+        "itl_ms_p90": percentile(itls, 90),
         "itl_ms_p99": percentile(itls, 99),
         "e2e_ms_p50": percentile(e2es, 50),
         "e2e_ms_p99": percentile(e2es, 99),
@@ -153,3 +155,42 @@ def enough_repetitions(done: int, elapsed_s: float, min_reps: int, min_seconds: 
     if done < min_reps:
         return False
     return elapsed_s >= min_seconds or elapsed_s >= max_seconds
+
+
+def request_meets_slos(req: RequestTiming, slo_tpot_ms: float, slo_ttft_ms: float, slo_itl_ms: float) -> bool:
+    """Whether one request met every SLO that is set (a 0 SLO is not set)."""
+    if slo_tpot_ms > 0 and not (1000 * tpot(req) <= slo_tpot_ms):
+        return False
+    if slo_ttft_ms > 0 and not (1000 * req.ttft <= slo_ttft_ms):
+        return False
+    return not (slo_itl_ms > 0 and req.output_len > 1 and 1000 * float(np.max(np.diff(req.token_times))) > slo_itl_ms)
+
+
+def goodput_fraction(reps: Sequence[Repetition], slo_tpot_ms: float, slo_ttft_ms: float,
+                     slo_itl_ms: float) -> float:
+    """Share of requests (over all repetitions) that met every SLO; NaN when no SLO is set."""
+    if not (slo_tpot_ms > 0 or slo_ttft_ms > 0 or slo_itl_ms > 0):
+        return NAN
+    reqs = [q for r in reps for q in r.requests]
+    return sum(request_meets_slos(q, slo_tpot_ms, slo_ttft_ms, slo_itl_ms) for q in reqs) / len(reqs)
+
+
+def decode_slices(reps: Sequence[Repetition], slice_tokens: int) -> list[float]:
+    """Decode tok/s in successive slices of slice_tokens output tokens (median over repetitions).
+
+    Slice k spans the gaps from token k*S to token (k+1)*S (the last slice may be
+    shorter); the rate sums the requests that ran together.
+    """
+    if slice_tokens < 1:
+        return []
+    per_rep: list[list[float]] = []
+    for rep in reps:
+        n = min(r.output_len for r in rep.requests)
+        rates = []
+        for lo in range(0, n - 1, slice_tokens):
+            hi = min(lo + slice_tokens, n - 1)
+            t0 = min(r.token_times[lo] for r in rep.requests)
+            t1 = max(r.token_times[hi] for r in rep.requests)
+            rates.append(len(rep.requests) * (hi - lo) / (t1 - t0) if t1 > t0 else NAN)
+        per_rep.append(rates)
+    return [percentile([rates[k] for rates in per_rep], 50) for k in range(len(per_rep[0]))] if per_rep else []

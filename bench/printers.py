@@ -31,6 +31,17 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("power_w_mean", "W", "{:.0f}"),
     ("energy_j_per_token", "J/tok", "{:.3g}"),
     ("mbu", "MBU", "{:.1%}"),
+    ("mfu", "MFU", "{:.1%}"),
+    ("goodput_frac", "goodput", "{:.0%}"),
+    ("max_batch_meeting_slo", "max bs in SLO", "{:.0f}"),
+    ("predicted_max_context", "pred. max ctx", "{:.0f}"),
+    ("measured_max_context", "meas. max ctx", "{:.0f}"),
+    ("ttft_speedup", "TTFT speedup", "{:.1f}x"),
+    ("decode_slowdown", "last/first slice", "{:.2f}"),
+    ("fits_budget", "fits", "{}"),
+    ("bandwidth_gb_s", "GB/s", "{:.1f}"),
+    ("tflops", "TFLOP/s", "{:.2f}"),
+    ("tags", "tags", "{}"),
 ]
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "skipped": "dim", "error": "red"}

@@ -99,11 +99,16 @@ def mbu(decode_tok_s: float, bytes_per_step: float, batch: int, bandwidth: float
     return (decode_tok_s / batch) * bytes_per_step / bandwidth
 
 
-def prefill_flops(shape: ModelShape, batch: int, input_len: int) -> float:
-    """FLOPs of one prefill: 2 * active params * tokens, plus causal attention (QK^T and AV)."""
-    attn_width = shape.layers * shape.heads * shape.head_dim
-    dense = 2.0 * shape.active_params * batch * input_len
-    attention = 2.0 * attn_width * batch * input_len * input_len  # 4*L*n^2*d, halved by the causal mask
+def prefill_flops(shape: ModelShape, batch: int, new_tokens: int, cached_tokens: int = 0) -> float:
+    """FLOPs of one prefill of new_tokens per sequence after cached_tokens already in the KV cache.
+
+    2 * active params per token, plus attention: QK^T and AV each cost
+    2 * d per (query, key) pair, with each new token attending to the cached
+    tokens and, causally, to half of the new ones on average.
+    """
+    width = shape.layers * shape.heads * shape.head_dim
+    dense = 2.0 * shape.active_params * batch * new_tokens
+    attention = 4.0 * width * batch * new_tokens * (cached_tokens + new_tokens / 2)
     return dense + attention
 
 

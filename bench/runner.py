@@ -17,7 +17,15 @@ import torch
 from bench import devices as dev
 from bench.engines import Engine, EngineUnavailable, LoadOptions, get_engine
 from bench.errors import BadInput
-from bench.metrics import Repetition, calculate_metrics, enough_repetitions, repetition_metrics
+from bench.metrics import (
+    Repetition,
+    calculate_metrics,
+    decode_slices,
+    enough_repetitions,
+    goodput_fraction,
+    percentile,
+    repetition_metrics,
+)
 from bench.models import ModelSpec, resolve_model
 from bench.prompts import random_prompts, special_token_ids
 from bench.roofline import decode_bound_tok_s, decode_bytes_per_step, mbu, mfu, prefill_flops
@@ -81,29 +89,70 @@ class Runner:
         self.loaded_key: tuple | None = None
         self.load_error: tuple[str, str] | None = None  # (status, detail) for every case of a failed load
         self.load_seconds = NAN
+        self.resident_after_load = 0.0
+        self.resident_at_start = 0.0  # memory held when the current case started
         self.model: ModelSpec | None = None
         self.dtype_reason = ""
         self.oom_at: dict[tuple, int] = {}  # long-context: shortest input that ran out of memory
+        self.last_ok: dict[tuple, int] = {}  # long-context: longest input that ran
+        self.best_batch: dict[tuple, int] = {}  # latency: largest batch meeting the SLOs
+        self.recompute_ttft: dict[tuple, float] = {}  # prefix-reuse: TTFT without reuse
 
     # --- the loop ----------------------------------------------------------------------
 
     def run(self, cases: list[Case]) -> Iterator[CaseResult]:
-        """Yield one CaseResult per case, in order. Never raises for a case's own failure."""
+        """Yield one CaseResult per case, in order. Never raises for a case's own failure.
+
+        In a long-context sweep, the first OOM after an ok length starts a
+        bisection between the two; its probes are extra rows (tag bisect).
+        """
+        next_index = len(cases)
         try:
             for case in cases:
-                yield self._run_case(case)
+                result = self._run_case(case)
+                yield result
+                if self.workload.kind == "long-context" and result.row["status"] == "oom":
+                    for probe in self._bisect(case, next_index):
+                        next_index += 1
+                        yield probe
         finally:
             self._unload()
 
-    def _run_case(self, case: Case) -> CaseResult:
+    def _bisect(self, oom_case: Case, first_index: int) -> Iterator[CaseResult]:
+        """Probe input lengths between the last ok and the first OOM until the gap is small."""
+        group = self._context_group(oom_case)
+        index = first_index
+        while True:
+            ok, bad = self.last_ok.get(group), self.oom_at.get(group)
+            if ok is None or bad is None or bad - ok <= max(64, ok // 20):
+                return
+            mid = (ok + bad) // 2
+            params = dict(oom_case.params, input_len=mid, warmup=0, min_reps=1, min_seconds=0.0)
+            probe = Case(index, params)
+            index += 1
+            result = self._run_case(probe, probing=True)
+            result.row["tags"] = ";".join(t for t in (result.row.get("tags"), "bisect") if t)
+            if result.row["status"] != "oom":
+                if result.row["status"] != "ok":
+                    yield result
+                    return
+                self.last_ok[group] = mid
+            else:
+                self.oom_at[group] = mid
+            result.row["measured_max_context"] = self.last_ok.get(group, NAN)
+            yield result
+
+    def _run_case(self, case: Case, probing: bool = False) -> CaseResult:
         row = self._base_row(case)
+        if self.workload.kind in ("membw", "matmul"):
+            return self._measure_micro(case, row)
         self._ensure_loaded(case, row)
         if self.load_error is not None:
             row["status"], row["detail"] = self.load_error
             return self._finish(row)
         assert self.model is not None
         row.update(self._model_columns(case))
-        skip = self._why_skip(case)
+        skip = self._why_skip(case, probing)
         if skip:
             row["status"], row["detail"] = skip
             return self._finish(row)
@@ -112,8 +161,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - a failed case is a row, not a crash
             self._free()
             if is_oom(exc):
-                group = self._context_group(case)
-                self.oom_at[group] = min(self.oom_at.get(group, case["input_len"]), case["input_len"])
+                self._record_oom(case)
                 row["status"], row["detail"] = "oom", first_line(exc)
             else:
                 row["status"], row["detail"] = "error", first_line(exc)
@@ -146,6 +194,7 @@ class Runner:
                         LoadOptions(dtype=dtype, compile=case["compile"], cache=case["cache"], seed=case["seed"]))
             dev.synchronize(self.device)
             self.load_seconds = time.perf_counter() - t0
+            self.resident_after_load = dev.resident_bytes(self.device)
             self.engine = engine
             row["load_seconds"] = self.load_seconds
         except EngineUnavailable as exc:
@@ -195,34 +244,45 @@ class Runner:
     def _context_group(self, case: Case) -> tuple:
         return (*self._load_key(case), case["batch_size"], case["output_len"])
 
-    def _why_skip(self, case: Case) -> tuple[str, str] | None:
+    def _record_oom(self, case: Case) -> None:
+        group = self._context_group(case)
+        self.oom_at[group] = min(self.oom_at.get(group, case["input_len"]), case["input_len"])
+
+    def _why_skip(self, case: Case, probing: bool = False) -> tuple[str, str] | None:
         assert self.model is not None
         max_pos = self.model.shape.max_position
         total = case["input_len"] + case["output_len"]
         if max_pos and total > max_pos:
             return "skipped", f"input+output {total} exceeds the model's {max_pos} positions"
         oom_len = self.oom_at.get(self._context_group(case))
-        if oom_len is not None and case["input_len"] >= oom_len:
+        if not probing and oom_len is not None and case["input_len"] >= oom_len:
             return "skipped", f"a shorter input ({oom_len}) already ran out of memory"
+        self.resident_at_start = dev.resident_bytes(self.device)
         budget = case["max_mem_gb"]
         if budget > 0:
-            resident = dev.resident_bytes(self.device)
+            resident = self.resident_at_start
             need = resident + self.predicted_extra_bytes(case)
             if need > budget * GB:
+                self._record_oom(case)
                 return "oom", (f"predicted {need / GB:.2f} GB ({resident / GB:.2f} GB resident with the model "
                                f"+ KV cache + activations) exceeds max_mem_gb={budget:g}; not run")
         return None
 
-    def predicted_extra_bytes(self, case: Case) -> float:
-        """What a case adds to the loaded model: KV cache and the largest activations."""
+    def predicted_extra_bytes(self, case: Case, input_len: int | None = None) -> float:
+        """What a case adds to the loaded model: KV cache and the largest activations.
+
+        Attention scores are counted as if materialised in fp32 (batch * heads *
+        input * total * 4 bytes): conservative where the kernel is fused.
+        """
         assert self.model is not None
         shape = self.model.shape
         bytes_per = torch.finfo(self.dtype).bits // 8
-        batch, total = case["batch_size"], case["input_len"] + case["output_len"]
+        n_in = case["input_len"] if input_len is None else input_len
+        batch, total = case["batch_size"], n_in + case["output_len"]
         kv = batch * total * shape.kv_bytes_per_token(bytes_per)
-        scores = batch * shape.heads * case["input_len"] * total * 4  # fp32 scores if attention is not fused
+        scores = batch * shape.heads * n_in * total * 4
         # A handful of hidden-size buffers per prompt token, and fp32 logits of the last position.
-        hidden = 8 * batch * case["input_len"] * shape.hidden * bytes_per + 2 * batch * shape.vocab * 4
+        hidden = 8 * batch * n_in * shape.hidden * bytes_per + 2 * batch * shape.vocab * 4
         return float(kv + scores + hidden)
 
     def _measure(self, case: Case, row: dict[str, Any]) -> CaseResult:
@@ -235,9 +295,12 @@ class Runner:
                                  special_token_ids(config))
         self.sampler.pause(not p["telemetry"])
         self.sampler.case = str(case.index)
+        reuse = p["prefix_len"] if p["reuse"] else 0
+        if self.workload.kind == "prefix-reuse":
+            prompts = self._shared_prefix_prompts(prompts, p["prefix_len"], p["seed"])
         for i in range(p["warmup"]):
             self.progress(case, f"warm-up {i + 1}/{p['warmup']}")
-            self.engine.generate(prompts, p["output_len"])
+            self.engine.generate(prompts, p["output_len"], reuse_prefix=reuse)
         dev.reset_peak_memory(self.device)
         dev.reset_host_peak_rss()
         reps: list[Repetition] = []
@@ -245,7 +308,7 @@ class Runner:
         t_start = time.perf_counter()
         while not enough_repetitions(len(reps), time.perf_counter() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
-            reps.append(self.engine.generate(prompts, p["output_len"]))
+            reps.append(self.engine.generate(prompts, p["output_len"], reuse_prefix=reuse))
             self.progress(case, f"rep {len(reps)}")
         measured_s = time.perf_counter() - t_start
         self.sampler.sample_now()
@@ -261,7 +324,139 @@ class Runner:
         samples = self._samples(case, reps)
         row.update(self._energy(reps, samples, p["telemetry"]))
         row.update(self._roofline(case, row))
+        row.update(self._workload_columns(case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
+        if row["status"] == "oom":
+            self._record_oom(case)
+        self._remember(case, row)
+        return self._finish(row, samples)
+
+    def _shared_prefix_prompts(self, prompts: torch.Tensor, prefix_len: int, seed: int) -> torch.Tensor:
+        """Every prompt starts with the same prefix_len tokens; the rest differs per request."""
+        assert self.model is not None
+        if not 0 < prefix_len < prompts.shape[1]:
+            raise BadInput(f"prefix_len ({prefix_len}) must be between 1 and input_len - 1 ({prompts.shape[1] - 1})")
+        prefix = random_prompts(1, prefix_len, self.model.shape.vocab, seed + 1, special_token_ids(self.model.config))
+        out = prompts.clone()
+        out[:, :prefix_len] = prefix
+        return out
+
+    def _workload_columns(self, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        """Columns that answer one workload's question: SLOs, slices, context limits, prefix reuse, fit."""
+        assert self.model is not None
+        p = case.params
+        shape = self.model.shape
+        bytes_per = torch.finfo(self.dtype).bits // 8
+        batch, total = p["batch_size"], p["input_len"] + p["output_len"]
+        model_mem = shape.params * bytes_per + batch * total * shape.kv_bytes_per_token(bytes_per)
+        cols: dict[str, Any] = {
+            "goodput_frac": goodput_fraction(reps, p["slo_tpot_ms"], p["slo_ttft_ms"], p["slo_itl_ms"]),
+            "energy_per_answer_j": row["energy_j"] / (len(reps) * batch) if reps else NAN,
+            "model_mem_gb": model_mem / GB,
+        }
+        if p["fit_budget_gb"] > 0:
+            cols["fits_budget"] = model_mem <= p["fit_budget_gb"] * GB
+        if p["slice_tokens"] > 0:
+            slices = decode_slices(reps, p["slice_tokens"])
+            cols["decode_tok_s_slices"] = ";".join(f"{v:.1f}" for v in slices)
+            if len(slices) > 1 and slices[0] > 0:
+                cols["decode_slowdown"] = slices[-1] / slices[0]
+        if self.workload.kind == "long-context":
+            cols["predicted_max_context"] = self._predicted_max_context(case)
+        if self.workload.kind == "prefix-reuse":
+            key = (*self._context_group(case), p["input_len"], p["prefix_len"])
+            if not p["reuse"]:
+                self.recompute_ttft[key] = row["ttft_ms_p50"]
+            elif key in self.recompute_ttft:
+                cols["ttft_speedup"] = self.recompute_ttft[key] / row["ttft_ms_p50"]
+        return cols
+
+    def _predicted_max_context(self, case: Case) -> float:
+        """Longest input whose predicted memory (held with the model + KV + activations) fits the limit.
+
+        The limit is max_mem_gb when set, else the GPU's total memory, else the
+        host's available memory plus what the process already holds.
+        """
+        assert self.model is not None
+        if case["max_mem_gb"] > 0:
+            limit = case["max_mem_gb"] * GB
+        elif self.device.type == "cuda":
+            limit = self.device.total_memory_bytes
+        else:
+            limit = dev.free_memory_bytes(self.device) + self.resident_after_load
+        resident = self.resident_at_start
+        lo, hi = 0, self.model.shape.max_position or 1 << 24
+        hi -= case["output_len"]
+        while lo < hi:  # largest n with resident + extra(n) <= limit
+            mid = (lo + hi + 1) // 2
+            if resident + self.predicted_extra_bytes(case, mid) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return float(lo)
+
+    def _remember(self, case: Case, row: dict[str, Any]) -> None:
+        """Cross-case state: longest ok context, largest batch within the SLOs."""
+        group = self._context_group(case)
+        if row["status"] == "ok":
+            self.last_ok[group] = max(self.last_ok.get(group, 0), case["input_len"])
+        if self.workload.kind == "long-context":
+            row["measured_max_context"] = self.last_ok.get(group, NAN)
+        p = case.params
+        if p["slo_tpot_ms"] > 0 or p["slo_ttft_ms"] > 0:
+            meets = row["status"] == "ok" and \
+                (p["slo_tpot_ms"] <= 0 or row["tpot_ms_p99"] <= p["slo_tpot_ms"]) and \
+                (p["slo_ttft_ms"] <= 0 or row["ttft_ms_p99"] <= p["slo_ttft_ms"])
+            slo_group = (*self._load_key(case), p["input_len"], p["output_len"])
+            if meets:
+                self.best_batch[slo_group] = max(self.best_batch.get(slo_group, 0), case["batch_size"])
+            row["max_batch_meeting_slo"] = self.best_batch.get(slo_group, NAN)
+
+    def _measure_micro(self, case: Case, row: dict[str, Any]) -> CaseResult:
+        """membw or matmul: the device's own ceilings, no model."""
+        from bench.microbench import copy_bandwidth, matmul_flops
+        from bench.roofline import datasheet_peak
+
+        p = case.params
+        row.update({"model": "none", "weights": "", "input_len": NAN, "output_len": NAN, "batch_size": NAN})
+        peak = datasheet_peak(self.device.name)
+        timing = dict(warmup=max(p["warmup"], 1), min_reps=p["min_reps"], min_seconds=p["min_seconds"],
+                      max_reps=p["max_reps"])
+        self.sampler.case = str(case.index)
+        try:
+            if self.workload.kind == "membw":
+                self.progress(case, f"copy {p['size_mb']} MiB")
+                work, times = copy_bandwidth(self.device, p["size_mb"], **timing)
+                row["dtype"] = "float32"
+            else:
+                dtype, _ = dev.pick_dtype(p["dtype"], self.device)
+                row["dtype"] = dev.dtype_name(dtype)
+                self.progress(case, f"{p['matmul_n']}^3 {row['dtype']}")
+                work, times = matmul_flops(self.device, p["matmul_n"], dtype, **timing)
+        except Exception as exc:  # noqa: BLE001
+            self._free()
+            row["status"], row["detail"] = ("oom" if is_oom(exc) else "error"), first_line(exc)
+            return self._finish(row)
+        finally:
+            self._free()
+        best, median = work / min(times), work / percentile(times, 50)
+        row["repetitions"], row["measured_seconds"] = len(times), sum(times)
+        samples = [{"run_id": self.run_id, "case": case.index, "repetition": i, "e2e_ms": 1000 * t}
+                   for i, t in enumerate(times)]
+        if self.workload.kind == "membw":
+            row["bandwidth_gb_s"] = median / 1e9
+            ref = f"; datasheet {peak.bandwidth / 1e9:.0f} GB/s ({peak.name}): {median / peak.bandwidth:.0%}" if peak else ""
+            row["detail"] = f"{2 * p['size_mb']} MiB moved per copy (read + write); best {best / 1e9:.1f} GB/s{ref}"
+            over = peak is not None and median > peak.bandwidth * 1.05
+        else:
+            row["tflops"] = median / 1e12
+            ref = f"; datasheet {peak.flops16 / 1e12:.0f} TFLOP/s 16-bit dense ({peak.name})" if peak else ""
+            row["detail"] = f"{p['matmul_n']}^3 products; best {best / 1e12:.2f} TFLOP/s{ref}"
+            over = peak is not None and row["dtype"] != "float32" and median > peak.flops16 * 1.05
+        row["status"] = "ok"
+        if over:
+            row["status"] = "error"
+            row["detail"] = "above the datasheet peak: a measurement bug; " + row["detail"]
         return self._finish(row, samples)
 
     def _samples(self, case: Case, reps: list[Repetition]) -> list[dict[str, Any]]:
@@ -324,6 +519,9 @@ class Runner:
                               default=NAN),
             "throttled": ";".join(reasons),
             "energy_source": source,
+            "per_card": ";".join(
+                f"{d}:mean={_fmt(s['power_w_mean'])}W,max={_fmt(s['power_w_max'])}W,energy={_fmt(s['energy_j'])}J,"
+                f"temp={_fmt(s['temp_c_max'])}C" for d, s in sorted(by_all.items())),
         }
 
     def _temps_and_throttle(self, reps: list[Repetition]) -> dict[str, Any]:
@@ -341,11 +539,13 @@ class Runner:
         context = case["input_len"] + case["output_len"] / 2  # mean KV length over the decode
         per_step = decode_bytes_per_step(shape, bytes_per, batch, context)
         bw, flops = self.ceiling.bandwidth, self.ceiling.flops
+        cached = case["prefix_len"] if case["reuse"] else 0  # reused prefix tokens are not recomputed
         ttft_s = row["ttft_ms_p50"] / 1000
         return {
             "roofline_decode_tok_s": decode_bound_tok_s(per_step, batch, bw) if not math.isnan(bw) else NAN,
             "mbu": mbu(row["decode_tok_s"], per_step, batch, bw) if not math.isnan(bw) else NAN,
-            "mfu": mfu(prefill_flops(shape, batch, case["input_len"]), ttft_s, flops) if not math.isnan(flops) else NAN,
+            "mfu": mfu(prefill_flops(shape, batch, case["input_len"] - cached, cached), ttft_s, flops)
+            if not math.isnan(flops) else NAN,
         }
 
     def _verdict(self, case: Case, row: dict[str, Any]) -> tuple[str, str]:
@@ -376,5 +576,12 @@ def _mean(values: list[float]) -> float:
     return sum(vals) / len(vals) if vals else NAN
 
 
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.1f}"
+
+
 def _tags(params: dict[str, Any]) -> str:
-    return "" if params["telemetry"] else "telemetry=off"
+    tags = [] if params["telemetry"] else ["telemetry=off"]
+    if params["trial"] > 1:
+        tags.append(f"trial={params['trial']}")
+    return ";".join(tags)

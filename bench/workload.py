@@ -49,7 +49,7 @@ class Param:
     minimum: float | None = None
 
 
-KINDS = ("generate", "long-context")
+KINDS = ("generate", "long-context", "membw", "matmul", "prefix-reuse")
 
 # Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest.
 PARAMS: dict[str, Param] = {
@@ -63,6 +63,12 @@ PARAMS: dict[str, Param] = {
     "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1),
     "output_len": Param(int, 32, "generated tokens per sequence (>= 2 for decode metrics)", matrix=True,
                         minimum=1),
+    "trial": Param(int, 1, "repeat the whole case; the value only labels the repeat (pairs, A/B/A/B)",
+                   matrix=True, minimum=1),
+    "prefix_len": Param(int, 0, "prefix-reuse: shared prefix tokens (input_len is prefix + suffix)", matrix=True,
+                        minimum=0),
+    "reuse": Param(bool, False, "prefix-reuse: reuse the prefix's KV cache instead of recomputing it",
+                   matrix=True),
     "device": Param(str, "auto", "auto | cpu | cuda | cuda:N | mps | xpu"),
     "warmup": Param(int, 1, "unmeasured repetitions before each case", minimum=0),
     "min_reps": Param(int, 3, "measured repetitions at least", minimum=1),
@@ -74,6 +80,15 @@ PARAMS: dict[str, Param] = {
     "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0),
     "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0),
     "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1),
+    "size_mb": Param(int, 1024, "membw: buffer size in MiB (copied device to device)", minimum=1),
+    "matmul_n": Param(int, 2048, "matmul: square matrix size", minimum=16),
+    "slo_tpot_ms": Param(float, 0.0, "latency SLO on TPOT per request, ms (0: none)", minimum=0),
+    "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0),
+    "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0),
+    "slice_tokens": Param(int, 0, "long generation: decode tok/s per slice of this many tokens (0: off)",
+                          minimum=0),
+    "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
+                           minimum=0),
     "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1),
     "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
                        matrix=True),

@@ -37,11 +37,14 @@ class Engine(ABC):
         """Build or load the model on the device."""
 
     @abstractmethod
-    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None) -> Repetition:
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
+                 reuse_prefix: int = 0) -> Repetition:
         """Run one batch of prompts for exactly output_len new tokens; return its timeline.
 
         The returned timestamps come from inside the call, with the device
-        synchronised at the window edges.
+        synchronised at the window edges. With reuse_prefix > 0 the first
+        reuse_prefix tokens (the same in every prompt) come from a KV cache
+        computed once, outside the timed window, as a prefix cache would.
         """
 
     def close(self) -> None:

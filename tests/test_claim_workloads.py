@@ -1,0 +1,110 @@
+"""Every claim workload end to end on the tiny model on CPU, through the real CLI."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.metrics import batch_repetition, decode_slices, goodput_fraction
+from bench.models import resolve_model
+from bench.roofline import datasheet_peak, decode_bound_tok_s, decode_bytes_per_step, mbu, prefill_flops
+from tests.conftest import FAST, run_bench, single_run_dir
+
+
+def run_workload(out_dir, name, *extra):
+    proc = run_bench("run", "--workload", name, "--quick", "--out", str(out_dir), *FAST, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return pd.read_csv(single_run_dir(out_dir) / "results.csv")
+
+
+def test_membw_then_matmul_feed_the_roofline(tmp_path):
+    out = tmp_path / "r"
+    bw = run_workload(out, "membw", "--set", "size_mb=64")
+    assert bw.loc[0, "status"] == "ok" and bw.loc[0, "bandwidth_gb_s"] > 0
+    # A later run in the same results root reuses the measured ceiling.
+    proc = run_bench("run", "--quick", "--out", str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (quick,) = out.glob("*-quick/results.csv")
+    row = pd.read_csv(quick).iloc[0]
+    assert "bandwidth measured in" in row["detail"]
+    assert 0 < row["mbu"] < 1
+    assert row["roofline_decode_tok_s"] > row["decode_tok_s"]
+
+
+def test_matmul_rows(tmp_path):
+    df = run_workload(tmp_path, "matmul", "--set", "matmul_n=256")
+    assert set(df["dtype"]) == {"bfloat16", "float32"}
+    assert (df["tflops"] > 0).all() and (df["status"] == "ok").all()
+
+
+def test_long_context_bisects_to_the_oom_boundary(tmp_path):
+    df = run_workload(tmp_path, "long-context", "--set", "max_context=2048", "--set", "max_mem_gb=0.55",
+                      "--set", "min_context=128")
+    assert "oom" in set(df["status"]), df[["input_len", "status", "detail"]]
+    ok_lengths = df.loc[df["status"] == "ok", "input_len"]
+    oom_lengths = df.loc[df["status"] == "oom", "input_len"]
+    assert ok_lengths.max() < oom_lengths.min()
+    assert df["measured_max_context"].max() == ok_lengths.max()
+    assert df["tags"].fillna("").str.contains("bisect").any()
+    assert (df["kv_bytes_per_token"] == 2 * 8 * 4 * 32 * 2).all()  # tiny, bf16
+    assert df.loc[df["status"] == "ok", "predicted_max_context"].notna().all()
+    skipped = df[df["status"] == "skipped"]
+    assert (skipped["input_len"] > oom_lengths.min()).all()
+
+
+def test_latency_slo_columns(tmp_path):
+    df = run_workload(tmp_path, "latency", "--set", "batch_size=1,4", "--set", "slo_tpot_ms=1000")
+    assert (df["goodput_frac"] == 1.0).all()
+    assert list(df["max_batch_meeting_slo"]) == [1, 4]
+    assert df["tpot_ms_p90"].notna().all() and df["itl_ms_p90"].notna().all()
+    strict = run_workload(tmp_path / "strict", "latency", "--set", "batch_size=1", "--set", "slo_tpot_ms=0.001")
+    assert strict.loc[0, "goodput_frac"] == 0.0
+    assert math.isnan(strict.loc[0, "max_batch_meeting_slo"])
+
+
+def test_prefix_reuse_speeds_up_ttft(tmp_path):
+    df = run_workload(tmp_path, "prefix-reuse", "--set", "input_len=544", "--set", "prefix_len=512")
+    recompute, reuse = df.iloc[0], df.iloc[1]
+    assert math.isnan(recompute["ttft_speedup"]) and reuse["ttft_speedup"] > 1.5
+    assert reuse["ttft_ms_p50"] < recompute["ttft_ms_p50"]
+
+
+def test_long_generation_slices(tmp_path):
+    df = run_workload(tmp_path, "long-generation", "--set", "output_len=512", "--set", "slice_tokens=128")
+    slices = [float(x) for x in df.loc[0, "decode_tok_s_slices"].split(";")]
+    assert len(slices) == 4 and all(s > 0 for s in slices)
+    assert df.loc[0, "decode_slowdown"] == pytest.approx(slices[-1] / slices[0], rel=1e-3)
+
+
+def test_edge_fit_budget(tmp_path):
+    df = run_workload(tmp_path, "edge", "--model", "tiny", "--set", "fit_budget_gb=0.01")
+    assert df.loc[0, "status"] == "ok" and bool(df.loc[0, "fits_budget"]) is False
+    assert df.loc[0, "model_mem_gb"] > 0.01
+
+
+def test_roofline_pure_functions():
+    shape = resolve_model("llama-3.1-8b").shape
+    h100 = datasheet_peak("NVIDIA H100 80GB HBM3")
+    assert h100 and h100.bandwidth == 3.35e12
+    assert datasheet_peak("NVIDIA H100 PCIe").name == "H100 PCIe"
+    assert datasheet_peak("NVIDIA A100-SXM4-40GB").name == "A100 40GB"
+    assert datasheet_peak("NVIDIA GeForce RTX 4090").name == "RTX 4090"
+    assert datasheet_peak("AMD EPYC") is None
+    per_step = decode_bytes_per_step(shape, 2, batch=1, context=0)
+    assert per_step == shape.params * 2
+    bound = decode_bound_tok_s(per_step, 1, h100.bandwidth)
+    assert 200 < bound < 220  # 3.35 TB/s / 16.06 GB
+    assert mbu(bound, per_step, 1, h100.bandwidth) == pytest.approx(1.0)
+    tiny = resolve_model("tiny").shape
+    # 2 * params * tokens + 2 * layers * heads*head_dim * n^2
+    assert prefill_flops(tiny, 1, 100) == pytest.approx(2 * tiny.params * 100 + 2 * 8 * 256 * 100 * 100)
+
+
+def test_goodput_and_slices_by_hand():
+    fast = batch_repetition(0.0, [0.1, 0.105, 0.110], 1, 8)  # TPOT 5 ms
+    slow = batch_repetition(0.0, [0.1, 0.120, 0.140], 1, 8)  # TPOT 20 ms
+    assert goodput_fraction([fast, slow], 10, 0, 0) == 0.5
+    assert goodput_fraction([fast, slow], 10, 50, 0) == 0.0  # TTFT 100 ms > 50 ms
+    assert math.isnan(goodput_fraction([fast], 0, 0, 0))
+    rep = batch_repetition(0.0, [0.0, 0.1, 0.2, 0.4, 0.6], 2, 1)
+    assert decode_slices([rep], 2) == pytest.approx([2 * 2 / 0.2, 2 * 2 / 0.4])
