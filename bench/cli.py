@@ -48,6 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser("env", help="this machine: devices, versions, what telemetry can be read")
     env.add_argument("--json", action="store_true", help="print the full fingerprint as JSON")
+
+    cmp_ = sub.add_parser("compare", help="runs side by side, with ratios to the first")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results.csv files")
+    cmp_.add_argument("--format", choices=["table", "markdown", "csv", "html"], default="table")
+    cmp_.add_argument("--metrics", help="comma-separated metrics (default: all measured)")
+    cmp_.add_argument("--price-per-hour", type=float, help="US$/hour to add US$ per million output tokens")
+    cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
+
+    chk = sub.add_parser("check", help="regression gate: exit 1 on a significant slowdown")
+    chk.add_argument("--baseline", required=True, metavar="RUN")
+    chk.add_argument("run", metavar="RUN")
+    chk.add_argument("--tolerance", action="append", default=[], metavar="PCT|METRIC=PCT",
+                     help="allowed worsening in percent (default 5), per metric with METRIC=PCT")
+    chk.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+
+    ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
+    ver.add_argument("runs", nargs="*", metavar="RUN")
+    ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
+    ver.add_argument("--price-per-hour", type=float, help="US$/hour for the rental-price claims")
+
+    rep = sub.add_parser("report", help="one self-contained HTML report")
+    rep.add_argument("runs", nargs="+", metavar="RUN")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    rep.add_argument("--price-per-hour", type=float)
     return parser
 
 
@@ -59,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             args = build_parser().parse_args(["run", *(argv or [])])
-        handler = {"run": cmd_run, "list": cmd_list, "env": cmd_env}[args.command]
+        handler = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "compare": cmd_compare, "check": cmd_check,
+                   "verify": cmd_verify, "report": cmd_report}[args.command]
         return handler(args)
     except BadInput as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -265,4 +290,106 @@ def cmd_env(args: argparse.Namespace) -> int:
         console.print(f"  {field}: {how}")
     for line in tried:
         console.print(f"  [dim]not used: {line}[/]")
+    return EXIT_OK
+
+
+# --- compare / check / verify / report -------------------------------------------------------
+
+
+def _print_frame(df: Any, title: str) -> None:
+    from rich.table import Table
+
+    from bench.compare import rows_for_rich
+
+    cols, rows = rows_for_rich(df)
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    _stdout_console().print(table)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_table, fingerprint_differences, format_table, long_form, plot_compare
+    from bench.runs import load_runs
+
+    runs = load_runs(args.runs)
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    table = compare_table(runs, metrics, args.price_per_hour)
+    diffs = fingerprint_differences(runs)
+    header = [f"[{i}] {r.name} ({r.device_name})" for i, r in enumerate(runs)]
+    header += [f"differs: {k}: " + " | ".join(v or "-" for v in values) for k, values in diffs] or \
+        ["fingerprints agree on device, driver and versions"]
+    if args.format == "table":
+        for line in header:
+            print(line)
+        _print_frame(long_form(table, len(runs)), "compare (x i/0: run i over run 0)")
+    else:
+        prefix = {"markdown": "", "csv": "# ", "html": ""}[args.format]
+        if args.format == "html":
+            print("<ul>" + "".join(f"<li>{line}</li>" for line in header) + "</ul>")
+        else:
+            print("\n".join(f"{prefix}{line}" + ("  " if args.format == "markdown" else "") for line in header))
+            print()
+        print(format_table(table, args.format))
+    if args.plot:
+        plot_compare(table, runs, args.plot)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.compare import check, findings_frame, fingerprint_summary, parse_tolerances
+    from bench.runs import load_run
+
+    default, per_metric = parse_tolerances(args.tolerance)
+    baseline, candidate = load_run(args.baseline), load_run(args.run)
+    a, b = fingerprint_summary(baseline), fingerprint_summary(candidate)
+    if a["device"] != b["device"]:
+        print(f"warning: different hardware ({a['device']} vs {b['device']}): this is a comparison, "
+              "not a baseline", file=sys.stderr)
+    findings = check(baseline, candidate, per_metric, default, args.alpha)
+    if not findings:
+        print("warning: the runs share no measured case; nothing was checked", file=sys.stderr)
+        return EXIT_OK
+    frame = findings_frame(findings)
+    regressions = frame[frame["regression"]]
+    if regressions.empty:
+        print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no significant regression "
+              f"beyond {default:g}%")
+        noted = frame[(frame["note"] != "") & (frame["worse %"] > default)]
+        if not noted.empty:
+            _print_frame(noted, "not gated")
+        return EXIT_OK
+    _print_frame(regressions, f"{len(regressions)} regression(s)")
+    return EXIT_FAIL
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.compare import format_table
+    from bench.runs import load_runs
+    from bench.verify import verdict_rows, verify
+
+    runs = load_runs(args.runs) if args.runs else []
+    frame = pd.DataFrame(verdict_rows(verify(runs, args.price_per_hour)))
+    if args.format == "table":
+        _print_frame(frame, "claims")
+    else:
+        print(format_table(frame, "markdown" if args.format == "md" else "csv"))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import render
+    from bench.runs import load_runs
+
+    runs = load_runs(args.runs)
+    out = Path(args.output)
+    try:
+        out.write_text(render(runs, args.price_per_hour), encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"report: {out}")
     return EXIT_OK

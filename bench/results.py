@@ -153,6 +153,7 @@ def results_csv_path(run: str | Path) -> Path:
 def read_results(run: str | Path) -> pd.DataFrame:
     """results.csv as a DataFrame, checked: not empty, contract columns present, schema not newer."""
     path = results_csv_path(run)
+    _check_complete_lines(path)
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
@@ -171,6 +172,23 @@ def read_results(run: str | Path) -> pd.DataFrame:
         raise BadInput(f"{path}: schema version {int(versions.max())} is newer than this claimbench "
                        f"understands ({SCHEMA_VERSION}); upgrade claimbench")
     return df
+
+
+def _check_complete_lines(path: Path) -> None:
+    """Every row has the header's field count and the file ends with a newline (we always write one)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({exc})") from None
+    if not text.strip():
+        raise BadInput(f"{path}: empty file")
+    rows = list(csv.reader(text.splitlines()))
+    width = len(rows[0])
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != width:
+            raise BadInput(f"{path}: line {number} has {len(row)} fields, the header {width}: truncated or corrupt")
+    if not text.endswith("\n"):
+        raise BadInput(f"{path}: last line is incomplete: truncated file")
 
 
 def latest_ceiling(root: Path, device_name: str) -> Any:

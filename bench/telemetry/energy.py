@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,14 +35,27 @@ def _interp(times: Sequence[float], values: Sequence[float], t: float) -> float:
     return float(np.interp(t, times, values))
 
 
+def _cumulative_energy(times: np.ndarray, power: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Integral of the linearly interpolated power from times[0] to each x (x inside the range)."""
+    cum = np.concatenate([[0.0], np.cumsum(np.diff(times) * (power[1:] + power[:-1]) / 2)])
+    i = np.clip(np.searchsorted(times, x, side="right") - 1, 0, len(times) - 1)
+    px = np.interp(x, times, power)
+    return cum[i] + (x - times[i]) * (power[i] + px) / 2
+
+
+def _bracketed(times: Sequence[float], windows: Sequence[Window]) -> bool:
+    return bool(len(times)) and all(times[0] <= a <= b <= times[-1] for a, b in windows)
+
+
 def counter_energy(times: Sequence[float], counter_j: Sequence[float], window: Window) -> float:
     """Energy in [t0, t1] from a cumulative counter, interpolated at the window edges.
 
     NaN when the samples do not bracket the window.
     """
-    t0, t1 = window
-    e0, e1 = _interp(times, counter_j, t0), _interp(times, counter_j, t1)
-    return e1 - e0
+    if not _bracketed(times, [window]):
+        return NAN
+    e0, e1 = np.interp(window, times, counter_j)
+    return float(e1 - e0)
 
 
 def integrate_power(times: Sequence[float], power_w: Sequence[float], window: Window) -> float:
@@ -51,13 +63,11 @@ def integrate_power(times: Sequence[float], power_w: Sequence[float], window: Wi
 
     NaN when the samples do not bracket the window.
     """
-    t0, t1 = window
-    if len(times) < 2 or t0 < times[0] or t1 > times[-1] or t1 < t0:
+    if len(times) < 2 or not _bracketed(times, [window]):
         return NAN
-    inside = [(t, p) for t, p in zip(times, power_w) if t0 < t < t1]
-    ts = [t0] + [t for t, _ in inside] + [t1]
-    ps = [_interp(times, power_w, t0)] + [p for _, p in inside] + [_interp(times, power_w, t1)]
-    return float(np.trapezoid(ps, ts))
+    t, p = np.asarray(times, float), np.asarray(power_w, float)
+    e0, e1 = _cumulative_energy(t, p, np.asarray(window, float))
+    return float(e1 - e0)
 
 
 def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None],
@@ -65,37 +75,44 @@ def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None
     """Energy of one device summed over windows, by counter if it has one, else by power.
 
     Returns (joules, method) where method is 'counter', 'power' or 'none'.
+    Vectorised: one pass over the samples for all windows.
     """
-    if not windows:
+    if not windows or not _bracketed(times, windows):
         return NAN, "none"
+    t = np.asarray(times, float)
+    edges = np.asarray(windows, float)
     if counter_j and all(c is not None for c in counter_j):
-        total = sum(counter_energy(times, counter_j, w) for w in windows)  # type: ignore[arg-type]
-        if not math.isnan(total):
-            return total, "counter"
-    if power_w and all(p is not None for p in power_w):
-        total = sum(integrate_power(times, power_w, w) for w in windows)  # type: ignore[arg-type]
-        if not math.isnan(total):
-            return total, "power"
+        at = np.interp(edges, t, np.asarray(counter_j, float))
+        return float(np.sum(at[:, 1] - at[:, 0])), "counter"
+    if len(t) >= 2 and power_w and all(p is not None for p in power_w):
+        at = _cumulative_energy(t, np.asarray(power_w, float), edges.ravel()).reshape(edges.shape)
+        return float(np.sum(at[:, 1] - at[:, 0])), "power"
     return NAN, "none"
 
 
 def power_in_windows(times: Sequence[float], power_w: Sequence[float | None],
                      windows: Sequence[Window]) -> tuple[float, float]:
-    """(time-weighted mean, max) of power samples in the windows; NaN when none fall inside.
+    """(time-weighted mean, max) of power in the windows; NaN when it cannot be told.
 
     The mean integrates power over the windows and divides by their length,
-    so a burst of samples in one window does not outweigh the rest.
+    so a burst of samples in one window does not outweigh the rest. The max
+    covers the samples inside the windows and the interpolated window edges.
     """
     pts = [(t, p) for t, p in zip(times, power_w) if p is not None]
-    if not pts:
+    if len(pts) < 2 or not windows or not _bracketed([t for t, _ in pts], windows):
         return NAN, NAN
-    ts, ps = [t for t, _ in pts], [p for _, p in pts]
-    inside = [p for t, p in pts if any(a <= t <= b for a, b in windows)]
-    energy = sum(integrate_power(ts, ps, w) for w in windows)
-    duration = sum(b - a for a, b in windows)
-    mean = energy / duration if duration > 0 and not math.isnan(energy) else NAN
-    edges = [_interp(ts, ps, x) for w in windows for x in w]
-    peak = max([*inside, *[e for e in edges if not math.isnan(e)]], default=NAN)
+    t = np.array([x for x, _ in pts])
+    p = np.array([y for _, y in pts])
+    edges = np.asarray(windows, float)
+    at = _cumulative_energy(t, p, edges.ravel()).reshape(edges.shape)
+    duration = float(np.sum(edges[:, 1] - edges[:, 0]))
+    mean = float(np.sum(at[:, 1] - at[:, 0]) / duration) if duration > 0 else NAN
+    lo = np.searchsorted(t, edges[:, 0], side="left")
+    hi = np.searchsorted(t, edges[:, 1], side="right")
+    peak = float(np.max(np.interp(edges.ravel(), t, p)))
+    for a, b in zip(lo, hi):
+        if b > a:
+            peak = max(peak, float(p[a:b].max()))
     return mean, peak
 
 

@@ -1,0 +1,60 @@
+"""Load run directories for the commands that read results (compare, check, verify, report)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BadInput
+from bench.results import read_results, results_csv_path
+
+
+@dataclass
+class Run:
+    """One run: its name, results table, raw samples (may be empty) and run.json (may be empty)."""
+
+    name: str
+    path: Path
+    results: pd.DataFrame
+    samples: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device_name(self) -> str:
+        names = self.results.get("device_name")
+        return str(names.dropna().iloc[0]) if names is not None and names.notna().any() else "unknown"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.meta.get("fingerprint", {}) or {}
+
+
+def load_run(spec: str | Path) -> Run:
+    """A run directory or its results.csv -> Run (BadInput with one clear reason otherwise)."""
+    csv_path = results_csv_path(spec)
+    results = read_results(csv_path)
+    directory = csv_path.parent
+    samples = pd.DataFrame()
+    if (directory / "samples.csv").is_file():
+        try:
+            samples = pd.read_csv(directory / "samples.csv")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            samples = pd.DataFrame()
+    meta: dict[str, Any] = {}
+    if (directory / "run.json").is_file():
+        try:
+            meta = json.loads((directory / "run.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{directory / 'run.json'}: not valid JSON ({exc})") from None
+    name = directory.name if csv_path.name == "results.csv" else csv_path.stem
+    return Run(name, directory, results, samples, meta)
+
+
+def load_runs(specs: list[str]) -> list[Run]:
+    """Several runs, in the order given."""
+    if not specs:
+        raise BadInput("give at least one run directory or results.csv")
+    return [load_run(s) for s in specs]

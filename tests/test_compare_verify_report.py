@@ -1,0 +1,151 @@
+"""compare, check, verify and report on runs the real harness made, plus hand-made broken CSVs."""
+
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from bench.compare import check, compare_table
+from bench.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
+from bench.runs import load_run
+from bench.verify import load_claims
+from tests.conftest import run_bench
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two real runs of the same workload on the tiny model (more repetitions for the statistics)."""
+    out = tmp_path_factory.mktemp("runs")
+    args = ["run", "--out", str(out), "--set", "batch_size=1,2", "--set", "min_reps=8", "--set", "min_seconds=0",
+            "--set", "idle_seconds=0", "--set", "output_len=16"]
+    for _ in range(2):
+        proc = run_bench(*args)
+        assert proc.returncode == 0, proc.stderr
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+def doctor(run_dir, dest, factor):
+    """A copy of a run where every throughput is `factor` times and every latency 1/factor times."""
+    shutil.copytree(run_dir, dest)
+    for name, cols_up, cols_down in (
+        ("results.csv", ["decode_tok_s", "prefill_tok_s", "output_tok_s", "decode_tok_s_per_user"],
+         ["ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "itl_ms_p99"]),
+        ("samples.csv", ["decode_tok_s", "prefill_tok_s", "output_tok_s"], ["ttft_ms", "tpot_ms", "e2e_ms"]),
+    ):
+        df = pd.read_csv(dest / name)
+        for c in cols_up:
+            df[c] = df[c] * factor
+        for c in cols_down:
+            df[c] = df[c] / factor
+        df.to_csv(dest / name, index=False)
+    return dest
+
+
+def test_check_passes_identical_and_fails_a_doctored_slower_run(two_runs, tmp_path):
+    base = two_runs[0]
+    proc = run_bench("check", "--baseline", str(base), str(base))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    slower = doctor(base, tmp_path / "slower", 0.7)
+    proc = run_bench("check", "--baseline", str(base), str(slower))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "regression" in proc.stdout and "decode_tok_s" in proc.stdout
+    # 30% slower is inside a 40% tolerance: passes.
+    proc = run_bench("check", "--baseline", str(base), str(slower), "--tolerance", "50")
+    assert proc.returncode == 0, proc.stdout
+    faster = doctor(base, tmp_path / "faster", 1.3)
+    assert run_bench("check", "--baseline", str(base), str(faster)).returncode == 0
+
+
+def test_check_needs_significance_not_just_a_worse_median(two_runs):
+    """Two real runs of the same code differ a little; noise must not fail the gate at the default tolerance."""
+    a, b = load_run(two_runs[0]), load_run(two_runs[1])
+    findings = check(a, b, {}, 5.0)
+    assert findings
+    for f in findings:
+        if f.regression:
+            assert f.worse_pct > 5 and f.p_value <= 0.05
+
+
+def test_compare_formats_and_plot(two_runs, tmp_path):
+    table = compare_table([load_run(p) for p in two_runs])
+    assert "decode_tok_s x1/0" in table.columns and len(table) == 2
+    assert table["decode_tok_s x1/0"].between(0.3, 3).all()
+    for fmt, marker in (("table", "run i over run 0"), ("markdown", "| workload"), ("csv", "workload,"), ("html", "<table")):
+        proc = run_bench("compare", *map(str, two_runs), "--format", fmt)
+        assert proc.returncode == 0 and marker in proc.stdout, proc.stderr
+    plot = tmp_path / "cmp.png"
+    proc = run_bench("compare", *map(str, two_runs), "--plot", str(plot), "--price-per-hour", "2.5")
+    assert proc.returncode == 0, proc.stderr
+    assert plot.stat().st_size > 10_000 and "usd_per_mtok" in proc.stdout
+
+
+def test_verify_lists_every_claim(two_runs):
+    ids = [c.id for c in load_claims()]
+    assert len(ids) == 19 and len(set(ids)) == 19
+    proc = run_bench("verify", str(two_runs[0]), "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    for claim_id in ids:
+        assert claim_id in proc.stdout
+    assert "not measured" in proc.stdout
+    # Claims about models the runs did not run say so, instead of judging the tiny model.
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| groq-500-tps"))
+    assert "not run" in line
+    proc = run_bench("verify", "--format", "md")  # no runs: every claim not measured, still exit 0
+    assert proc.returncode == 0 and proc.stdout.count("not measured") == 19
+
+
+def test_cost_model():
+    assert usd_per_mtok_rented(1000.0, 3.6) == pytest.approx(1.0)  # 3.6M tok/hour at $3.6
+    hourly = owned_cost_per_hour(8760.0, 1.0, 1.0, 1000.0, 0.1)
+    assert hourly == pytest.approx(1.0 + 0.1)
+    assert usd_per_mtok_owned(1000.0, 8760.0, 1.0, 1.0, 1000.0, 0.1) == pytest.approx(1.1 / 3.6)
+    assert pd.isna(usd_per_mtok_owned(1000.0, 8760.0, 1.0, 1.0, float("nan"), 0.1))
+
+
+def test_report_renders_in_headless_chromium(two_runs, tmp_path):
+    out = tmp_path / "report.html"
+    proc = run_bench("report", *map(str, two_runs), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.count('<img class="plot"') >= 3 and "groq-500-tps" in text
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
+    loaded = int(dom.stdout.split('data-plots-loaded="')[1].split('"')[0])
+    assert loaded == text.count('<img class="plot"')
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", out.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty file"),
+        ("schema_version,run_id,workload\n", "missing column"),
+        ("schema_version,status,workload,model\n", "no result rows"),
+        ("schema_version,status,workload,model\n99,ok,quick,tiny\n", "newer"),
+        ("schema_version,status,workload,model\n1,ok,quick,tiny\n1,ok,qu", "truncated"),
+    ],
+)
+def test_bad_run_files_exit_2(tmp_path, content, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.csv").write_text(content)
+    for cmd in (["compare", str(run), str(run)], ["verify", str(run)], ["check", "--baseline", str(run), str(run)],
+                ["report", str(run), "-o", str(tmp_path / "r.html")]):
+        proc = run_bench(*cmd)
+        assert proc.returncode == 2, (cmd, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_not_a_run(tmp_path):
+    proc = run_bench("compare", str(tmp_path), str(tmp_path))
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
