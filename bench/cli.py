@@ -162,6 +162,7 @@ def _execute(workload: Any, cases: list, device: Any, root: Path, console: Any, 
         ceiling={"bandwidth_bytes_s": ceiling.bandwidth, "flops": ceiling.flops, "source": ceiling.source},
         start=started.isoformat(), end=None, complete=False,
         errors_before=backend.error_counts(),
+        server=_server_info(workload),
     )
     console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
                   f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
@@ -209,6 +210,16 @@ def _stdout_console() -> Any:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _server_info(workload: Any) -> dict[str, Any] | None:
+    """For the openai engine: which server, and whether it is local (its power is then in our telemetry)."""
+    if "openai" not in _as_list(workload.params["engine"]):
+        return None
+    from bench.engines.openai_engine import is_local
+
+    url = workload.params["base_url"]
+    return {"base_url": url, "local": is_local(url), "api_key_env": workload.params["api_key_env"]}
 
 
 def _as_list(value: Any) -> list[Any]:

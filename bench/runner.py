@@ -175,7 +175,9 @@ class Runner:
 
     @staticmethod
     def _load_key(case: Case) -> tuple:
-        return (case["model"], case["engine"], case["dtype"], case["compile"], case["cache"], case["seed"])
+        return (case["model"], case["engine"], case["dtype"], case["compile"], case["cache"], case["seed"],
+                case["base_url"], case["served_model"], case["tensor_parallel_size"],
+                case["pipeline_parallel_size"], case["distributed_backend"])
 
     def _ensure_loaded(self, case: Case, row: dict[str, Any]) -> None:
         key = self._load_key(case)
@@ -189,6 +191,7 @@ class Runner:
         self.progress(case, f"loading {case['model']}")
         try:
             engine = get_engine(case["engine"])
+            engine.configure({**case.params, "_prefix_caching": self.workload.kind == "prefix-reuse"})
             t0 = time.perf_counter()
             engine.load(self.model, self.device,
                         LoadOptions(dtype=dtype, compile=case["compile"], cache=case["cache"], seed=case["seed"]))
@@ -197,12 +200,12 @@ class Runner:
             self.resident_after_load = dev.resident_bytes(self.device)
             self.engine = engine
             row["load_seconds"] = self.load_seconds
-        except EngineUnavailable as exc:
+        except (EngineUnavailable, BadInput) as exc:
             self.load_error = ("skipped", str(exc))
         except Exception as exc:  # noqa: BLE001
             self._free()
             status = "oom" if is_oom(exc) else "error"
-            self.load_error = (status, f"model load failed: {first_line(exc)}")
+            self.load_error = (status, f"engine start failed: {first_line(exc)}")
 
     def _unload(self) -> None:
         if self.engine is not None:
@@ -221,7 +224,8 @@ class Runner:
         return {
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "workload": self.workload.name,
             "case": case.index, "model": p["model"], "engine": p["engine"], "device": str(self.device),
-            "device_name": self.device.name, "device_count": 1, "dtype": p["dtype"],
+            "device_name": self.device.name, "device_count": p["tensor_parallel_size"] * p["pipeline_parallel_size"]
+            if p["engine"] == "vllm" else 1, "dtype": p["dtype"],
             "batch_size": p["batch_size"], "input_len": p["input_len"], "output_len": p["output_len"],
             "compile": p["compile"], "cache": p["cache"], "repetitions": 0,
             "status": "", "detail": "",
@@ -235,7 +239,9 @@ class Runner:
         bytes_per = torch.finfo(self.dtype).bits // 8
         return {
             "weights": self.model.weights,
-            "dtype": dev.dtype_name(self.dtype),
+            # A server picks its own dtype; we only know what was asked for.
+            "dtype": dev.dtype_name(self.dtype) if case["engine"] != "openai" or case["dtype"] != "auto"
+            else "server",
             "params": shape.params,
             "weight_bytes": shape.params * bytes_per,
             "kv_bytes_per_token": shape.kv_bytes_per_token(bytes_per),
@@ -321,11 +327,16 @@ class Runner:
         device_peak = dev.peak_memory_bytes(self.device)
         row["host_peak_rss_gb"] = host_peak / GB
         row["peak_mem_gb"] = (device_peak if device_peak is not None else host_peak) / GB
+        if not self.engine.in_process:
+            row["peak_mem_gb"] = self._telemetry_peak_mem(reps)
         samples = self._samples(case, reps)
         row.update(self._energy(reps, samples, p["telemetry"]))
         row.update(self._roofline(case, row))
         row.update(self._workload_columns(case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
+        notes = self.engine.notes()
+        if notes:
+            row["detail"] = "; ".join([row["detail"], *notes])
         if row["status"] == "oom":
             self._record_oom(case)
         self._remember(case, row)
@@ -523,6 +534,14 @@ class Runner:
                 f"{d}:mean={_fmt(s['power_w_mean'])}W,max={_fmt(s['power_w_max'])}W,energy={_fmt(s['energy_j'])}J,"
                 f"temp={_fmt(s['temp_c_max'])}C" for d, s in sorted(by_all.items())),
         }
+
+    def _telemetry_peak_mem(self, reps: list[Repetition]) -> float:
+        """Device memory in use at its highest during the case, from NVML/AMD SMI (the engine is elsewhere)."""
+        if self.device.type == "cpu":
+            return NAN  # host memory used is machine-wide: not the engine's
+        series = self.sampler.series(reps[0].start, reps[-1].end)
+        used = [r.mem_used_gb for rs in series.values() for r in rs if r.mem_used_gb is not None]
+        return max(used) if used else NAN
 
     def _temps_and_throttle(self, reps: list[Repetition]) -> dict[str, Any]:
         summary = summarise_windows(self.sampler.series(reps[0].start, reps[-1].end),

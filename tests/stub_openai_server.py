@@ -1,0 +1,77 @@
+"""A minimal OpenAI-compatible streaming server on 127.0.0.1 for fault injection in tests.
+
+Real servers are tested in the vLLM CI stage (a real `vllm serve`); this one
+exists to produce the failures a real server will not produce on demand:
+HTTP 500, a malformed stream, a stall past the timeout, too few tokens,
+several tokens per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StubServer:
+    """mode: ok | multi | http500 | malformed | stall | short."""
+
+    def __init__(self, mode: str = "ok", model: str = "tiny") -> None:
+        self.mode, self.model = mode, model
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"object": "list", "data": [{"id": server.model}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                n = req["max_tokens"]
+                if server.mode == "http500":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "5")
+                    self.end_headers()
+                    self.wfile.write(b"boom!")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+
+                def send(obj):
+                    self.wfile.write(f"data: {json.dumps(obj) if not isinstance(obj, str) else obj}\n\n".encode())
+                    self.wfile.flush()
+
+                if server.mode == "malformed":
+                    send("{not json")
+                    return
+                if server.mode == "stall":
+                    time.sleep(3)
+                produce = n - 1 if server.mode == "short" else n
+                step = 2 if server.mode == "multi" else 1
+                for i in range(0, produce, step):
+                    k = min(step, produce - i)
+                    send({"choices": [{"index": 0, "text": "x" * k, "token_ids": list(range(k))}]})
+                    time.sleep(0.002)
+                send({"choices": [], "usage": {"prompt_tokens": len(req["prompt"]), "completion_tokens": produce}})
+                send("[DONE]")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

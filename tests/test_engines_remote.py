@@ -1,0 +1,89 @@
+"""The openai engine's fault handling (a stub server on 127.0.0.1) and the vllm engine's absence."""
+
+import importlib.util
+import socket
+
+import pandas as pd
+import pytest
+
+from bench.devices import resolve_device
+from bench.runner import Runner
+from bench.telemetry.base import NoTelemetry
+from bench.telemetry.sampler import Sampler
+from bench.workload import apply_overrides, expand, load_workload
+from tests.conftest import FAST, run_bench, single_run_dir
+from tests.stub_openai_server import StubServer
+
+
+def run_openai(url, **overrides):
+    params = {"engine": ["openai"], "base_url": url, "batch_size": [2], "output_len": [8], "min_reps": 2,
+              "min_seconds": 0.0, "timeout_s": 1.0, **overrides}
+    w = apply_overrides(load_workload("quick"), params)
+    runner = Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "test")
+    return [r.row for r in runner.run(expand(w))]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_happy_path_per_request_timelines():
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url)
+    assert row["status"] == "ok", row["detail"]
+    assert row["decode_tok_s"] > 0 and row["ttft_ms_p50"] > 0
+    assert row["repetitions"] == 2
+
+
+def test_openai_multi_token_chunks_warn():
+    with StubServer("multi") as server:
+        (row,) = run_openai(server.url)
+    assert row["status"] == "ok" and "share its timestamp" in row["detail"]
+
+
+def test_openai_poisson_arrivals():
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, request_rate=50.0, num_requests=6, slo_tpot_ms=1000.0)
+    assert row["status"] == "ok" and row["goodput_frac"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("http500", "HTTP 500"), ("malformed", "malformed stream"), ("stall", "timed out"),
+     ("short", "returned 7 tokens, expected 8")],
+)
+def test_openai_faults_are_error_rows(mode, message):
+    with StubServer(mode) as server:
+        rows = run_openai(server.url, batch_size=[1, 2])
+    assert [r["status"] for r in rows] == ["error", "error"]  # the sweep goes on
+    assert message in rows[0]["detail"]
+
+
+def test_openai_server_down_and_wrong_model():
+    (row,) = run_openai(f"http://127.0.0.1:{free_port()}/v1")
+    assert row["status"] == "error" and "unreachable" in row["detail"]
+    with StubServer("ok", model="other") as server:
+        (row,) = run_openai(server.url)
+    assert row["status"] == "error" and "does not serve model 'tiny'" in row["detail"]
+
+
+def test_openai_cli_exit_1_and_key_never_written(tmp_path):
+    with StubServer("http500") as server:
+        proc = run_bench("run", "--engine", "openai", "--set", f"base_url={server.url}", "--out", str(tmp_path),
+                         "--quick", *FAST, env={"OPENAI_API_KEY": "sk-secret-test-key"})
+    assert proc.returncode == 1, proc.stderr
+    run = single_run_dir(tmp_path)
+    assert pd.read_csv(run / "results.csv").loc[0, "status"] == "error"
+    for f in run.iterdir():
+        assert "sk-secret-test-key" not in f.read_text()
+    assert '"local": true' in (run / "run.json").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_missing_is_a_skipped_row(tmp_path):
+    proc = run_bench("run", "--engine", "vllm", "--quick", "--out", str(tmp_path), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
+    assert row["status"] == "skipped" and "vllm is not installed" in row["detail"]
