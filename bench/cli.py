@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="directory to create the run directory in (default: results)")
     run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
 
-    lst = sub.add_parser("list", help="list workloads, models or engines")
-    lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines"])
+    lst = sub.add_parser("list", help="list workloads, models, engines or claims")
+    lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines", "claims"])
 
     env = sub.add_parser("env", help="this machine: devices, versions, what telemetry can be read")
     env.add_argument("--json", action="store_true", help="print the full fingerprint as JSON")
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.devices import resolve_device
     from bench.engines import engine_names
     from bench.models import resolve_model
-    from bench.workload import apply_overrides, expand, load_workload
+    from bench.workload import apply_overrides, check_cases, expand, load_workload
 
     console = Console(stderr=True)
     out = _stdout_console()
@@ -133,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cases = expand(workload, lambda m: models[m].shape.max_position)
     if not cases:
         raise BadInput(f"workload '{workload.name}' expands to no cases")
+    check_cases(workload, cases)
     title = f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})"
     if args.dry_run:
         out.print(printers.cases_table(cases, title))
@@ -254,6 +255,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             s = spec.shape
             table.add_row(name, spec.config.architectures[0], f"{s.params / 1e9:.3f} B", str(s.layers),
                           str(s.kv_heads), str(s.head_dim), str(s.max_position), str(s.kv_bytes_per_token(2)))
+    elif args.what == "claims":
+        from bench.verify import load_claims
+
+        table = Table(title="claims (seeds/claims.toml)")
+        for col in ("id", "claimed", "metric", "workload", "conditions", "source"):
+            table.add_column(col, overflow="fold")
+        for c in load_claims():
+            table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", c.metric, c.workload,
+                          ", ".join(f"{k}={v}" for k, v in c.conditions.items()), c.source)
     else:
         from bench.engines import ENGINES
 

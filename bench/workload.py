@@ -330,5 +330,19 @@ def expand(workload: Workload, max_position_of: Callable[[str], int] | None = No
     return cases
 
 
+def check_cases(workload: Workload, cases: list[Case]) -> None:
+    """Combinations no engine can measure are bad input, found before any work starts."""
+    for case in cases:
+        if workload.kind in ("membw", "matmul"):
+            continue
+        if case["output_len"] < 2:
+            raise BadInput(f"case {case.index}: output_len must be >= 2 (decode metrics need two tokens)")
+        if workload.kind == "prefix-reuse" and not 0 < case["prefix_len"] < case["input_len"]:
+            raise BadInput(f"case {case.index}: prefix_len ({case['prefix_len']}) must be between 1 and "
+                           f"input_len - 1 ({case['input_len'] - 1})")
+        if case["engine"] == "openai" and not case["base_url"]:
+            raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
+
+
 def _axis(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]

@@ -14,6 +14,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client that timed out and left: expected here
+        pass
+
+
 class StubServer:
     """mode: ok | multi | http500 | malformed | stall | short."""
 
@@ -64,7 +71,7 @@ class StubServer:
                 send({"choices": [], "usage": {"prompt_tokens": len(req["prompt"]), "completion_tokens": produce}})
                 send("[DONE]")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

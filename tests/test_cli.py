@@ -42,7 +42,8 @@ def test_bench_run_with_no_arguments(tmp_path):
 
 
 def test_list_and_env():
-    for what, expected in (("workloads", "long-context"), ("models", "llama-3.1-8b"), ("engines", "transformers")):
+    for what, expected in (("workloads", "long-context"), ("models", "llama-3.1-8b"), ("engines", "transformers"),
+                            ("claims", "kv-reuse")):
         proc = run_bench("list", what)
         assert proc.returncode == 0 and expected in proc.stdout, proc.stderr
     proc = run_bench("env")
@@ -74,6 +75,9 @@ def test_dry_run_lists_cases_without_running(out_dir):
         (["run", "--dtype", "int3"], "must be one of"),
         (["run", "--bogus"], "unrecognized arguments"),
         (["list", "things"], "invalid choice"),
+        (["run", "--set", "output_len=1"], "output_len must be >= 2"),
+        (["run", "--workload", "prefix-reuse", "--set", "prefix_len=5000"], "prefix_len"),
+        (["run", "--engine", "openai"], "needs --set base_url"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -158,3 +162,25 @@ def test_model_directory_with_real_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(single_run_dir(tmp_path / "r") / "results.csv")
     assert df.loc[0, "weights"] == "pretrained" and df.loc[0, "status"] == "ok"
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(out_dir):
+    cmd = [sys.executable, "-m", "bench", "run", "--out", str(out_dir), "--set", "batch_size=1,2,3,4,5,6",
+           "--set", "min_reps=2", "--set", "min_seconds=0.5", "--set", "idle_seconds=0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        found = list(out_dir.glob("*/results.csv")) if out_dir.exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    run = found[0].parent
+    df = pd.read_csv(run / "results.csv")
+    assert len(df) >= 1 and (df["status"] == "ok").all()
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["interrupted"] is True and meta["finished_cases"] == len(df)
