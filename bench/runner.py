@@ -331,6 +331,9 @@ class Runner:
             row["peak_mem_gb"] = self._telemetry_peak_mem(reps)
         samples = self._samples(case, reps)
         row.update(self._energy(reps, samples, p["telemetry"]))
+        why_not = self.sampler.backend.capabilities().get("throttle")
+        if why_not and not row["throttled"]:
+            row["throttled"] = f"unknown: {why_not}"  # empty would claim "not throttled"
         row.update(self._roofline(case, row))
         row.update(self._workload_columns(case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
