@@ -155,6 +155,8 @@ class Runner:
         skip = self._why_skip(case, probing)
         if skip:
             row["status"], row["detail"] = skip
+            if self.workload.kind == "long-context":
+                row["measured_max_context"] = self.last_ok.get(self._context_group(case), NAN)
             return self._finish(row)
         try:
             return self._measure(case, row)
