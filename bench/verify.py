@@ -109,11 +109,11 @@ def _why_not(claim: Claim, runs: list[Run]) -> str:
     rows = pd.concat([r.results for r in runs], ignore_index=True)
     cond = claim.conditions
     if "device" in cond and not rows["device_name"].astype(str).str.contains(cond["device"], case=False).any():
-        return f"needs a {cond['device']} device; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
+        return f"needs a device matching '{cond['device']}'; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
     if "model" in cond:
         wanted = cond["model"] if isinstance(cond["model"], list) else [cond["model"]]
         if not rows["model"].isin(wanted).any():
-            have = ", ".join(sorted(set(rows["model"].astype(str))))
+            have = ", ".join(sorted(set(rows["model"].astype(str)) - {"none"})) or "no model"
             return f"model {'|'.join(wanted)} not run (runs have {have}); e.g. bench run --workload " \
                    f"{claim.workload} --model {wanted[0]}"
     matched = rows[_matches(rows, cond)]
