@@ -338,6 +338,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     table = compare_table(runs, metrics, args.price_per_hour)
+    if not any(" x" in c and table[c].notna().any() for c in table.columns):
+        print("warning: the runs share no measured case (same workload, model, engine, dtype, batch, "
+              "lengths); nothing to compare", file=sys.stderr)
     diffs = fingerprint_differences(runs)
     header = [f"[{i}] {r.name} ({r.device_name})" for i, r in enumerate(runs)]
     header += [f"differs: {k}: " + " | ".join(v or "-" for v in values) for k, values in diffs] or \

@@ -72,6 +72,9 @@ def compare_table(runs: list[Run], metrics: list[str] | None = None, price_per_h
     """One row per case present in the first run and any other; per metric each run's value and ratio to the first."""
     if len(runs) < 2:
         raise BadInput("compare needs at least two runs")
+    unknown = [m for m in metrics or [] if m not in METRICS]
+    if unknown:
+        raise BadInput(f"--metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})")
     metrics = metrics or [m for m in METRICS if any(m in r.results.columns and r.results[m].notna().any()
                                                     for r in runs)]
     frames = []
@@ -233,8 +236,12 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
         ax.set_xticks(x + width * (len(runs) - 1) / 2, labels, rotation=30, ha="right", fontsize=7)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot write plot {path}: {exc}") from None
+    finally:
+        plt.close(fig)
 
 
 def format_table(df: pd.DataFrame, fmt: str) -> str:

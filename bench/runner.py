@@ -91,6 +91,7 @@ class Runner:
         self.load_seconds = NAN
         self.resident_after_load = 0.0
         self.resident_at_start = 0.0  # memory held when the current case started
+        self._energy_note = ""  # set by _energy for the case being measured
         self.model: ModelSpec | None = None
         self.dtype_reason = ""
         self.oom_at: dict[tuple, int] = {}  # long-context: shortest input that ran out of memory
@@ -339,7 +340,7 @@ class Runner:
         row.update(self._roofline(case, row))
         row.update(self._workload_columns(case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
-        notes = self.engine.notes()
+        notes = [n for n in (*self.engine.notes(), self._energy_note) if n]
         if notes:
             row["detail"] = "; ".join([row["detail"], *notes])
         if row["status"] == "oom":
@@ -494,6 +495,7 @@ class Runner:
         empty = {"energy_j": NAN, "energy_prefill_j": NAN, "energy_decode_j": NAN, "energy_j_per_token": NAN,
                  "power_w_mean": NAN, "power_w_max": NAN, "tok_s_per_w": NAN, "temp_c_max": NAN,
                  "energy_j_per_token_idle_sub": NAN, "throttled": ""}
+        self._energy_note = ""
         if not telemetry_on:
             return {**empty, "energy_source": "none: telemetry off for this case"}
         source = self.sampler.backend.energy_reason()
@@ -521,6 +523,12 @@ class Runner:
         idle = sum(self.idle_power.values()) if self.idle_power else NAN
         dec_power = e_dec / decode_s if decode_s > 0 else NAN
         reasons = sorted({x for s in by_all.values() for x in s["throttle"]})
+        # Energy between two readings is interpolated; a decode time that spans few readings
+        # (sensor period ~0.1-1 s) gives a per-token figure that the sensor did not really resolve.
+        inside = min(sum(any(a <= r.t <= b for a, b in dec) for r in rs) for rs in series.values())
+        self._energy_note = (f"energy: only {inside} telemetry reading(s) inside the decode windows; "
+                             "J/token is interpolated, use the power workload for a resolved figure"
+                             if inside < 5 else "")
         return {
             "energy_j": e_all,
             "energy_prefill_j": e_pre,

@@ -149,3 +149,10 @@ def test_bad_run_files_exit_2(tmp_path, content, message):
 def test_not_a_run(tmp_path):
     proc = run_bench("compare", str(tmp_path), str(tmp_path))
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+def test_compare_bad_metric_and_unwritable_plot(two_runs, tmp_path):
+    proc = run_bench("compare", *map(str, two_runs), "--metrics", "speed")
+    assert proc.returncode == 2 and "unknown metric" in proc.stderr
+    proc = run_bench("compare", *map(str, two_runs), "--plot", str(tmp_path / "missing" / "x.png"))
+    assert proc.returncode == 2 and "cannot write plot" in proc.stderr and "Traceback" not in proc.stderr
