@@ -149,6 +149,18 @@ def free_memory_bytes(device: Device) -> int:
     return int(psutil.virtual_memory().available)
 
 
+def usable_memory_bytes(device: Device) -> float:
+    """Memory this process could hold at most now: what the device has free plus what torch already holds.
+
+    On a GPU that is the driver's free memory plus torch's reserved pool (the CUDA
+    context and other processes are already out of it, unlike the card's total);
+    on the host, available memory plus this process's RSS.
+    """
+    if device.type == "cuda":
+        return float(free_memory_bytes(device) + torch.cuda.memory_reserved(device.torch_device))
+    return float(free_memory_bytes(device) + psutil.Process().memory_info().rss)
+
+
 def empty_cache(device: Device) -> None:
     """Give cached allocator blocks back so the next case starts clean (after an OOM too)."""
     import gc

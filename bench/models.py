@@ -60,6 +60,7 @@ class ModelShape:
     hidden: int
     vocab: int
     max_position: int
+    intermediate: int = 0  # feed-forward width (per expert for mixture-of-experts models)
 
     def kv_bytes_per_token(self, bytes_per_element: int) -> int:
         """KV bytes per token: 2 (K and V) * layers * kv_heads * head_dim * bytes."""
@@ -93,6 +94,7 @@ def model_shape(config: Any) -> ModelShape:
         hidden=text.hidden_size,
         vocab=text.vocab_size,
         max_position=getattr(text, "max_position_embeddings", 0) or 0,
+        intermediate=getattr(text, "intermediate_size", None) or 4 * text.hidden_size,
     )
 
 

@@ -278,10 +278,13 @@ class Runner:
         return None
 
     def predicted_extra_bytes(self, case: Case, input_len: int | None = None) -> float:
-        """What a case adds to the loaded model: KV cache and the largest activations.
+        """What a case adds to the loaded model: KV cache and the largest prefill activations.
 
-        Attention scores are counted as if materialised in fp32 (batch * heads *
-        input * total * 4 bytes): conservative where the kernel is fused.
+        Per prompt token a layer holds a few hidden-size tensors (residual, norm,
+        query, attention output) and the feed-forward's gate, up and product; the
+        fp32 logits of the last position follow. Attention scores (batch * heads *
+        input * total, fp32) count only where the engine materialises them (eager
+        attention): fused kernels never hold them.
         """
         assert self.model is not None
         shape = self.model.shape
@@ -289,10 +292,11 @@ class Runner:
         n_in = case["input_len"] if input_len is None else input_len
         batch, total = case["batch_size"], n_in + case["output_len"]
         kv = batch * total * shape.kv_bytes_per_token(bytes_per)
-        scores = batch * shape.heads * n_in * total * 4
-        # A handful of hidden-size buffers per prompt token, and fp32 logits of the last position.
-        hidden = 8 * batch * n_in * shape.hidden * bytes_per + 2 * batch * shape.vocab * 4
-        return float(kv + scores + hidden)
+        eager = self.engine is not None and self.engine.materializes_attention_scores()
+        scores = batch * shape.heads * n_in * total * 4 if eager else 0
+        activations = batch * n_in * (4 * shape.hidden + 3 * shape.intermediate) * bytes_per
+        logits = 2 * batch * shape.vocab * 4
+        return float(kv + scores + activations + logits)
 
     def _measure(self, case: Case, row: dict[str, Any]) -> CaseResult:
         assert self.engine is not None and self.model is not None
@@ -380,6 +384,7 @@ class Runner:
                 cols["decode_slowdown"] = slices[-1] / slices[0]
         if self.workload.kind == "long-context":
             cols["predicted_max_context"] = self._predicted_max_context(case)
+            cols["predicted_peak_mem_gb"] = (self.resident_at_start + self.predicted_extra_bytes(case)) / GB
         if self.workload.kind == "prefix-reuse":
             key = (*self._context_group(case), p["input_len"], p["prefix_len"])
             if not p["reuse"]:
@@ -391,16 +396,11 @@ class Runner:
     def _predicted_max_context(self, case: Case) -> float:
         """Longest input whose predicted memory (held with the model + KV + activations) fits the limit.
 
-        The limit is max_mem_gb when set, else the GPU's total memory, else the
-        host's available memory plus what the process already holds.
+        The limit is max_mem_gb when set, else what the process could hold: free
+        device (or host) memory plus what it holds already.
         """
         assert self.model is not None
-        if case["max_mem_gb"] > 0:
-            limit = case["max_mem_gb"] * GB
-        elif self.device.type == "cuda":
-            limit = self.device.total_memory_bytes
-        else:
-            limit = dev.free_memory_bytes(self.device) + self.resident_after_load
+        limit = case["max_mem_gb"] * GB if case["max_mem_gb"] > 0 else dev.usable_memory_bytes(self.device)
         resident = self.resident_at_start
         lo, hi = 0, self.model.shape.max_position or 1 << 24
         hi -= case["output_len"]
@@ -493,6 +493,7 @@ class Runner:
     def _energy(self, reps: list[Repetition], samples: list[dict[str, Any]], telemetry_on: bool) -> dict[str, Any]:
         """Energy per window (prefill, decode) from the sampler; NaN with a reason when not measurable."""
         empty = {"energy_j": NAN, "energy_prefill_j": NAN, "energy_decode_j": NAN, "energy_j_per_token": NAN,
+                 "energy_j_per_token_power": NAN,
                  "power_w_mean": NAN, "power_w_max": NAN, "tok_s_per_w": NAN, "temp_c_max": NAN,
                  "energy_j_per_token_idle_sub": NAN, "throttled": ""}
         self._energy_note = ""
@@ -515,6 +516,7 @@ class Runner:
         decode_tokens = sum(s["_decode_tokens"] for s in samples)
         decode_s = sum(b - a for a, b in dec)
         e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")
+        e_dec_power = _sum(by_dec, "energy_power_j")
         methods = {s["method"] for s in by_all.values()}
         if "power" in methods and source == "nvml-counter":
             source = "nvml-power"
@@ -534,6 +536,7 @@ class Runner:
             "energy_prefill_j": e_pre,
             "energy_decode_j": e_dec,
             "energy_j_per_token": e_dec / decode_tokens if decode_tokens else NAN,
+            "energy_j_per_token_power": e_dec_power / decode_tokens if decode_tokens else NAN,
             "energy_j_per_token_idle_sub": (e_dec - idle * decode_s) / decode_tokens if decode_tokens else NAN,
             "power_w_mean": _mean([s["power_w_mean"] for s in by_all.values()]),
             "power_w_max": max((s["power_w_max"] for s in by_all.values() if not math.isnan(s["power_w_max"])),

@@ -38,7 +38,7 @@ def test_matmul_rows(tmp_path):
 
 
 def test_long_context_bisects_to_the_oom_boundary(tmp_path):
-    df = run_workload(tmp_path, "long-context", "--set", "max_context=4096", "--set", "max_mem_gb=0.65",
+    df = run_workload(tmp_path, "long-context", "--set", "max_context=4096", "--set", "max_mem_gb=0.65", "--set", "batch_size=8",
                       "--set", "min_context=128")
     assert "oom" in set(df["status"]), df[["input_len", "status", "detail"]]
     ok_lengths = df.loc[df["status"] == "ok", "input_len"]

@@ -53,6 +53,14 @@ class Engine(ABC):
     def configure(self, params: dict[str, Any]) -> None:
         """Take engine-specific settings from the case's parameters (server URL, parallelism...)."""
 
+    def materializes_attention_scores(self) -> bool:
+        """True when attention builds the full (query x key) score matrix in memory (eager attention).
+
+        Fused kernels (SDPA, flash, paged attention) never hold it, so memory grows
+        linearly with the context instead of quadratically.
+        """
+        return False
+
     def notes(self) -> list[str]:
         """Warnings about the last measurements, for the row's detail."""
         return []

@@ -141,6 +141,10 @@ class TransformersEngine(Engine):
             )
         return batch_repetition(start, streamer.times, batch, input_len)
 
+    def materializes_attention_scores(self) -> bool:
+        impl = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
+        return impl in (None, "eager")
+
     def close(self) -> None:
         self.model = None
         self._cached_prefix = None

@@ -71,17 +71,19 @@ def integrate_power(times: Sequence[float], power_w: Sequence[float], window: Wi
 
 
 def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None],
-                        power_w: Sequence[float | None], windows: Sequence[Window]) -> tuple[float, str]:
+                        power_w: Sequence[float | None], windows: Sequence[Window],
+                        prefer: str = "counter") -> tuple[float, str]:
     """Energy of one device summed over windows, by counter if it has one, else by power.
 
     Returns (joules, method) where method is 'counter', 'power' or 'none'.
-    Vectorised: one pass over the samples for all windows.
+    prefer="power" integrates the sampled power even where a counter exists, so the
+    two methods can be set side by side. Vectorised: one pass over the samples for all windows.
     """
     if not windows or not _bracketed(times, windows):
         return NAN, "none"
     t = np.asarray(times, float)
     edges = np.asarray(windows, float)
-    if counter_j and all(c is not None for c in counter_j):
+    if prefer == "counter" and counter_j and all(c is not None for c in counter_j):
         at = np.interp(edges, t, np.asarray(counter_j, float))
         return float(np.sum(at[:, 1] - at[:, 0])), "counter"
     if len(t) >= 2 and power_w and all(p is not None for p in power_w):

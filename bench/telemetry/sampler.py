@@ -111,12 +111,15 @@ class Sampler:
 
 
 def summarise_windows(series: dict[str, list[Reading]], windows: list[Window]) -> dict[str, dict]:
-    """Per device: energy (J) and its method, mean/max power, max temperature and throttle reasons."""
+    """Per device: energy (J) and its method, the same energy from integrated power (energy_power_j),
+    mean/max power, max temperature and throttle reasons."""
     windows = merge_windows(windows)
     out: dict[str, dict] = {}
     for dev, rs in series.items():
         ts = [r.t for r in rs]
         energy, method = energy_over_windows(ts, [r.energy_j for r in rs], [r.power_w for r in rs], windows)
+        # The same windows by integrating sampled power: a cross-check of the counter (NaN without power).
+        by_power, _ = energy_over_windows(ts, [], [r.power_w for r in rs], windows, prefer="power")
         mean, peak = power_in_windows(ts, [r.power_w for r in rs], windows)
         if math.isnan(mean) and not math.isnan(energy):
             duration = sum(b - a for a, b in windows)
@@ -126,6 +129,7 @@ def summarise_windows(series: dict[str, list[Reading]], windows: list[Window]) -
         out[dev] = {
             "energy_j": energy,
             "method": method,
+            "energy_power_j": by_power,
             "power_w_mean": mean,
             "power_w_max": peak,
             "temp_c_max": max(temps) if temps else NAN,

@@ -1,0 +1,132 @@
+"""The real NVIDIA path: NVML, energy, memory and the CLI on a card (`pytest -m gpu`; skipped without one).
+
+On a CPU machine the same code runs against tests/fake_nvml.py (test_telemetry.py);
+these tests prove it against a real driver.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from bench.telemetry.sampler import Sampler, summarise_windows
+
+pytestmark = pytest.mark.gpu
+
+GIB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def nvml():
+    pytest.importorskip("pynvml")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from bench.telemetry.nvml import NvmlBackend
+
+    backend = NvmlBackend()
+    yield backend
+    backend.close()
+
+
+def _busy(seconds: float) -> None:
+    """Dense bf16 products for about `seconds`: a steady load that moves power well above idle."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(20):
+            torch.matmul(a, b)
+        torch.cuda.synchronize()
+
+
+def test_fingerprint_is_complete(nvml):
+    fp = nvml.fingerprint()
+    assert len(fp) == torch.cuda.device_count()
+    card = fp[0]
+    assert card["uuid"].startswith(("GPU-", "MIG-"))
+    missing = [k for k in ("name", "driver", "cuda_driver", "memory_total_gb", "power_limit_w", "sm_clock_max_mhz",
+                           "mem_clock_max_mhz", "pcie_gen", "pcie_width", "ecc_mode", "mig_mode")
+               if card.get(k) is None]
+    assert not missing, f"fingerprint lacks {missing}; NVML said {card['unsupported']}"
+    assert card["name"] in torch.cuda.get_device_name(0) or torch.cuda.get_device_name(0) in card["name"]
+    assert card["power_limit_w"] > 0 and card["sm_clock_max_mhz"] > 0
+
+
+def test_every_reading_is_supported(nvml):
+    caps = nvml.capabilities()
+    assert {k: v for k, v in caps.items() if v} == {}, caps
+    r = nvml.read()[0]
+    assert r.power_w > 0 and r.energy_j > 0 and r.temp_c > 0 and r.sm_clock_mhz > 0
+    assert isinstance(r.throttle, tuple)  # clock-event reasons read (empty means none active)
+
+
+def test_nvml_memory_used_matches_torch(nvml):
+    """NVML's used memory agrees with the driver's view through torch within 5%, and sees an allocation."""
+    torch.cuda.synchronize()
+    before = nvml.read()[0].mem_used_gb
+    block = torch.empty(16 * GIB, dtype=torch.uint8, device="cuda")
+    block.fill_(1)
+    torch.cuda.synchronize()
+    after = nvml.read()[0].mem_used_gb
+    free, total = torch.cuda.mem_get_info()
+    torch_used = (total - free) / 1e9
+    assert after == pytest.approx(torch_used, rel=0.05), (after, torch_used)
+    assert after - before == pytest.approx(16 * GIB / 1e9, rel=0.05), (before, after)
+    del block
+    torch.cuda.empty_cache()
+
+
+def test_energy_counter_moves_and_power_stays_within_the_limit(nvml):
+    limit = nvml.fingerprint()[0]["power_limit_w"]
+    sampler = Sampler(nvml, hz=20)
+    sampler.start()
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    _busy(4.0)
+    t1 = time.perf_counter()
+    time.sleep(0.3)
+    sampler.stop()
+    series = sampler.series(t0, t1)["gpu0"]
+    assert series[-1].energy_j > series[0].energy_j
+    summary = summarise_windows({"gpu0": series}, [(t0, t1)])["gpu0"]
+    assert summary["method"] == "counter"
+    assert 0 < summary["power_w_mean"] <= limit, (summary, limit)
+    assert summary["power_w_max"] <= 1.1 * limit, (summary, limit)
+    # The two energy methods over the same 4 s window: counter vs integrated 20 Hz power.
+    gap = summary["energy_power_j"] / summary["energy_j"] - 1
+    print(f"counter {summary['energy_j']:.1f} J, integrated power {summary['energy_power_j']:.1f} J, "
+          f"gap {gap:+.2%}, mean {summary['power_w_mean']:.0f} W of {limit:.0f} W")
+    assert abs(gap) < 0.05, summary
+
+
+def test_real_gpu_run_measures_energy_per_window(tmp_path):
+    """The full CLI on a real NVIDIA GPU: counter energy in every ok row, both J/token methods, a fingerprint."""
+    import pandas as pd
+
+    from tests.conftest import run_bench, single_run_dir
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    proc = run_bench("run", "--device", "cuda", "--out", str(tmp_path), "--set", "min_seconds=2",
+                     "--set", "idle_seconds=1")
+    assert proc.returncode == 0, proc.stderr
+    run = single_run_dir(tmp_path)
+    df = pd.read_csv(run / "results.csv")
+    assert (df["status"] == "ok").all(), df["detail"].tolist()
+    assert df["energy_source"].isin(["nvml-counter", "nvml-power"]).all()
+    assert (df["energy_decode_j"] > 0).all() and (df["power_w_mean"] > 0).all()
+    assert df["energy_j_per_token_power"].notna().all()
+    assert (df["roofline_decode_tok_s"] > df["decode_tok_s"]).all()
+    assert ((df["mbu"] > 0) & (df["mbu"] <= 1)).all()
+    assert (df["peak_mem_gb"] > 0).all()
+    meta = json.loads((run / "run.json").read_text())
+    card = meta["fingerprint"]["accelerators"][0]
+    assert card["uuid"] and card["driver"] and card["power_limit_w"]
+    assert meta["idle_power_w"]
+    assert not math.isnan(meta["idle_power_w"]["gpu0"])
+    tel = pd.read_csv(run / "telemetry.csv")
+    assert tel["energy_j"].is_monotonic_increasing
