@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network at run time
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_allocator_default()
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
@@ -92,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+ALLOC_CONF_VARS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_HIP_ALLOC_CONF")
+
+
+def set_allocator_default() -> None:
+    """Expandable segments for torch's GPU allocator unless the user chose a configuration.
+
+    Without them a long prompt's KV cache, grown a step at a time, fragments the
+    caching allocator: on an H200, llama-3.1-8b at batch 16 ran out of memory with
+    35 GiB reserved but unallocated, so the "largest context" measured the allocator,
+    not the card. Must run before torch touches the GPU; run.json records the value.
+    """
+    if not any(os.environ.get(v) for v in ALLOC_CONF_VARS):
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
 # --- run -------------------------------------------------------------------------------------

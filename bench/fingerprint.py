@@ -77,6 +77,9 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
             "rocm": getattr(torch.version, "hip", None),
         },
         "git": git_state(),
+        # The GPU allocator's configuration changes how much fits before an OOM.
+        "allocator_conf": {v: os.environ[v] for v in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF",
+                                                     "PYTORCH_HIP_ALLOC_CONF") if os.environ.get(v)},
         "device": {"torch": str(device), "name": device.name,
                    "memory_total_gb": device.total_memory_bytes / 1e9} if device else None,
         "torch_devices": torch_devices(),

@@ -81,10 +81,18 @@ def load_claims(path: Path | None = None) -> list[Claim]:
     return claims
 
 
+SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
+
+
 def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:
+    """Rows meeting every condition: equality (or one of a list), a device regex, or min_COL / max_COL bounds."""
     mask = pd.Series(True, index=df.index)
     for key, want in conditions.items():
-        if key == "device":
+        bound = re.fullmatch(r"(min|max)_(.+)", key)
+        if bound and bound.group(2) in df.columns:
+            values = pd.to_numeric(df[bound.group(2)], errors="coerce")
+            mask &= values >= want if bound.group(1) == "min" else values <= want
+        elif key == "device":
             mask &= df["device_name"].astype(str).str.contains(str(want), flags=re.IGNORECASE, regex=True)
         elif key in df.columns:
             wanted = want if isinstance(want, list) else [want]
@@ -95,30 +103,60 @@ def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:
 
 
 def _describe(conditions: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={'|'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in conditions.items())
+    def one(k: str, v: Any) -> str:
+        bound = re.fullmatch(r"(min|max)_(.+)", k)
+        if bound:
+            return f"{bound.group(2)} {'>=' if bound.group(1) == 'min' else '<='} {v}"
+        return f"{k}={'|'.join(map(str, v)) if isinstance(v, list) else v}"
+
+    return ", ".join(one(k, v) for k, v in conditions.items())
 
 
 def _ok_rows(run: Run) -> pd.DataFrame:
     return run.results[run.results["status"] == "ok"]
 
 
+def measures(run: Run, claim: Claim) -> bool:
+    """Whether the run's workload is one that answers the claim: the claim's own workload,
+    or a workload file that lists the claim among its `claims`."""
+    workload = run.meta.get("workload") or {}
+    names = set(run.results["workload"].dropna().astype(str)) if "workload" in run.results.columns else set()
+    return claim.workload in names or claim.workload == workload.get("name") or \
+        claim.id in (workload.get("claims") or [])
+
+
+def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
+    """The ok rows of a run that may answer the claim: its workload, a real model size, its conditions."""
+    rows = _ok_rows(run)
+    if not measures(run, claim):
+        return rows.iloc[0:0]
+    rows = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
+    return rows[_matches(rows, claim.conditions)]
+
+
 def _why_not(claim: Claim, runs: list[Run]) -> str:
-    """Say precisely why no row answers the claim."""
+    """Say precisely why no row answers the claim, and what would measure it."""
+    measure = f"bench run --workload {claim.workload}"
     if not runs:
-        return f"no run given (measure with: bench run --workload {claim.workload})"
-    rows = pd.concat([r.results for r in runs], ignore_index=True)
+        return f"no run given (measure with: {measure})"
+    own = [r for r in runs if measures(r, claim)]
+    if not own:
+        return f"no run of the {claim.workload} workload, the one that answers this claim ({measure})"
+    rows = pd.concat([r.results for r in own], ignore_index=True)
     cond = claim.conditions
     if "device" in cond and not rows["device_name"].astype(str).str.contains(cond["device"], case=False).any():
         return f"needs a device matching '{cond['device']}'; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
+    real = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
+    if real.empty:
+        return f"only the tiny smoke-test model was run, which never answers a claim ({measure} --model NAME)"
     if "model" in cond:
         wanted = cond["model"] if isinstance(cond["model"], list) else [cond["model"]]
-        if not rows["model"].isin(wanted).any():
-            have = ", ".join(sorted(set(rows["model"].astype(str)) - {"none"})) or "no model"
-            return f"model {'|'.join(wanted)} not run (runs have {have}); e.g. bench run --workload " \
-                   f"{claim.workload} --model {wanted[0]}"
-    matched = rows[_matches(rows, cond)]
+        if not real["model"].isin(wanted).any():
+            have = ", ".join(sorted(set(real["model"].astype(str)) - {"none"})) or "no model"
+            return f"model {'|'.join(wanted)} not run (runs have {have}); e.g. {measure} --model {wanted[0]}"
+    matched = real[_matches(real, cond)]
     if matched.empty:
-        return f"no case with {_describe(cond)} (bench run --workload {claim.workload})"
+        return f"no case with {_describe(cond)} ({measure})"
     ok = matched[matched["status"] == "ok"]
     if ok.empty:
         statuses = ", ".join(f"{s}: {d}" for s, d in matched[["status", "detail"]].astype(str).head(2).values)
@@ -174,8 +212,7 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
         return _judge(claim, value, NAN, text, run_name)
     best: tuple[float, pd.Series, str] | None = None
     for run in runs:
-        rows = _ok_rows(run)
-        rows = rows[_matches(rows, claim.conditions)] if claim.metric in rows.columns else rows.iloc[0:0]
+        rows = candidate_rows(run, claim)
         if claim.metric not in rows.columns:
             continue
         rows = rows[rows[claim.metric].notna()]
@@ -240,7 +277,7 @@ def _verify_ratio(claim: Claim, runs: list[Run]) -> Verdict:
         return Verdict(claim, "not measured",
                        reason="a comparison between machines: give the claimed system's run first, then a reference run")
     keys = ["model", "batch_size", "input_len", "output_len"]
-    first = _ok_rows(runs[0])
+    first = candidate_rows(runs[0], claim)
     best: tuple[float, str, str] | None = None
     if len({r.device_name for r in runs}) < 2:
         return Verdict(claim, "not measured", reason="a comparison between machines: all runs are on "
@@ -248,7 +285,7 @@ def _verify_ratio(claim: Claim, runs: list[Run]) -> Verdict:
     for other in runs[1:]:
         if other.device_name == runs[0].device_name:
             continue
-        merged = first.merge(_ok_rows(other), on=keys, suffixes=("", "_ref"))
+        merged = first.merge(candidate_rows(other, claim), on=keys, suffixes=("", "_ref"))
         merged = merged[merged[claim.metric].notna() & merged[f"{claim.metric}_ref"].notna()]
         for _, row in merged.iterrows():
             ratio = float(row[claim.metric]) / float(row[f"{claim.metric}_ref"])
@@ -268,7 +305,7 @@ def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -
     if price_per_hour is not None and "per_hour" in price:
         price["per_hour"] = price_per_hour
     rows = [(r, row) for r in runs for _, row in _ok_rows(r).iterrows()
-            if not pd.isna(row.get("output_tok_s", NAN))]
+            if not pd.isna(row.get("output_tok_s", NAN)) and row.get("model") not in SMOKE_TEST_MODELS]
     if not rows:
         return Verdict(claim, "not measured", reason="a price claim: needs a throughput run to price")
     run, row = max(rows, key=lambda x: x[1]["output_tok_s"])

@@ -54,6 +54,15 @@ def test_list_and_env():
     assert info["telemetry"]["capabilities"]["power_w"]
 
 
+def test_gpu_allocator_defaults_to_expandable_segments_unless_chosen():
+    """A fragmented caching allocator must not pass for the card's memory limit (seen on an H200)."""
+    env = {k: "" for k in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_HIP_ALLOC_CONF")}
+    info = json.loads(run_bench("env", "--json", env=env).stdout)
+    assert info["allocator_conf"] == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    chosen = json.loads(run_bench("env", "--json", env={**env, "PYTORCH_ALLOC_CONF": "max_split_size_mb:512"}).stdout)
+    assert chosen["allocator_conf"] == {"PYTORCH_ALLOC_CONF": "max_split_size_mb:512"}
+
+
 def test_dry_run_lists_cases_without_running(out_dir):
     proc = run_bench("run", "--workload", "throughput", "--dry-run", "--set", "batch_size=1,2,4", "--out",
                      str(out_dir))

@@ -88,9 +88,10 @@ def test_verify_lists_every_claim(two_runs):
     for claim_id in ids:
         assert claim_id in proc.stdout
     assert "not measured" in proc.stdout
-    # Claims about models the runs did not run say so, instead of judging the tiny model.
+    # A quick run on the tiny model answers no claim, and the table says what would.
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| groq-500-tps"))
-    assert "not run" in line
+    assert "no run of the throughput workload" in line
+    assert "| holds |" not in proc.stdout and "| does not hold |" not in proc.stdout
     proc = run_bench("verify", "--format", "md")  # no runs: every claim not measured, still exit 0
     assert proc.returncode == 0 and proc.stdout.count("not measured") == 19
 
@@ -156,3 +157,40 @@ def test_compare_bad_metric_and_unwritable_plot(two_runs, tmp_path):
     assert proc.returncode == 2 and "unknown metric" in proc.stderr
     proc = run_bench("compare", *map(str, two_runs), "--plot", str(tmp_path / "missing" / "x.png"))
     assert proc.returncode == 2 and "cannot write plot" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _run(workload: str, rows: list[dict], claims: list[str] | None = None):
+    from pathlib import Path
+
+    from bench.runs import Run
+
+    base = {"status": "ok", "device_name": "NVIDIA H200", "model": "llama-3.1-8b", "batch_size": 1,
+            "input_len": 512, "output_len": 128, "workload": workload}
+    results = pd.DataFrame([{**base, **r} for r in rows])
+    return Run(workload, Path("."), results, pd.DataFrame(),
+               {"workload": {"name": workload, "claims": claims or []}})
+
+
+def test_a_claim_is_answered_only_by_its_own_workload_and_conditions():
+    from bench.verify import verify_claim
+
+    claims = {c.id: c for c in load_claims()}
+    # A 1B model's batch-1 TPOT from the edge workload is not the latency workload's answer.
+    edge = _run("edge", [{"model": "llama-3.2-1b", "tpot_ms_p99": 9.0}])
+    v = verify_claim(claims["edge-latency-10ms"], [edge])
+    assert v.verdict == "not measured" and "latency workload" in v.reason
+    latency = _run("latency", [{"tpot_ms_p99": 21.0}])
+    assert verify_claim(claims["edge-latency-10ms"], [edge, latency]).verdict == "does not hold"
+    # A long prefill is not a long answer: long-reasoning needs thousands of generated tokens.
+    short = _run("long-generation", [{"e2e_ms_p50": 17000.0, "output_len": 16}])
+    v = verify_claim(claims["long-reasoning"], [short])
+    assert v.verdict == "not measured" and "output_len >= 1024" in v.reason
+    long = _run("long-generation", [{"e2e_ms_p50": 30000.0, "output_len": 2048}])
+    assert verify_claim(claims["long-reasoning"], [long]).verdict == "holds"
+    # A user's own workload file counts when it lists the claim.
+    mine = _run("my-latency", [{"tpot_ms_p99": 8.0}], claims=["edge-latency-10ms"])
+    assert verify_claim(claims["edge-latency-10ms"], [mine]).verdict == "holds"
+    # The tiny model answers nothing, even in the right workload.
+    tiny = _run("latency", [{"model": "tiny", "tpot_ms_p99": 1.0}])
+    v = verify_claim(claims["edge-latency-10ms"], [tiny])
+    assert v.verdict == "not measured" and "tiny" in v.reason

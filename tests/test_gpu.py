@@ -7,7 +7,6 @@ these tests prove it against a real driver.
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import pytest
@@ -95,7 +94,8 @@ def test_energy_counter_moves_and_power_stays_within_the_limit(nvml):
     summary = summarise_windows({"gpu0": series}, [(t0, t1)])["gpu0"]
     assert summary["method"] == "counter"
     assert 0 < summary["power_w_mean"] <= limit, (summary, limit)
-    assert summary["power_w_max"] <= 1.1 * limit, (summary, limit)
+    # The limit holds on average; instantaneous readings overshoot it (850 W seen on a 700 W H200).
+    assert summary["power_w_max"] <= 1.5 * limit, (summary, limit)
     # The two energy methods over the same 4 s window: counter vs integrated 20 Hz power.
     gap = summary["energy_power_j"] / summary["energy_j"] - 1
     print(f"counter {summary['energy_j']:.1f} J, integrated power {summary['energy_power_j']:.1f} J, "
@@ -126,7 +126,7 @@ def test_real_gpu_run_measures_energy_per_window(tmp_path):
     meta = json.loads((run / "run.json").read_text())
     card = meta["fingerprint"]["accelerators"][0]
     assert card["uuid"] and card["driver"] and card["power_limit_w"]
-    assert meta["idle_power_w"]
-    assert not math.isnan(meta["idle_power_w"]["gpu0"])
+    assert meta["idle_power_w"]["gpu0"] > 0  # the baseline's window is bracketed by readings
+    assert meta["fingerprint"]["allocator_conf"] == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
     tel = pd.read_csv(run / "telemetry.csv")
     assert tel["energy_j"].is_monotonic_increasing

@@ -131,3 +131,11 @@ def test_sampler_runs_in_the_background_and_drains():
     drained = sampler.drain()
     assert len(drained) >= 5
     assert sampler.drain() == []
+
+
+def test_idle_baseline_brackets_its_window():
+    """The idle window lies between two readings, so every card gets a mean power (it was empty on a real H200)."""
+    backend = NvmlBackend(nvml=fake_nvml)
+    sampler = Sampler(backend, hz=10)  # not started: only the baseline's own readings
+    idle = sampler.idle_baseline(0.2)
+    assert idle == pytest.approx({"gpu0": 100.0, "gpu1": 200.0}, rel=0.02)

@@ -101,11 +101,13 @@ class Sampler:
         """Mean power per device over `seconds` of doing nothing (empty dict if power is unreadable)."""
         if seconds <= 0 or self.backend.capabilities().get("power_w"):
             return {}
+        # The window must lie inside the readings (energy is interpolated, never extrapolated):
+        # read, then open the window; close the window, then read.
         self.sample_now()
         t0 = time.perf_counter()
         time.sleep(seconds)
-        self.sample_now()
         t1 = time.perf_counter()
+        self.sample_now()
         summary = summarise_windows(self.series(t0, t1), [(t0, t1)])
         return {dev: s["power_w_mean"] for dev, s in summary.items() if not math.isnan(s["power_w_mean"])}
 
