@@ -10,8 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.devices import resolve_device
     from bench.engines import engine_names
     from bench.models import resolve_model
-    from bench.workload import apply_overrides, check_cases, expand, load_workload
+    from bench.scenarios import scenario_for
+    from bench.session import run_session
+    from bench.workload import apply_overrides, load_workload
 
-    console = Console(stderr=True)
     out = _stdout_console()
     workload = load_workload(args.workload)
     overrides = _overrides(args)
@@ -146,80 +145,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     for engine in _as_list(workload.params["engine"]):
         if engine not in engine_names():
             raise BadInput(f"unknown engine '{engine}' (known: {', '.join(engine_names())})")
-    cases = expand(workload, lambda m: models[m].shape.max_position)
+    scenario = scenario_for(workload)
+    cases = scenario.expand(lambda m: models[m].shape.max_position)
     if not cases:
         raise BadInput(f"workload '{workload.name}' expands to no cases")
-    check_cases(workload, cases)
-    title = f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})"
+    for case in cases:
+        scenario.check(case)
     if args.dry_run:
-        out.print(printers.cases_table(cases, title))
+        out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})"))
         return EXIT_OK
-    return _execute(workload, cases, device, Path(args.out), console, out)
-
-
-def _execute(workload: Any, cases: list, device: Any, root: Path, console: Any, out: Any) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bench import printers
-    from bench.fingerprint import fingerprint
-    from bench.results import RunWriter, latest_ceiling
-    from bench.runner import Runner
-    from bench.telemetry.probe import probe_backend
-    from bench.telemetry.sampler import Sampler
-
-    writer = RunWriter(root, workload.name)
-    backend, tried = probe_backend(device.type)
-    sampler = Sampler(backend, hz=workload.params["telemetry_hz"])
-    ceiling = latest_ceiling(root, device.name)
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    writer.write_meta(
-        command=sys.argv, workload=workload.to_dict(), cases=len(cases),
-        fingerprint=fingerprint(device, backend), telemetry_probe=tried,
-        ceiling={"bandwidth_bytes_s": ceiling.bandwidth, "flops": ceiling.flops, "source": ceiling.source},
-        start=started.isoformat(), end=None, complete=False,
-        errors_before=backend.error_counts(),
-        server=_server_info(workload),
-    )
-    console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
-                  f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
-    rows: list[dict[str, Any]] = []
-    interrupted = False
-    try:
-        sampler.start()
-        idle: dict[str, float] = {}
-        sampler.case = "idle"
-        if workload.params["telemetry"] and workload.params["idle_seconds"] > 0:
-            idle = sampler.idle_baseline(workload.params["idle_seconds"])
-            writer.write_meta(idle_power_w=idle)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[step]}"), console=console, transient=True) as progress:
-            task = progress.add_task(workload.name, total=len(cases), step="")
-
-            def on_progress(case: Any, step: str) -> None:
-                progress.update(task, description=f"case {case.index}: {case.label()}", step=step)
-
-            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress)
-            for result in runner.run(cases):
-                writer.append_case(result.row, result.samples, result.telemetry, t0)
-                rows.append(result.row)
-                progress.advance(task)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        sampler.stop()
-        writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not interrupted,
-                          interrupted=interrupted, finished_cases=len(rows), errors_after=backend.error_counts())
-        writer.close()
-        backend.close()
-    if rows:
-        out.print(printers.results_table(rows, f"{workload.name} on {device.name}"))
-        printers.print_details(console, rows)
-    console.print(f"results: {writer.path}")
-    if interrupted:
-        console.print(f"bench: interrupted; {len(rows)} finished case(s) kept in {writer.path}")
+    outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True))
+    if outcome.rows:
+        out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
+        printers.print_details(Console(stderr=True), outcome.rows)
+    console = Console(stderr=True)
+    console.print(f"results: {outcome.path}")
+    if outcome.interrupted:
+        console.print(f"bench: interrupted; {len(outcome.rows)} finished case(s) kept in {outcome.path}")
         return EXIT_INTERRUPTED
-    return EXIT_FAIL if any(r["status"] == "error" for r in rows) else EXIT_OK
+    return EXIT_FAIL if any(r["status"] == "error" for r in outcome.rows) else EXIT_OK
 
 
 def _stdout_console() -> Any:
@@ -227,16 +171,6 @@ def _stdout_console() -> Any:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def _server_info(workload: Any) -> dict[str, Any] | None:
-    """For the openai engine: which server, and whether it is local (its power is then in our telemetry)."""
-    if "openai" not in _as_list(workload.params["engine"]):
-        return None
-    from bench.engines.openai_engine import is_local
-
-    url = workload.params["base_url"]
-    return {"base_url": url, "local": is_local(url), "api_key_env": workload.params["api_key_env"]}
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -6,10 +6,9 @@ are synchronised at both edges, and warm-up calls are not timed.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
+from bench import clock
 from bench.devices import Device, synchronize
 
 
@@ -19,13 +18,13 @@ def time_calls(fn, device: Device, warmup: int, min_reps: int, min_seconds: floa
         fn()
     synchronize(device)
     times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_seconds):
+    start = clock.now()
+    while len(times) < max_reps and (len(times) < min_reps or clock.now() - start < min_seconds):
         synchronize(device)
-        t0 = time.perf_counter()
+        t0 = clock.now()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock.now() - t0)
     return times
 
 

@@ -92,13 +92,3 @@ def print_details(console: Console, rows: Iterable[dict[str, Any]]) -> None:
     for r in rows:
         if r.get("status") != "ok":
             console.print(f"  case {r['case']}: {r['status']}: {r.get('detail', '')}")
-
-
-def env_table(info: dict[str, Any]) -> Table:
-    """Key facts of `bench env`."""
-    table = Table(title="this machine", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
-    for key, value in info.items():
-        table.add_row(key, fmt(value))
-    return table

@@ -117,3 +117,61 @@ def mfu(flops: float, seconds: float, peak_flops: float) -> float:
     if seconds <= 0 or peak_flops <= 0 or math.isnan(seconds):
         return NAN
     return flops / seconds / peak_flops
+
+
+def roofline_columns(shape: ModelShape, bytes_per_element: int, batch: int, input_len: int, output_len: int,
+                     cached_tokens: int, decode_tok_s: float, ttft_ms: float, bandwidth: float,
+                     flops: float) -> dict[str, float]:
+    """roofline_decode_tok_s, mbu and mfu of one generate case (NaN where the ceiling is unknown).
+
+    The KV length is its mean over the decode; reused prefix tokens are not recomputed in prefill.
+    """
+    per_step = decode_bytes_per_step(shape, bytes_per_element, batch, input_len + output_len / 2)
+    known_bw = not math.isnan(bandwidth)
+    return {
+        "roofline_decode_tok_s": decode_bound_tok_s(per_step, batch, bandwidth) if known_bw else NAN,
+        "mbu": mbu(decode_tok_s, per_step, batch, bandwidth) if known_bw else NAN,
+        "mfu": mfu(prefill_flops(shape, batch, input_len - cached_tokens, cached_tokens), ttft_ms / 1000, flops)
+        if not math.isnan(flops) else NAN,
+    }
+
+
+def above_the_bound(row: dict) -> str | None:
+    """Why a measured row is physically impossible (a measurement bug), or None."""
+    bound = row.get("roofline_decode_tok_s", NAN)
+    if not math.isnan(bound) and row["decode_tok_s"] > bound:
+        return f"decode {row['decode_tok_s']:.1f} tok/s is above the memory-bandwidth bound {bound:.1f} tok/s"
+    if not math.isnan(row.get("mfu", NAN)) and row["mfu"] > 1:
+        return f"prefill MFU {row['mfu']:.2f} > 1"
+    return None
+
+
+def predicted_extra_bytes(shape: ModelShape, bytes_per_element: int, batch: int, input_len: int,
+                          output_len: int, materialized_scores: bool) -> float:
+    """Memory a generate case adds to the loaded model: KV cache and the largest prefill activations.
+
+    Per prompt token a layer holds a few hidden-size tensors (residual, norm, query,
+    attention output) and the feed-forward's gate, up and product; the fp32 logits of
+    the last position follow. Attention scores (batch * heads * input * total, fp32)
+    count only where the engine materialises them (eager attention): fused kernels
+    never hold them. On an H200 this matched torch's peak within 0.3% for
+    llama-3.1-8b from 1k to 128k tokens at batch 1 and at batch 16.
+    """
+    total = input_len + output_len
+    kv = batch * total * shape.kv_bytes_per_token(bytes_per_element)
+    scores = batch * shape.heads * input_len * total * 4 if materialized_scores else 0
+    activations = batch * input_len * (4 * shape.hidden + 3 * shape.intermediate) * bytes_per_element
+    logits = 2 * batch * shape.vocab * 4
+    return float(kv + scores + activations + logits)
+
+
+def longest_fitting_input(extra_bytes_at, resident: float, limit: float, longest: int) -> int:
+    """Largest input length n <= longest with resident + extra_bytes_at(n) <= limit (0 if none)."""
+    lo, hi = 0, longest
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if resident + extra_bytes_at(mid) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -131,6 +131,8 @@ def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
     if not measures(run, claim):
         return rows.iloc[0:0]
     rows = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
+    if "engine" in rows.columns:
+        rows = rows[rows["engine"] != "simulated"]  # a timing model, not a measurement
     return rows[_matches(rows, claim.conditions)]
 
 
@@ -305,7 +307,8 @@ def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -
     if price_per_hour is not None and "per_hour" in price:
         price["per_hour"] = price_per_hour
     rows = [(r, row) for r in runs for _, row in _ok_rows(r).iterrows()
-            if not pd.isna(row.get("output_tok_s", NAN)) and row.get("model") not in SMOKE_TEST_MODELS]
+            if not pd.isna(row.get("output_tok_s", NAN)) and row.get("model") not in SMOKE_TEST_MODELS
+            and row.get("engine") != "simulated"]
     if not rows:
         return Verdict(claim, "not measured", reason="a price claim: needs a throughput run to price")
     run, row = max(rows, key=lambda x: x[1]["output_tok_s"])

@@ -47,6 +47,9 @@ class Param:
     matrix: bool = False
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    engine: str = ""  # set for an engine's own option: which engine reads it
+    reload: bool = False  # an engine option whose change needs the model loaded again
+    devices: bool = False  # an engine option that multiplies the devices a case uses
 
 
 KINDS = ("generate", "long-context", "membw", "matmul", "prefix-reuse")
@@ -89,18 +92,28 @@ PARAMS: dict[str, Param] = {
                           minimum=0),
     "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
                            minimum=0),
-    "base_url": Param(str, "", "openai: server URL, e.g. http://127.0.0.1:8000/v1"),
-    "served_model": Param(str, "", "openai: the server's model name (default: the model name)"),
-    "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key"),
-    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0),
-    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
-    "timeout_s": Param(float, 120.0, "openai: per-request timeout", minimum=0.1),
-    "tensor_parallel_size": Param(int, 1, "vllm: tensor parallel GPUs", minimum=1),
-    "pipeline_parallel_size": Param(int, 1, "vllm: pipeline parallel stages", minimum=1),
-    "distributed_backend": Param(str, "", "vllm: distributed executor backend (mp, ray; '' = vLLM's default)"),
+    "base_url": Param(str, "", "openai: server URL, e.g. http://127.0.0.1:8000/v1", engine="openai",
+                      reload=True),
+    "served_model": Param(str, "", "openai: the server's model name (default: the model name)",
+                          engine="openai", reload=True),
+    "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key",
+                         engine="openai"),
+    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0,
+                          engine="openai"),
+    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0, engine="openai"),
+    "timeout_s": Param(float, 120.0, "openai: per-request timeout", minimum=0.1, engine="openai"),
+    "tensor_parallel_size": Param(int, 1, "vllm: tensor parallel GPUs", minimum=1, engine="vllm", reload=True,
+                                  devices=True),
+    "pipeline_parallel_size": Param(int, 1, "vllm: pipeline parallel stages", minimum=1, engine="vllm",
+                                    reload=True, devices=True),
+    "distributed_backend": Param(str, "", "vllm: distributed executor backend (mp, ray; '' = vLLM's default)",
+                                 engine="vllm", reload=True),
     "gpu_memory_utilization": Param(float, 0.0, "vllm: share of device memory vLLM may take (0: 0.9 on a GPU, "
-                                    "0.25 of host memory on CPU)", minimum=0.0),
-    "max_model_len": Param(int, 0, "vllm: context limit (0: the model's)", minimum=0),
+                                    "0.25 of host memory on CPU)", minimum=0.0, engine="vllm", reload=True),
+    "max_model_len": Param(int, 0, "vllm: context limit (0: the model's)", minimum=0, engine="vllm",
+                           reload=True),
+    "sim_kv_tokens": Param(int, 0, "simulated: batch * (input + output) tokens that fit (0: no limit)", minimum=0,
+                           engine="simulated"),
     "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1),
     "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
                        matrix=True),
@@ -298,26 +311,20 @@ def context_lengths(min_context: int, limit: int) -> list[int]:
     return lengths
 
 
-def expand(workload: Workload, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
+def expand(workload: Workload,
+           input_lengths: Callable[[str, list[int]], list[int]] | None = None) -> list[Case]:
     """Cartesian product of the matrix keys, model-major so each model loads once.
 
-    For a long-context workload whose input_len was not given explicitly, the
-    input lengths come from each model: doubling from min_context up to
-    max_context (or the model's maximum position), less the output length.
+    input_lengths(model, output_lens), when given, replaces the input_len axis per model
+    (the long-context scenario derives it from the model's maximum position).
     """
     scalars = {k: v for k, v in workload.params.items() if k not in MATRIX_KEYS}
-    auto_lengths = workload.kind == "long-context" and "input_len" not in workload.explicit
     cases: list[Case] = []
     seen: set[tuple] = set()
     for model in _axis(workload.params["model"]):
         axes = {k: _axis(workload.params[k]) for k in MATRIX_KEYS if k != "model"}
-        if auto_lengths:
-            max_pos = max_position_of(model) if max_position_of else 0
-            ceiling = workload.params["max_context"] or max_pos or workload.params["min_context"]
-            if max_pos:
-                ceiling = min(ceiling, max_pos)
-            longest_out = max(axes["output_len"])
-            axes["input_len"] = context_lengths(workload.params["min_context"], ceiling - longest_out)
+        if input_lengths is not None:
+            axes["input_len"] = input_lengths(model, axes["output_len"])
         for combo in itertools.product(*axes.values()):
             params = dict(scalars, model=model)
             params.update(zip(axes, combo))
@@ -328,20 +335,6 @@ def expand(workload: Workload, max_position_of: Callable[[str], int] | None = No
                 seen.add(key)
                 cases.append(Case(len(cases), params))
     return cases
-
-
-def check_cases(workload: Workload, cases: list[Case]) -> None:
-    """Combinations no engine can measure are bad input, found before any work starts."""
-    for case in cases:
-        if workload.kind in ("membw", "matmul"):
-            continue
-        if case["output_len"] < 2:
-            raise BadInput(f"case {case.index}: output_len must be >= 2 (decode metrics need two tokens)")
-        if workload.kind == "prefix-reuse" and not 0 < case["prefix_len"] < case["input_len"]:
-            raise BadInput(f"case {case.index}: prefix_len ({case['prefix_len']}) must be between 1 and "
-                           f"input_len - 1 ({case['input_len'] - 1})")
-        if case["engine"] == "openai" and not case["base_url"]:
-            raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
 
 
 def _axis(value: Any) -> list[Any]:

@@ -36,3 +36,12 @@ def single_run_dir(out: Path) -> Path:
 @pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+@pytest.fixture
+def virtual_clock():
+    """Tests that run the simulated engine in-process: the harness clock is real again afterwards."""
+    from bench import clock
+
+    yield clock
+    clock.use_real()

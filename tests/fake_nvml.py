@@ -7,8 +7,9 @@ steady 100 W / 200 W so energy over any window is known exactly.
 
 from __future__ import annotations
 
-import time
 import types
+
+from bench import clock
 
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
@@ -18,7 +19,7 @@ NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
 NVML_VOLATILE_ECC = 0
 
 WATTS = {0: 100.0, 1: 200.0}
-T0 = time.perf_counter()
+T0 = clock.now()
 
 
 class NVMLError(Exception):
@@ -57,7 +58,7 @@ def nvmlDeviceGetHandleByIndex(i):
 def nvmlDeviceGetTotalEnergyConsumption(h):
     if h == 1:
         raise NVMLError_NotSupported()
-    return int(WATTS[h] * (time.perf_counter() - T0) * 1000)  # mJ
+    return int(WATTS[h] * (clock.now() - T0) * 1000)  # mJ, on the harness clock (virtual under the simulated engine)
 
 
 def nvmlDeviceGetFieldValues(h, ids):

@@ -110,36 +110,14 @@ def test_goodput_and_slices_by_hand():
     assert decode_slices([rep], 2) == pytest.approx([2 * 2 / 0.2, 2 * 2 / 0.4])
 
 
-class _FusedAttention:
-    def __init__(self, eager: bool) -> None:
-        self.eager = eager
-
-    def materializes_attention_scores(self) -> bool:
-        return self.eager
-
-
-def _runner_for(model: str, eager: bool):
-    import torch
-
-    from bench.devices import resolve_device
-    from bench.runner import Runner
-    from bench.telemetry.base import NoTelemetry
-    from bench.telemetry.sampler import Sampler
-    from bench.workload import load_workload
-
-    runner = Runner(load_workload("long-context"), resolve_device("cpu"), Sampler(NoTelemetry()), "test")
-    runner.model, runner.dtype, runner.engine = resolve_model(model), torch.bfloat16, _FusedAttention(eager)
-    return runner
-
-
 def test_memory_prediction_matches_the_h200_measurement():
     """llama-3.1-8b, batch 1, 131056 + 16 tokens on an H200 (results/reference/NVIDIA-H200): torch's peak
     was 48.91 GB with 16.06 GB of weights, so the case added 32.85 GB. Counting a (query x key) fp32 score
     matrix that SDPA never builds predicted 2.2 TB and a maximum context of a few thousand tokens."""
-    from bench.workload import Case
+    from bench.roofline import predicted_extra_bytes
 
-    case = Case(0, {"input_len": 131056, "output_len": 16, "batch_size": 1})
-    fused = _runner_for("llama-3.1-8b", eager=False).predicted_extra_bytes(case)
+    shape = resolve_model("llama-3.1-8b").shape
+    fused = predicted_extra_bytes(shape, 2, 1, 131056, 16, materialized_scores=False)
     assert fused / 1e9 == pytest.approx(32.85, rel=0.05)
-    eager = _runner_for("llama-3.1-8b", eager=True).predicted_extra_bytes(case)
+    eager = predicted_extra_bytes(shape, 2, 1, 131056, 16, materialized_scores=True)
     assert eager > 50 * fused  # eager attention does hold the scores: quadratic in the context

@@ -5,38 +5,28 @@ import math
 import pytest
 
 from bench.telemetry.base import Reading
-from bench.telemetry.energy import (
-    counter_energy,
-    energy_over_windows,
-    integrate_power,
-    merge_windows,
-    power_in_windows,
-    unwrap_counter,
-)
+from bench.telemetry.energy import energy_over_windows, merge_windows, power_in_windows
 from bench.telemetry.sampler import summarise_windows
-
-
-def test_unwrap_counter_wraparound():
-    # counter wraps at 100: 90 -> 5 is +15
-    assert unwrap_counter([80, 90, 5, 20], wrap_at=100) == [80, 90, 105, 120]
-    assert unwrap_counter([1, 2, 3], wrap_at=100) == [1, 2, 3]
 
 
 def test_counter_energy_interpolates_window_edges():
     times = [0.0, 1.0, 2.0]
     counter = [0.0, 100.0, 300.0]  # 100 W then 200 W
-    assert counter_energy(times, counter, (0.5, 1.5)) == pytest.approx(50 + 100)
-    assert math.isnan(counter_energy(times, counter, (1.5, 2.5)))  # not bracketed
+    assert energy_over_windows(times, counter, [None] * 3, [(0.5, 1.5)]) == (pytest.approx(50 + 100), "counter")
+    assert math.isnan(energy_over_windows(times, counter, [None] * 3, [(1.5, 2.5)])[0])  # not bracketed
 
 
 def test_integrate_power_trapezoid():
     times = [0.0, 1.0, 2.0]
     power = [100.0, 200.0, 200.0]
     # 0..1: mean 150 W -> 150 J; 1..2: 200 J
-    assert integrate_power(times, power, (0.0, 2.0)) == pytest.approx(350.0)
+    assert energy_over_windows(times, [], power, [(0.0, 2.0)]) == (pytest.approx(350.0), "power")
     # 0.5..1.0: power 150 -> 200, 0.5 s -> 87.5 J
-    assert integrate_power(times, power, (0.5, 1.0)) == pytest.approx(87.5)
-    assert math.isnan(integrate_power(times, power, (-1.0, 1.0)))
+    assert energy_over_windows(times, [], power, [(0.5, 1.0)])[0] == pytest.approx(87.5)
+    assert math.isnan(energy_over_windows(times, [], power, [(-1.0, 1.0)])[0])
+    # Asked for power where a counter exists (the cross-check column): the counter is ignored.
+    assert energy_over_windows(times, [0.0, 1.0, 2.0], power, [(0.0, 2.0)], prefer="power") == \
+        (pytest.approx(350.0), "power")
 
 
 def test_counter_preferred_over_power():

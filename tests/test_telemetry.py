@@ -42,34 +42,37 @@ def test_nvml_backend_reads_every_card_and_says_what_it_cannot():
     backend.close()
 
 
-def test_nvml_energy_attribution_through_the_real_runner(monkeypatch):
-    """The runner's energy path with NVML-shaped telemetry: known watts give known joules."""
+def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
+    """The runner's energy path with NVML-shaped telemetry on the simulated engine: known watts and a
+    deterministic timeline give exact joules, whatever else the machine is doing."""
+    from bench import clock
+    from bench.engines.simulated import step_s
     from bench.runner import Runner
 
-    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetTotalEnergyConsumption",
-                        lambda h: int(fake_nvml.WATTS[h] * (time.perf_counter() - fake_nvml.T0) * 1000))
+    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetTotalEnergyConsumption",  # both cards with a counter
+                        lambda h: int(fake_nvml.WATTS[h] * (clock.now() - fake_nvml.T0) * 1000))
     monkeypatch.setattr(fake_nvml, "nvmlDeviceGetFieldValues", lambda h, ids: (_ for _ in ()).throw(
         fake_nvml.NVMLError_NotSupported()))
     backend = NvmlBackend(fake_nvml)
     assert backend.energy_method == "nvml-counter"
     sampler = Sampler(backend, hz=50)
     sampler.start()
-    w = apply_overrides(load_workload("quick"), {"batch_size": [2], "min_reps": 2, "min_seconds": 0.3,
-                                                 "dtype": ["float32"]})
+    w = apply_overrides(load_workload("quick"), {"batch_size": [2], "min_reps": 3, "min_seconds": 0,
+                                                 "engine": ["simulated"], "output_len": [33]})
     runner = Runner(w, resolve_device("cpu"), sampler, "test")
     (result,) = list(runner.run(expand(w)))
     sampler.stop()
     row = result.row
     assert row["status"] == "ok", row["detail"]
     assert row["energy_source"] == "nvml-counter"
-    # Two cards at 100 W + 200 W: 300 W total over the decode windows.
-    decode_tokens = row["repetitions"] * 2 * (row["output_len"] - 1)
-    decode_seconds = sum(s["_decode"][1] - s["_decode"][0] for s in result.samples)
-    assert row["energy_decode_j"] == pytest.approx(300 * decode_seconds, rel=0.02)
-    assert row["energy_j_per_token"] == pytest.approx(300 * decode_seconds / decode_tokens, rel=0.02)
-    assert row["power_w_mean"] == pytest.approx(150.0, rel=0.05)  # mean per card
+    # Two cards at 100 W + 200 W: 300 W over 3 repetitions of 32 decode steps of 12 ms each.
+    decode_seconds = 3 * 32 * step_s(2)
+    assert row["energy_decode_j"] == pytest.approx(300 * decode_seconds, abs=0.01)
+    assert row["energy_j_per_token"] == pytest.approx(300 * decode_seconds / (3 * 2 * 32), abs=1e-4)
+    assert row["decode_tok_s"] == pytest.approx(2 / step_s(2))
+    assert row["tok_s_per_w"] == pytest.approx(row["decode_tok_s"] / 300, rel=1e-3)
+    assert row["power_w_mean"] == pytest.approx(150.0, rel=1e-3)  # mean per card
     assert row["power_w_max"] == pytest.approx(200.0)
-    assert row["tok_s_per_w"] == pytest.approx(row["decode_tok_s"] / 300, rel=0.1)
     assert row["throttled"] == "sw_power_cap"
     assert {d for r, _ in result.telemetry for d in [r.device]} == {"gpu0", "gpu1"}
 

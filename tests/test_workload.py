@@ -3,6 +3,7 @@
 import pytest
 
 from bench.errors import BadInput
+from bench.scenarios import scenario_for
 from bench.workload import (
     apply_overrides,
     available_workloads,
@@ -24,7 +25,7 @@ def test_every_bundled_workload_loads_and_expands():
     assert {"quick", "throughput", "long-context"} <= set(names)
     for name in names:
         w = load_workload(name)
-        cases = expand(w, lambda m: 4096)
+        cases = scenario_for(w).expand(lambda m: 4096)
         assert cases, name
         assert [c.index for c in cases] == list(range(len(cases)))
 
@@ -119,7 +120,7 @@ def test_long_context_lengths_follow_the_model():
     assert context_lengths(1024, 5000) == [1024, 2048, 4096, 5000]
     assert context_lengths(1024, 4096) == [1024, 2048, 4096]
     w = apply_overrides(load_workload("long-context"), {"min_context": 1024, "max_context": 0, "output_len": [16]})
-    cases = expand(w, lambda m: 8192)
+    cases = scenario_for(w).expand(lambda m: 8192)
     assert [c["input_len"] for c in cases] == [1024, 2048, 4096, 8192 - 16]
     explicit = apply_overrides(w, {"input_len": [100, 200]})
-    assert [c["input_len"] for c in expand(explicit, lambda m: 8192)] == [100, 200]
+    assert [c["input_len"] for c in scenario_for(explicit).expand(lambda m: 8192)] == [100, 200]

@@ -53,6 +53,10 @@ class Engine(ABC):
     def configure(self, params: dict[str, Any]) -> None:
         """Take engine-specific settings from the case's parameters (server URL, parallelism...)."""
 
+    def reported_dtype(self, requested: str, resolved: str) -> str:
+        """The dtype a row names: the one we loaded with, unless the engine cannot know it."""
+        return resolved
+
     def materializes_attention_scores(self) -> bool:
         """True when attention builds the full (query x key) score matrix in memory (eager attention).
 
@@ -67,7 +71,3 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release the model and its memory."""
-
-    def versions(self) -> dict[str, str]:
-        """Versions of the engine's own packages, for the fingerprint."""
-        return {}

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from bench import clock
 from bench.devices import Device
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, RequestTiming
@@ -85,7 +86,7 @@ class OpenAIEngine(Engine):
     def _one_request(self, ids: list[int], output_len: int, start_at: float) -> RequestTiming:
         import httpx
 
-        delay = start_at - time.perf_counter()
+        delay = start_at - clock.now()
         if delay > 0:
             time.sleep(delay)
         body = {
@@ -97,7 +98,7 @@ class OpenAIEngine(Engine):
         times: list[float] = []
         chunk_tokens: list[int] = []
         usage_tokens = None
-        start = time.perf_counter()
+        start = clock.now()
         try:
             with self.client.stream("POST", f"{self.base_url}/completions", json=body) as resp:
                 if resp.status_code != 200:
@@ -121,7 +122,7 @@ class OpenAIEngine(Engine):
                     if usage and usage.get("completion_tokens") is not None:
                         usage_tokens = int(usage["completion_tokens"])
                     for choice in event.get("choices") or []:
-                        now = time.perf_counter()
+                        now = clock.now()
                         ids_in_chunk = choice.get("token_ids")
                         n = len(ids_in_chunk) if isinstance(ids_in_chunk, list) else 1
                         if choice.get("text", "") == "" and not ids_in_chunk and choice.get("finish_reason"):
@@ -151,7 +152,7 @@ class OpenAIEngine(Engine):
         prompts = [row.tolist() for row in input_ids]
         if self.num_requests > len(prompts):
             prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]
-        now = time.perf_counter()
+        now = clock.now()
         starts = [now] * len(prompts)
         if self.request_rate > 0:
             rng = random.Random(0)
@@ -164,6 +165,10 @@ class OpenAIEngine(Engine):
             results = [f.result() for f in futures]
         return Repetition(tuple(results))
 
+    def reported_dtype(self, requested: str, resolved: str) -> str:
+        """A server picks its own dtype; we only know what was asked for."""
+        return resolved if requested != "auto" else "server"
+
     def notes(self) -> list[str]:
         return sorted(set(self.warnings))
 
@@ -172,7 +177,5 @@ class OpenAIEngine(Engine):
             self.client.close()
             self.client = None
 
-    def versions(self) -> dict[str, str]:
-        return {"server": self.base_url, "server_local": str(is_local(self.base_url))}
 
 

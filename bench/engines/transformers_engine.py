@@ -8,11 +8,11 @@ synchronising the device. Nothing is derived by subtracting separate runs.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import torch
 
+from bench import clock
 from bench.devices import Device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, batch_repetition
@@ -39,7 +39,7 @@ class _TimingStreamer:
             self.prompt_seen = True
             return
         synchronize(self.device)
-        now = time.perf_counter()
+        now = clock.now()
         self.times.append(now)
         if self.on_token is not None:
             self.on_token(len(self.times), now)
@@ -131,7 +131,7 @@ class TransformersEngine(Engine):
             kwargs["past_key_values"] = cache
             kwargs["generation_config"].cache_implementation = None
         synchronize(self.device)
-        start = time.perf_counter()
+        start = clock.now()
         out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs)
         synchronize(self.device)
         if tuple(out.shape) != (batch, input_len + output_len) or len(streamer.times) != output_len:
@@ -148,8 +148,3 @@ class TransformersEngine(Engine):
     def close(self) -> None:
         self.model = None
         self._cached_prefix = None
-
-    def versions(self) -> dict[str, str]:
-        import transformers
-
-        return {"transformers": transformers.__version__}

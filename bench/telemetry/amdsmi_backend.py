@@ -7,9 +7,9 @@ refused reading is reported with its reason.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
+from bench import clock
 from bench.telemetry.base import FIELDS, Backend, Reading
 
 
@@ -57,7 +57,7 @@ class AmdSmiBackend(Backend):
         if "energy_accumulator" in energy and "counter_resolution" in energy:
             joules = energy["energy_accumulator"] * energy["counter_resolution"] / 1e6
         return Reading(
-            t=time.perf_counter(),
+            t=clock.now(),
             device=label,
             power_w=float(watts) if isinstance(watts, (int, float)) else None,
             energy_j=joules,

@@ -11,6 +11,15 @@ from typing import Any
 FIELDS = ("power_w", "energy_j", "mem_used_gb", "util", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "throttle")
 
 
+# Clock-event reasons that are not the device holding back under load (idle, settings), by NVML's names.
+NOT_THROTTLING = {"gpu_idle", "applications_clocks_setting", "display_clock_setting"}
+
+
+def throttling_reasons(reasons: tuple[str, ...]) -> tuple[str, ...]:
+    """The reasons that mean clocks were held back under load."""
+    return tuple(r for r in reasons if r not in NOT_THROTTLING)
+
+
 @dataclass
 class Reading:
     """One device's state at one instant. None means 'not readable', never 0."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench import clock
 from bench.telemetry.base import FIELDS, Backend, Reading
 
 POWERCAP = Path("/sys/class/powercap")
@@ -76,7 +76,7 @@ class CpuBackend(Backend):
         return caps
 
     def read(self) -> list[Reading]:
-        t = time.perf_counter()
+        t = clock.now()
         energy = sum(d.read_j() for d in self.domains) if self.domains else None
         power = None
         if energy is not None and self._last is not None and t > self._last[0]:

@@ -1,4 +1,4 @@
-"""Pure functions: energy counters with wraparound, power integration, window attribution."""
+"""Pure functions: energy over measured windows from a counter or integrated power, power in windows."""
 
 from __future__ import annotations
 
@@ -9,23 +9,6 @@ import numpy as np
 NAN = float("nan")
 
 Window = tuple[float, float]
-
-
-def unwrap_counter(raw: Sequence[float], wrap_at: float) -> list[float]:
-    """Make a wrapping counter monotonic: add wrap_at each time a reading is lower than the last.
-
-    Assumes at most one wrap between consecutive readings (RAPL wraps every
-    minutes at the earliest; we sample many times a second).
-    """
-    out: list[float] = []
-    offset = 0.0
-    prev = None
-    for value in raw:
-        if prev is not None and value < prev:
-            offset += wrap_at
-        out.append(value + offset)
-        prev = value
-    return out
 
 
 def _interp(times: Sequence[float], values: Sequence[float], t: float) -> float:
@@ -45,29 +28,6 @@ def _cumulative_energy(times: np.ndarray, power: np.ndarray, x: np.ndarray) -> n
 
 def _bracketed(times: Sequence[float], windows: Sequence[Window]) -> bool:
     return bool(len(times)) and all(times[0] <= a <= b <= times[-1] for a, b in windows)
-
-
-def counter_energy(times: Sequence[float], counter_j: Sequence[float], window: Window) -> float:
-    """Energy in [t0, t1] from a cumulative counter, interpolated at the window edges.
-
-    NaN when the samples do not bracket the window.
-    """
-    if not _bracketed(times, [window]):
-        return NAN
-    e0, e1 = np.interp(window, times, counter_j)
-    return float(e1 - e0)
-
-
-def integrate_power(times: Sequence[float], power_w: Sequence[float], window: Window) -> float:
-    """Trapezoidal integral of timestamped power over [t0, t1], with the edges interpolated.
-
-    NaN when the samples do not bracket the window.
-    """
-    if len(times) < 2 or not _bracketed(times, [window]):
-        return NAN
-    t, p = np.asarray(times, float), np.asarray(power_w, float)
-    e0, e1 = _cumulative_energy(t, p, np.asarray(window, float))
-    return float(e1 - e0)
 
 
 def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None],

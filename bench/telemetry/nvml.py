@@ -9,11 +9,11 @@ reported as unsupported with NVML's reason, never as 0.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.telemetry.base import FIELDS, Backend, Reading
+from bench import clock
+from bench.telemetry.base import FIELDS, Backend, Reading, throttling_reasons  # noqa: F401 (re-exported)
 
 # Clock-event ("throttle") reason bits, from nvml.h. GpuIdle, application clocks and
 # display clocks are not the card holding back under load, so they do not count as throttling.
@@ -28,7 +28,6 @@ CLOCK_EVENT_REASONS: dict[int, str] = {
     0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
 }
-NOT_THROTTLING = {"gpu_idle", "applications_clocks_setting", "display_clock_setting"}
 
 FI_DEV_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT (newer drivers)
 
@@ -40,11 +39,6 @@ def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
     if unknown:
         names.append(f"unknown_0x{unknown:x}")
     return tuple(names)
-
-
-def throttling_reasons(reasons: tuple[str, ...]) -> tuple[str, ...]:
-    """The reasons that mean clocks were held back under load."""
-    return tuple(r for r in reasons if r not in NOT_THROTTLING)
 
 
 def _text(value: Any) -> str:
@@ -132,7 +126,7 @@ class NvmlBackend(Backend):
         out = []
         readers = self._readers()
         for label, handle, unsupported in zip(self._labels, self.handles, self._unsupported):
-            t = time.perf_counter()
+            t = clock.now()
             raw = {f: (None if f in unsupported else readers[f](handle)[0]) for f in FIELDS}
             mem, util, mj, reasons = raw["mem_used_gb"], raw["util"], raw["energy_j"], raw["throttle"]
             out.append(Reading(

@@ -7,9 +7,9 @@ import threading
 import time
 from collections import defaultdict
 
-from bench.telemetry.base import Backend, Reading
+from bench import clock
+from bench.telemetry.base import Backend, Reading, throttling_reasons
 from bench.telemetry.energy import Window, energy_over_windows, merge_windows, power_in_windows
-from bench.telemetry.nvml import throttling_reasons
 
 NAN = float("nan")
 
@@ -104,9 +104,9 @@ class Sampler:
         # The window must lie inside the readings (energy is interpolated, never extrapolated):
         # read, then open the window; close the window, then read.
         self.sample_now()
-        t0 = time.perf_counter()
-        time.sleep(seconds)
-        t1 = time.perf_counter()
+        t0 = clock.now()
+        clock.sleep(seconds)
+        t1 = clock.now()
         self.sample_now()
         summary = summarise_windows(self.series(t0, t1), [(t0, t1)])
         return {dev: s["power_w_mean"] for dev, s in summary.items() if not math.isnan(s["power_w_mean"])}

@@ -1,0 +1,72 @@
+"""A deterministic engine: a simple timing model on a virtual clock, no compute and no waiting.
+
+Like hyperfine's mock executor, it lets tests of the runner, the metrics, energy
+attribution, the long-context bisection, SLO goodput and prefix reuse assert exact
+numbers on a machine however busy. While it is loaded the harness clock is virtual
+(bench/clock.py): only this engine's generate calls move it, so every duration the
+harness measures is the model's.
+
+Timing model, in seconds: TTFT = 0.005 + 1e-5 * batch * prompt tokens computed
+(reused prefix tokens are free); each later token = 0.010 + 0.001 * batch.
+With `--set sim_kv_tokens=N` a case whose batch * (input + output) exceeds N runs out
+of memory, as a card would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bench import clock
+from bench.devices import Device
+from bench.engines.base import Engine, LoadOptions
+from bench.metrics import Repetition, batch_repetition
+from bench.models import ModelSpec
+
+TTFT_BASE_S = 0.005
+PREFILL_S_PER_TOKEN = 1e-5
+STEP_BASE_S = 0.010
+STEP_S_PER_SEQUENCE = 0.001
+
+
+def ttft_s(batch: int, computed_tokens: int) -> float:
+    """The model's time to first token."""
+    return TTFT_BASE_S + PREFILL_S_PER_TOKEN * batch * computed_tokens
+
+
+def step_s(batch: int) -> float:
+    """The model's time per later token."""
+    return STEP_BASE_S + STEP_S_PER_SEQUENCE * batch
+
+
+class SimulatedEngine(Engine):
+    """Timestamps from the timing model above; exact token counts; optional memory capacity."""
+
+    name = "simulated"
+
+    def __init__(self) -> None:
+        self.capacity_tokens = 0
+
+    def configure(self, params: dict[str, Any]) -> None:
+        self.capacity_tokens = int(params.get("sim_kv_tokens", 0))
+
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        clock.use_virtual()
+
+    def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
+                 reuse_prefix: int = 0) -> Repetition:
+        batch, input_len = input_ids.shape
+        if self.capacity_tokens and batch * (input_len + output_len) > self.capacity_tokens:
+            raise torch.OutOfMemoryError(f"simulated: {batch} x {input_len + output_len} tokens exceed "
+                                         f"sim_kv_tokens={self.capacity_tokens}")
+        start = clock.now()
+        times = [clock.advance(ttft_s(batch, input_len - reuse_prefix))]
+        for _ in range(output_len - 1):
+            times.append(clock.advance(step_s(batch)))
+            if on_token is not None:
+                on_token(len(times), times[-1])
+        return batch_repetition(start, times, batch, input_len)
+
+    def close(self) -> None:
+        clock.use_real()

@@ -1,0 +1,103 @@
+"""The interface every workload kind implements, and what it may read about the loaded model.
+
+The runner owns the loop (load once, warm up, repeat, synchronise, yield rows); a
+scenario owns what is particular to its kind: which cases it checks and expands,
+how prompts are built, what it skips, the columns it adds, the state it carries
+from case to case, and any extra cases it asks for (a bisection's probes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from bench.devices import Device
+from bench.engines import Engine
+from bench.errors import BadInput
+from bench.metrics import Repetition
+from bench.models import ModelSpec
+from bench.telemetry.base import Reading
+from bench.workload import Case, Workload, expand
+
+
+@dataclass
+class CaseResult:
+    """What one case produced: its results row, its raw repetitions, and the telemetry taken meanwhile."""
+
+    row: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    telemetry: list[tuple[Reading, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The model a case runs on, as the runner loaded it."""
+
+    model: ModelSpec
+    dtype: torch.dtype
+    engine: Engine
+    device: Device
+    resident_at_start: float  # memory held when the case started (bytes)
+
+    @property
+    def bytes_per_element(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
+
+
+# How the runner measures one case for a scenario that asks for extra cases.
+Measure = Callable[[Case], CaseResult]
+
+
+class Scenario:
+    """One workload kind. The defaults describe plain model generation."""
+
+    kind: ClassVar[str]
+    uses_model: ClassVar[bool] = True  # False: measures the device itself (no engine, no model)
+    prefix_caching: ClassVar[bool] = False  # whether engines may keep a prefix cache between requests
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+
+    def expand(self, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
+        """The workload's cases, model-major."""
+        return expand(self.workload)
+
+    def check(self, case: Case) -> None:
+        """Raise BadInput for a case no engine can measure (found before any work starts)."""
+        if case["output_len"] < 2:
+            raise BadInput(f"case {case.index}: output_len must be >= 2 (decode metrics need two tokens)")
+        if case["engine"] == "openai" and not case["base_url"]:
+            raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
+
+    def prompts(self, loaded: Loaded, case: Case, prompts: torch.Tensor) -> torch.Tensor:
+        """The prompt token ids of one repetition."""
+        return prompts
+
+    def reused_prefix(self, case: Case) -> int:
+        """Prompt tokens whose KV cache is reused rather than recomputed."""
+        return 0
+
+    def skip(self, loaded: Loaded, case: Case, probing: bool) -> tuple[str, str] | None:
+        """(status, detail) for a case not to run, or None."""
+        return None
+
+    def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        """The columns that answer this kind's question."""
+        return {}
+
+    def after(self, case: Case, row: dict[str, Any]) -> None:
+        """Carry what later cases need (a finished row may also get columns here)."""
+
+    def on_oom(self, case: Case) -> None:
+        """A case ran out of memory."""
+
+    def follow_ups(self, case: Case, result: CaseResult, measure: Measure, next_index: int) -> Iterator[CaseResult]:
+        """Extra cases to run after this one (measured through `measure`)."""
+        return iter(())
+
+    def measure_device(self, device: Device, case: Case, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """For scenarios without a model: fill `row` and return the raw samples."""
+        raise NotImplementedError

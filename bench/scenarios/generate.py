@@ -1,0 +1,98 @@
+"""Plain generation: throughput, latency against SLOs, long answers in slices, fit in a memory budget.
+
+What a generate case answers is set by its parameters (slo_*, slice_tokens,
+fit_budget_gb, max_mem_gb), so one scenario serves the throughput, latency,
+edge, power, long-generation and telemetry-overhead workloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.engines import load_key
+from bench.metrics import Repetition, decode_slices, goodput_fraction
+from bench.roofline import predicted_extra_bytes
+from bench.scenarios.base import Loaded, Scenario
+from bench.workload import Case
+
+NAN = float("nan")
+GB = 1e9
+
+
+class GenerateScenario(Scenario):
+    """Generate exactly output_len tokens for batch_size prompts of input_len tokens."""
+
+    kind = "generate"
+
+    def __init__(self, workload: Any) -> None:
+        super().__init__(workload)
+        self.oom_at: dict[tuple, int] = {}  # shortest input that ran out of memory, per context group
+        self.last_ok: dict[tuple, int] = {}  # longest input that ran, per context group
+        self.best_batch: dict[tuple, int] = {}  # largest batch meeting the SLOs, per model and lengths
+
+    @staticmethod
+    def context_group(case: Case) -> tuple:
+        """Cases that differ only in input length: a longer one cannot fit where a shorter one did not."""
+        return (*load_key(case.params), case["batch_size"], case["output_len"])
+
+    def predicted_extra_bytes(self, loaded: Loaded, case: Case, input_len: int | None = None) -> float:
+        return predicted_extra_bytes(loaded.model.shape, loaded.bytes_per_element, case["batch_size"],
+                                     case["input_len"] if input_len is None else input_len, case["output_len"],
+                                     loaded.engine.materializes_attention_scores())
+
+    def skip(self, loaded: Loaded, case: Case, probing: bool) -> tuple[str, str] | None:
+        max_pos = loaded.model.shape.max_position
+        total = case["input_len"] + case["output_len"]
+        if max_pos and total > max_pos:
+            return "skipped", f"input+output {total} exceeds the model's {max_pos} positions"
+        oom_len = self.oom_at.get(self.context_group(case))
+        if not probing and oom_len is not None and case["input_len"] >= oom_len:
+            return "skipped", f"a shorter input ({oom_len}) already ran out of memory"
+        budget = case["max_mem_gb"]
+        if budget > 0:
+            resident = loaded.resident_at_start
+            need = resident + self.predicted_extra_bytes(loaded, case)
+            if need > budget * GB:
+                self.on_oom(case)
+                return "oom", (f"predicted {need / GB:.2f} GB ({resident / GB:.2f} GB resident with the model "
+                               f"+ KV cache + activations) exceeds max_mem_gb={budget:g}; not run")
+        return None
+
+    def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        p = case.params
+        shape = loaded.model.shape
+        batch, total = p["batch_size"], p["input_len"] + p["output_len"]
+        model_mem = shape.params * loaded.bytes_per_element + batch * total * shape.kv_bytes_per_token(
+            loaded.bytes_per_element)
+        cols: dict[str, Any] = {
+            "goodput_frac": goodput_fraction(reps, p["slo_tpot_ms"], p["slo_ttft_ms"], p["slo_itl_ms"]),
+            "energy_per_answer_j": row["energy_j"] / (len(reps) * batch) if reps else NAN,
+            "model_mem_gb": model_mem / GB,
+        }
+        if p["fit_budget_gb"] > 0:
+            cols["fits_budget"] = model_mem <= p["fit_budget_gb"] * GB
+        if p["slice_tokens"] > 0:
+            slices = decode_slices(reps, p["slice_tokens"])
+            cols["decode_tok_s_slices"] = ";".join(f"{v:.1f}" for v in slices)
+            if len(slices) > 1 and slices[0] > 0:
+                cols["decode_slowdown"] = slices[-1] / slices[0]
+        return cols
+
+    def after(self, case: Case, row: dict[str, Any]) -> None:
+        """Longest ok input per context group; largest batch within the SLOs so far."""
+        if row["status"] == "ok":
+            group = self.context_group(case)
+            self.last_ok[group] = max(self.last_ok.get(group, 0), case["input_len"])
+        p = case.params
+        if p["slo_tpot_ms"] > 0 or p["slo_ttft_ms"] > 0:
+            meets = row["status"] == "ok" and \
+                (p["slo_tpot_ms"] <= 0 or row["tpot_ms_p99"] <= p["slo_tpot_ms"]) and \
+                (p["slo_ttft_ms"] <= 0 or row["ttft_ms_p99"] <= p["slo_ttft_ms"])
+            slo_group = (*load_key(p), p["input_len"], p["output_len"])
+            if meets:
+                self.best_batch[slo_group] = max(self.best_batch.get(slo_group, 0), case["batch_size"])
+            row["max_batch_meeting_slo"] = self.best_batch.get(slo_group, NAN)
+
+    def on_oom(self, case: Case) -> None:
+        group = self.context_group(case)
+        self.oom_at[group] = min(self.oom_at.get(group, case["input_len"]), case["input_len"])

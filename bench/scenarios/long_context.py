@@ -1,0 +1,77 @@
+"""Long context: input lengths doubling to the model's maximum; the first OOM is bisected.
+
+Each row carries the predicted peak memory beside the measured one, and the longest
+input that fits by prediction beside the longest that ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from bench import devices as dev
+from bench.metrics import Repetition
+from bench.roofline import longest_fitting_input
+from bench.scenarios.base import CaseResult, Loaded, Measure
+from bench.scenarios.generate import GB, NAN, GenerateScenario
+from bench.workload import Case, context_lengths, expand
+
+
+class LongContextScenario(GenerateScenario):
+    kind = "long-context"
+
+    def expand(self, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
+        """Unless input_len was given: doubling from min_context up to max_context (or the model's
+        maximum position), less the longest output."""
+        w = self.workload
+        if "input_len" in w.explicit:
+            return expand(w)
+
+        def lengths(model: str, output_lens: list[int]) -> list[int]:
+            max_pos = max_position_of(model) if max_position_of else 0
+            ceiling = w.params["max_context"] or max_pos or w.params["min_context"]
+            if max_pos:
+                ceiling = min(ceiling, max_pos)
+            return context_lengths(w.params["min_context"], ceiling - max(output_lens))
+
+        return expand(w, input_lengths=lengths)
+
+    def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        cols = super().columns(loaded, case, row, reps)
+        cols["predicted_max_context"] = self.predicted_max_context(loaded, case)
+        cols["predicted_peak_mem_gb"] = (loaded.resident_at_start + self.predicted_extra_bytes(loaded, case)) / GB
+        return cols
+
+    def predicted_max_context(self, loaded: Loaded, case: Case) -> float:
+        """Longest input whose predicted memory (held with the model + KV + activations) fits the limit:
+        max_mem_gb when set, else what the process could hold (free memory plus what it holds)."""
+        limit = case["max_mem_gb"] * GB if case["max_mem_gb"] > 0 else dev.usable_memory_bytes(loaded.device)
+        longest = (loaded.model.shape.max_position or 1 << 24) - case["output_len"]
+        return float(longest_fitting_input(lambda n: self.predicted_extra_bytes(loaded, case, n),
+                                           loaded.resident_at_start, limit, longest))
+
+    def after(self, case: Case, row: dict[str, Any]) -> None:
+        super().after(case, row)
+        row["measured_max_context"] = self.last_ok.get(self.context_group(case), NAN)
+
+    def follow_ups(self, case: Case, result: CaseResult, measure: Measure, next_index: int) -> Iterator[CaseResult]:
+        """After the first OOM that follows an ok length: probe between the two until the gap is small."""
+        if result.row["status"] != "oom":
+            return
+        group = self.context_group(case)
+        index = next_index
+        while True:
+            ok, bad = self.last_ok.get(group), self.oom_at.get(group)
+            if ok is None or bad is None or bad - ok <= max(64, ok // 20):
+                return
+            mid = (ok + bad) // 2
+            probe = Case(index, dict(case.params, input_len=mid, warmup=0, min_reps=1, min_seconds=0.0))
+            index += 1
+            probe_result = measure(probe)
+            row = probe_result.row
+            row["tags"] = ";".join(t for t in (row.get("tags"), "bisect") if t)
+            if row["status"] not in ("ok", "oom"):
+                yield probe_result
+                return
+            row["measured_max_context"] = self.last_ok.get(group, NAN)
+            yield probe_result

@@ -1,0 +1,80 @@
+"""The device's own ceilings, no model: copy bandwidth (membw) and dense matmul FLOP/s (matmul).
+
+Later runs in the same results root take their roofline from these rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import devices as dev
+from bench.devices import Device
+from bench.metrics import percentile
+from bench.microbench import copy_bandwidth, matmul_flops
+from bench.roofline import datasheet_peak
+from bench.scenarios.base import Scenario
+from bench.workload import Case
+
+NAN = float("nan")
+OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
+
+
+class _Microbenchmark(Scenario):
+    uses_model = False
+
+    def check(self, case: Case) -> None:
+        """No model, no lengths: nothing to check."""
+
+    def measure_device(self, device: Device, case: Case, row: dict[str, Any]) -> list[dict[str, Any]]:
+        p = case.params
+        row.update({"model": "none", "weights": "", "input_len": NAN, "output_len": NAN, "batch_size": NAN})
+        timing = dict(warmup=max(p["warmup"], 1), min_reps=p["min_reps"], min_seconds=p["min_seconds"],
+                      max_reps=p["max_reps"])
+        work, times = self.time(device, case, row, timing)
+        best, median = work / min(times), work / percentile(times, 50)
+        row["repetitions"], row["measured_seconds"] = len(times), sum(times)
+        over = self.report(device, case, row, best, median)
+        row["status"] = "ok"
+        if over:
+            row["status"] = "error"
+            row["detail"] = "above the datasheet peak: a measurement bug; " + row["detail"]
+        return [{"run_id": row["run_id"], "case": case.index, "repetition": i, "e2e_ms": 1000 * t}
+                for i, t in enumerate(times)]
+
+    def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
+        raise NotImplementedError
+
+    def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
+        """Fill the measurement's columns; True when the median is above the datasheet peak."""
+        raise NotImplementedError
+
+
+class MembwScenario(_Microbenchmark):
+    kind = "membw"
+
+    def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
+        row["dtype"] = "float32"
+        return copy_bandwidth(device, case["size_mb"], **timing)
+
+    def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
+        peak = datasheet_peak(device.name)
+        row["bandwidth_gb_s"] = median / 1e9
+        ref = f"; datasheet {peak.bandwidth / 1e9:.0f} GB/s ({peak.name}): {median / peak.bandwidth:.0%}" if peak else ""
+        row["detail"] = f"{2 * case['size_mb']} MiB moved per copy (read + write); best {best / 1e9:.1f} GB/s{ref}"
+        return peak is not None and median > peak.bandwidth * OVER_PEAK
+
+
+class MatmulScenario(_Microbenchmark):
+    kind = "matmul"
+
+    def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
+        dtype, _ = dev.pick_dtype(case["dtype"], device)
+        row["dtype"] = dev.dtype_name(dtype)
+        return matmul_flops(device, case["matmul_n"], dtype, **timing)
+
+    def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
+        peak = datasheet_peak(device.name)
+        row["tflops"] = median / 1e12
+        ref = f"; datasheet {peak.flops16 / 1e12:.0f} TFLOP/s 16-bit dense ({peak.name})" if peak else ""
+        row["detail"] = f"{case['matmul_n']}^3 products; best {best / 1e12:.2f} TFLOP/s{ref}"
+        return peak is not None and row["dtype"] != "float32" and median > peak.flops16 * OVER_PEAK

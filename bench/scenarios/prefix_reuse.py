@@ -1,0 +1,56 @@
+"""Prefix reuse: a long shared prefix and a short new suffix, the prefix's KV cache reused or recomputed.
+
+The reuse=false case of a pair records its TTFT; the reuse=true case divides it by
+its own (ttft_speedup). Only this scenario lets engines keep a prefix cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bench.errors import BadInput
+from bench.metrics import Repetition
+from bench.prompts import random_prompts, special_token_ids
+from bench.scenarios.base import Loaded
+from bench.scenarios.generate import GenerateScenario
+from bench.workload import Case
+
+
+class PrefixReuseScenario(GenerateScenario):
+    kind = "prefix-reuse"
+    prefix_caching = True
+
+    def __init__(self, workload: Any) -> None:
+        super().__init__(workload)
+        self.recompute_ttft: dict[tuple, float] = {}  # TTFT without reuse, per pair
+
+    def check(self, case: Case) -> None:
+        super().check(case)
+        if not 0 < case["prefix_len"] < case["input_len"]:
+            raise BadInput(f"case {case.index}: prefix_len ({case['prefix_len']}) must be between 1 and "
+                           f"input_len - 1 ({case['input_len'] - 1})")
+
+    def prompts(self, loaded: Loaded, case: Case, prompts: torch.Tensor) -> torch.Tensor:
+        """Every prompt starts with the same prefix_len tokens; the rest differs per request."""
+        prefix_len = case["prefix_len"]
+        if not 0 < prefix_len < prompts.shape[1]:
+            raise BadInput(f"prefix_len ({prefix_len}) must be between 1 and input_len - 1 ({prompts.shape[1] - 1})")
+        config = loaded.model.config
+        prefix = random_prompts(1, prefix_len, loaded.model.shape.vocab, case["seed"] + 1, special_token_ids(config))
+        out = prompts.clone()
+        out[:, :prefix_len] = prefix
+        return out
+
+    def reused_prefix(self, case: Case) -> int:
+        return case["prefix_len"] if case["reuse"] else 0
+
+    def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        cols = super().columns(loaded, case, row, reps)
+        pair = (*self.context_group(case), case["input_len"], case["prefix_len"])
+        if not case["reuse"]:
+            self.recompute_ttft[pair] = row["ttft_ms_p50"]
+        elif pair in self.recompute_ttft:
+            cols["ttft_speedup"] = self.recompute_ttft[pair] / row["ttft_ms_p50"]
+        return cols

@@ -1,0 +1,94 @@
+"""One run's lifecycle: run directory, telemetry, idle baseline, ceilings, the runner loop, run.json.
+
+Every finished case is written before the next starts; a Ctrl-C (or any exit) still
+closes the sampler, completes run.json and keeps every finished row.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import clock
+from bench.ceilings import latest_ceiling
+from bench.devices import Device
+from bench.fingerprint import fingerprint
+from bench.results import RunWriter
+from bench.runner import Runner
+from bench.telemetry.probe import probe_backend
+from bench.telemetry.sampler import Sampler
+from bench.workload import Case, Workload
+
+
+@dataclass
+class Outcome:
+    """What a session leaves: its run directory, its rows, and whether it was cut short."""
+
+    path: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def server_info(workload: Workload) -> dict[str, Any] | None:
+    """For the openai engine: which server, and whether it is local (its power is then in our telemetry)."""
+    engines = workload.params["engine"]
+    if "openai" not in (engines if isinstance(engines, list) else [engines]):
+        return None
+    from bench.engines.openai_engine import is_local
+
+    url = workload.params["base_url"]
+    return {"base_url": url, "local": is_local(url), "api_key_env": workload.params["api_key_env"]}
+
+
+def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console) -> Outcome:
+    """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly."""
+    writer = RunWriter(root, workload.name)
+    backend, tried = probe_backend(device.type)
+    sampler = Sampler(backend, hz=workload.params["telemetry_hz"])
+    ceiling = latest_ceiling(root, device.name)
+    t0 = clock.now()
+    writer.write_meta(
+        command=sys.argv, workload=workload.to_dict(), cases=len(cases),
+        fingerprint=fingerprint(device, backend), telemetry_probe=tried,
+        ceiling={"bandwidth_bytes_s": ceiling.bandwidth, "flops": ceiling.flops, "source": ceiling.source},
+        start=datetime.now(timezone.utc).isoformat(), end=None, complete=False,
+        errors_before=backend.error_counts(), server=server_info(workload),
+    )
+    console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
+                  f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
+    outcome = Outcome(writer.path)
+    try:
+        sampler.start()
+        idle: dict[str, float] = {}
+        sampler.case = "idle"
+        if workload.params["telemetry"] and workload.params["idle_seconds"] > 0:
+            idle = sampler.idle_baseline(workload.params["idle_seconds"])
+            writer.write_meta(idle_power_w=idle)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[step]}"), console=console, transient=True) as progress:
+            task = progress.add_task(workload.name, total=len(cases), step="")
+
+            def on_progress(case: Case, step: str) -> None:
+                progress.update(task, description=f"case {case.index}: {case.label()}", step=step)
+
+            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress)
+            for result in runner.run(cases):
+                writer.append_case(result.row, result.samples, result.telemetry, t0)
+                outcome.rows.append(result.row)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        sampler.stop()
+        writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
+                          interrupted=outcome.interrupted, finished_cases=len(outcome.rows),
+                          errors_after=backend.error_counts())
+        writer.close()
+        backend.close()
+    return outcome

@@ -1,0 +1,113 @@
+"""Energy, power, temperature and throttling of a case's measured windows, from the sampler's readings.
+
+Prefill and decode windows are attributed separately; J/token is decode energy over
+decode tokens. A figure that cannot be told is NaN with `energy_source` saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from bench.metrics import Repetition
+from bench.telemetry.sampler import Sampler, summarise_windows
+
+NAN = float("nan")
+
+ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",
+                  "energy_j_per_token_power", "power_w_mean", "power_w_max", "tok_s_per_w", "temp_c_max",
+                  "energy_j_per_token_idle_sub")
+MIN_READINGS = 5  # fewer readings inside the decode windows than this: J/token is interpolated
+
+
+def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[dict[str, Any]],
+                   telemetry_on: bool, idle_power: dict[str, float]) -> tuple[dict[str, Any], str]:
+    """(columns, note) for one case; also fills each sample's prefill/decode energy."""
+    empty: dict[str, Any] = {**dict.fromkeys(ENERGY_COLUMNS, NAN), "throttled": ""}
+    if not telemetry_on:
+        return {**empty, "energy_source": "none: telemetry off for this case"}, ""
+    source = sampler.backend.energy_reason()
+    if source.startswith("none"):
+        return {**empty, **temps_and_throttle(sampler, reps), "energy_source": source}, ""
+    series = sampler.series(reps[0].start, reps[-1].end)
+    if not series:
+        return empty, ""
+    pre = [(r.start, r.first_token) for r in reps]
+    dec = [(r.first_token, r.end) for r in reps]
+    by_pre = summarise_windows(series, pre)
+    by_dec = summarise_windows(series, dec)
+    by_all = summarise_windows(series, pre + dec)
+    for s, rep_pre, rep_dec in zip(samples, pre, dec):
+        s["energy_prefill_j"] = _sum(summarise_windows(series, [rep_pre]), "energy_j")
+        s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec]), "energy_j")
+    decode_tokens = sum(s["_decode_tokens"] for s in samples)
+    decode_s = sum(b - a for a, b in dec)
+    e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")
+    e_dec_power = _sum(by_dec, "energy_power_j")
+    methods = {s["method"] for s in by_all.values()}
+    if "power" in methods and source == "nvml-counter":
+        source = "nvml-power"
+    if methods == {"none"}:
+        source = f"none: telemetry samples did not bracket the windows ({source})"
+    idle = sum(idle_power.values()) if idle_power else NAN
+    dec_power = e_dec / decode_s if decode_s > 0 else NAN
+    reasons = sorted({x for s in by_all.values() for x in s["throttle"]})
+    # Energy between two readings is interpolated; a decode time that spans few readings
+    # (sensor period ~0.1-1 s) gives a per-token figure that the sensor did not really resolve.
+    inside = min(sum(any(a <= r.t <= b for a, b in dec) for r in rs) for rs in series.values())
+    note = (f"energy: only {inside} telemetry reading(s) inside the decode windows; J/token is "
+            "interpolated, use the power workload for a resolved figure" if inside < MIN_READINGS else "")
+
+    def per_token(joules: float) -> float:
+        return joules / decode_tokens if decode_tokens else NAN
+
+    return {
+        "energy_j": e_all,
+        "energy_prefill_j": e_pre,
+        "energy_decode_j": e_dec,
+        "energy_j_per_token": per_token(e_dec),
+        "energy_j_per_token_power": per_token(e_dec_power),
+        "energy_j_per_token_idle_sub": per_token(e_dec - idle * decode_s),
+        "power_w_mean": _mean([s["power_w_mean"] for s in by_all.values()]),
+        "power_w_max": _max([s["power_w_max"] for s in by_all.values()]),
+        "tok_s_per_w": (decode_tokens / decode_s) / dec_power if dec_power and dec_power > 0 else NAN,
+        "temp_c_max": _max([s["temp_c_max"] for s in by_all.values()]),
+        "throttled": ";".join(reasons),
+        "energy_source": source,
+        "per_card": ";".join(
+            f"{d}:mean={_fmt(s['power_w_mean'])}W,max={_fmt(s['power_w_max'])}W,energy={_fmt(s['energy_j'])}J,"
+            f"temp={_fmt(s['temp_c_max'])}C" for d, s in sorted(by_all.items())),
+    }, note
+
+
+def temps_and_throttle(sampler: Sampler, reps: Sequence[Repetition]) -> dict[str, Any]:
+    """Highest temperature and the throttle reasons over the case, where energy cannot be told."""
+    summary = summarise_windows(sampler.series(reps[0].start, reps[-1].end), [(r.start, r.end) for r in reps])
+    return {"temp_c_max": _max([s["temp_c_max"] for s in summary.values()]),
+            "throttled": ";".join(sorted({x for s in summary.values() for x in s["throttle"]}))}
+
+
+def telemetry_peak_mem_gb(sampler: Sampler, reps: Sequence[Repetition]) -> float:
+    """Device memory in use at its highest during the case, from NVML/AMD SMI (for engines in another process)."""
+    series = sampler.series(reps[0].start, reps[-1].end)
+    used = [r.mem_used_gb for rs in series.values() for r in rs if r.mem_used_gb is not None]
+    return max(used) if used else NAN
+
+
+def _sum(summary: dict[str, dict], key: str) -> float:
+    vals = [s[key] for s in summary.values()]
+    return float(sum(vals)) if vals and not any(math.isnan(v) for v in vals) else NAN
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else NAN
+
+
+def _max(values: list[float]) -> float:
+    return max((v for v in values if not math.isnan(v)), default=NAN)
+
+
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.1f}"
