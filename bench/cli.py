@@ -54,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--price-per-hour", type=float, help="US$/hour to add US$ per million output tokens")
     cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
 
-    chk = sub.add_parser("check", help="regression gate: exit 1 on a significant slowdown")
+    chk = sub.add_parser("check", help="regression gate: exit 1 on a consistent slowdown beyond the tolerance")
     chk.add_argument("--baseline", required=True, metavar="RUN")
     chk.add_argument("run", metavar="RUN")
     chk.add_argument("--tolerance", action="append", default=[], metavar="PCT|METRIC=PCT",
-                     help="allowed worsening in percent (default 5), per metric with METRIC=PCT")
-    chk.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+                     help="allowed worsening in percent, e.g. 10 or 10%% (default 10), per metric with METRIC=PCT")
+    chk.add_argument("--alpha", type=float, default=0.01,
+                     help="significance level of the Mann-Whitney test with 5+ repetitions, in (0, 0.5] (default 0.01)")
+    chk.add_argument("--metric", help="comma-separated metrics to gate (default: every gated metric measured)")
+    chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change too")
 
     ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
     ver.add_argument("runs", nargs="*", metavar="RUN")
@@ -313,30 +316,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.compare import check, findings_frame, fingerprint_summary, parse_tolerances
+    from bench.compare import (
+        METRICS,
+        check,
+        findings_frame,
+        fingerprint_summary,
+        parse_alpha,
+        parse_tolerances,
+    )
     from bench.runs import load_run
 
     default, per_metric = parse_tolerances(args.tolerance)
+    alpha = parse_alpha(args.alpha)
+    metrics = [m.strip() for m in args.metric.split(",")] if args.metric else None
+    unknown = [m for m in metrics or [] if m not in METRICS]
+    if unknown:
+        raise BadInput(f"--metric: unknown or ungated metric(s) {', '.join(unknown)} (gated: {', '.join(METRICS)})")
     baseline, candidate = load_run(args.baseline), load_run(args.run)
     a, b = fingerprint_summary(baseline), fingerprint_summary(candidate)
     if a["device"] != b["device"]:
         print(f"warning: different hardware ({a['device']} vs {b['device']}): this is a comparison, "
               "not a baseline", file=sys.stderr)
-    findings = check(baseline, candidate, per_metric, default, args.alpha)
+    findings = check(baseline, candidate, per_metric, default, alpha, metrics)
     if not findings:
         print("warning: the runs share no measured case; nothing was checked", file=sys.stderr)
         return EXIT_OK
     frame = findings_frame(findings)
-    regressions = frame[frame["regression"]]
-    if regressions.empty:
-        print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no significant regression "
-              f"beyond {default:g}%")
-        noted = frame[(frame["note"] != "") & (frame["worse %"] > default)]
-        if not noted.empty:
-            _print_frame(noted, "not gated")
-        return EXIT_OK
-    _print_frame(regressions, f"{len(regressions)} regression(s)")
-    return EXIT_FAIL
+    regressions = frame[frame["verdict"] == "regression"]
+    inconclusive = frame[frame["verdict"] == "inconclusive"]
+    if not inconclusive.empty:
+        _print_frame(inconclusive, f"{len(inconclusive)} inconclusive change(s): beyond the tolerance, "
+                                   "not consistent")
+        most = max(max(f.reps) for f in findings if f.verdict == "inconclusive")
+        print(f"to decide: rerun both with --set min_reps={max(5, 2 * most)} (5 or more repetitions a side "
+              "let a Mann-Whitney test judge)")
+    if not regressions.empty:
+        _print_frame(regressions, f"{len(regressions)} regression(s)")
+        return EXIT_FAIL
+    print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no consistent regression beyond "
+          f"{default:g}%" + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else ""))
+    return EXIT_FAIL if args.strict and not inconclusive.empty else EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

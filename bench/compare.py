@@ -12,26 +12,13 @@ import pandas as pd
 from bench.cost import usd_per_mtok_rented
 from bench.errors import BadInput
 from bench.runs import Run
+from bench.schema import CASE_KEYS as SCHEMA_CASE_KEYS
+from bench.schema import GATED
 
-CASE_KEYS = ["workload", "model", "engine", "dtype", "batch_size", "input_len", "output_len"]
+CASE_KEYS = list(SCHEMA_CASE_KEYS)
 
-# metric -> (direction: +1 higher is better / -1 lower is better, samples.csv column or None)
-METRICS: dict[str, tuple[int, str | None]] = {
-    "decode_tok_s": (+1, "decode_tok_s"),
-    "prefill_tok_s": (+1, "prefill_tok_s"),
-    "output_tok_s": (+1, "output_tok_s"),
-    "decode_tok_s_per_user": (+1, None),
-    "ttft_ms_p50": (-1, "ttft_ms"),
-    "tpot_ms_p50": (-1, "tpot_ms"),
-    "e2e_ms_p50": (-1, "e2e_ms"),
-    "itl_ms_p99": (-1, None),
-    "peak_mem_gb": (-1, None),
-    "power_w_mean": (-1, None),
-    "energy_j_per_token": (-1, None),
-    "tok_s_per_w": (+1, None),
-    "bandwidth_gb_s": (+1, None),
-    "tflops": (+1, None),
-}
+# metric -> (direction: +1 higher is better / -1 lower is better, samples.csv column or None), from the schema.
+METRICS: dict[str, tuple[int, str | None]] = {name: (c.direction, c.sample) for name, c in GATED.items()}
 FINGERPRINT_KEYS = ["device", "driver", "cuda", "torch", "transformers", "vllm", "python", "cpu", "host"]
 
 
@@ -124,10 +111,14 @@ def long_form(table: pd.DataFrame, n_runs: int) -> pd.DataFrame:
 
 # --- regression gate -------------------------------------------------------------------------
 
+DEFAULT_TOLERANCE_PCT = 10.0
+DEFAULT_ALPHA = 0.01
+FEW = 5  # below this many repetitions on either side, a rank test cannot reach alpha: require no overlap
+
 
 @dataclass
 class Finding:
-    """One metric of one case, baseline against candidate."""
+    """One metric of one case, baseline against candidate: ok, regression or inconclusive, and why."""
 
     case: str
     metric: str
@@ -135,26 +126,63 @@ class Finding:
     candidate: float
     worse_pct: float
     p_value: float
-    regression: bool
+    verdict: str  # ok | regression | inconclusive
     note: str
+    reps: tuple[int, int] = (0, 0)
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "regression"
 
 
-def _samples_for(run: Run, row: pd.Series, column: str) -> np.ndarray:
+def _samples_for(run: Run, case: Any, column: str) -> np.ndarray:
     s = run.samples
     if s.empty or column not in s.columns or "case" not in s.columns:
         return np.array([])
-    return s.loc[s["case"] == row["case"], column].dropna().to_numpy(dtype=float)
+    values = pd.to_numeric(s.loc[s["case"] == case, column], errors="coerce").dropna()
+    return values.to_numpy(dtype=float)
 
 
-def check(baseline: Run, candidate: Run, tolerance_pct: dict[str, float], default_tol: float = 5.0,
-          alpha: float = 0.05) -> list[Finding]:
-    """Every shared case and metric: a regression is worse by more than the tolerance AND significant.
+def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha: float
+          ) -> tuple[str, float, float, str]:
+    """(verdict, worse %, p, note) for one metric from its per-repetition values.
 
-    Significance: one-sided Mann-Whitney U on the raw repetitions (samples.csv).
-    Without raw samples a change cannot be told from noise and is reported, not failed.
+    Fail when the median is worse than the tolerance AND the slowdown is consistent:
+    with fewer than 5 repetitions on either side every candidate repetition is worse
+    than every baseline one; with 5 or more a one-sided Mann-Whitney test gives p < alpha.
     """
     from scipy.stats import mannwhitneyu
 
+    b, c = float(np.median(xb)), float(np.median(xc))
+    worse = -direction * (c - b) / abs(b) * 100 if b else math.nan  # positive = got worse
+    if math.isnan(worse) or worse <= tol_pct:
+        return "ok", worse, math.nan, ""
+    n = min(len(xb), len(xc))
+    if n < FEW:
+        consistent = (xc.max() < xb.min()) if direction > 0 else (xc.min() > xb.max())
+        p = math.nan
+        why = "every candidate repetition worse than every baseline one" if consistent else \
+            "the repetitions overlap"
+    else:
+        alternative = "less" if direction > 0 else "greater"  # candidate worse than baseline
+        p = float(mannwhitneyu(xc, xb, alternative=alternative).pvalue)
+        consistent = p < alpha
+        why = f"Mann-Whitney p={p:.2g}" + ("" if consistent else f" >= alpha {alpha:g}")
+    if consistent:
+        return "regression", worse, p, f"worse by {worse:.1f}% ({why})"
+    more = max(FEW, 2 * n)
+    return "inconclusive", worse, p, (f"worse by {worse:.1f}% but not consistent ({why}, {len(xb)} vs {len(xc)} "
+                                      f"repetitions): rerun both with --set min_reps={more}")
+
+
+def check(baseline: Run, candidate: Run, tolerance_pct: dict[str, float],
+          default_tol: float = DEFAULT_TOLERANCE_PCT, alpha: float = DEFAULT_ALPHA,
+          metrics: list[str] | None = None) -> list[Finding]:
+    """Every shared case and gated metric (or those named), judged on one value per repetition.
+
+    A metric without per-repetition samples is judged on its one row value: a change beyond
+    the tolerance is then inconclusive, never a regression (one value cannot show consistency).
+    """
     base, cand = _ok(baseline), _ok(candidate)
     merged = base.merge(cand, on=CASE_KEYS, suffixes=("_b", "_c"))
     findings = []
@@ -162,53 +190,63 @@ def check(baseline: Run, candidate: Run, tolerance_pct: dict[str, float], defaul
         label = f"{row['workload']} {row['model']} {row['dtype']} bs={row['batch_size']} " \
                 f"in={row['input_len']} out={row['output_len']}"
         for metric, (direction, sample_col) in METRICS.items():
+            if metrics and metric not in metrics:
+                continue
             b, c = row.get(f"{metric}_b"), row.get(f"{metric}_c")
             if b is None or c is None or pd.isna(b) or pd.isna(c) or b == 0:
                 continue
-            worse = -direction * (c - b) / abs(b) * 100  # positive = got worse
-            tol = tolerance_pct.get(metric, default_tol)
-            p = math.nan
-            note = ""
-            if sample_col:
-                xb = _samples_for(baseline, pd.Series({"case": row["case_b"]}), sample_col)
-                xc = _samples_for(candidate, pd.Series({"case": row["case_c"]}), sample_col)
-                if len(xb) >= 2 and len(xc) >= 2:
-                    alternative = "less" if direction > 0 else "greater"  # candidate worse than baseline
-                    p = float(mannwhitneyu(xc, xb, alternative=alternative).pvalue)
-                else:
-                    note = "too few raw samples to test significance"
+            xb = _samples_for(baseline, row["case_b"], sample_col) if sample_col else np.array([])
+            xc = _samples_for(candidate, row["case_c"], sample_col) if sample_col else np.array([])
+            if len(xb) and len(xc):
+                verdict, worse, p, note = judge(xb, xc, direction, tolerance_pct.get(metric, default_tol), alpha)
             else:
-                note = "no raw samples for this metric: tolerance only, not gated"
-            significant = not math.isnan(p) and p <= alpha
-            regression = worse > tol and significant
-            if worse > tol and not significant and not note:
-                note = f"worse by {worse:.1f}% but not significant (p={p:.3f})"
-            findings.append(Finding(label, metric, float(b), float(c), worse, p, regression, note))
+                verdict, worse, p, note = judge(np.array([float(b)]), np.array([float(c)]), direction,
+                                                tolerance_pct.get(metric, default_tol), alpha)
+                if verdict != "ok":
+                    verdict, note = "inconclusive", f"worse by {worse:.1f}% (no per-repetition samples: not gated)"
+            findings.append(Finding(label, metric, float(b), float(c), worse, p, verdict, note, (len(xb), len(xc))))
     return findings
 
 
+def parse_percent(text: str, what: str) -> float:
+    """'10' or '10%' -> 10.0; anything else (nan, inf, negative, not a number) is bad input."""
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{what}: '{text}' is not a percentage (e.g. 10 or 10%)") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"{what}: '{text}' must be a finite percentage >= 0")
+    return value
+
+
 def parse_tolerances(items: list[str]) -> tuple[float, dict[str, float]]:
-    """'5' sets the default; 'metric=3' sets one metric (percent)."""
-    default, per_metric = 5.0, {}
+    """'10' or '10%' sets the default; 'metric=3' or 'metric=3%' sets one metric (percent)."""
+    default, per_metric = DEFAULT_TOLERANCE_PCT, {}
     for item in items:
-        try:
-            if "=" in item:
-                key, value = item.split("=", 1)
-                if key not in METRICS:
-                    raise BadInput(f"--tolerance {item}: unknown metric '{key}' (known: {', '.join(METRICS)})")
-                per_metric[key] = float(value)
-            else:
-                default = float(item)
-        except ValueError:
-            raise BadInput(f"--tolerance {item}: expected PERCENT or METRIC=PERCENT") from None
+        if "=" in item:
+            key, value = (x.strip() for x in item.split("=", 1))
+            if key not in METRICS:
+                raise BadInput(f"--tolerance {item}: unknown metric '{key}' (gated: {', '.join(METRICS)})")
+            per_metric[key] = parse_percent(value, f"--tolerance {item}")
+        else:
+            default = parse_percent(item, f"--tolerance {item}")
     return default, per_metric
+
+
+def parse_alpha(value: float) -> float:
+    """A significance level in (0, 0.5]."""
+    if not (math.isfinite(value) and 0 < value <= 0.5):
+        raise BadInput(f"--alpha {value:g}: must be in (0, 0.5]")
+    return value
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     """Findings as a table."""
     return pd.DataFrame([{
         "case": f.case, "metric": f.metric, "baseline": f.baseline, "candidate": f.candidate,
-        "worse %": round(f.worse_pct, 2), "p": f.p_value, "regression": f.regression, "note": f.note,
+        "worse %": round(f.worse_pct, 2), "p": f.p_value, "verdict": f.verdict, "reps": f"{f.reps[0]}/{f.reps[1]}",
+        "note": f.note,
     } for f in findings])
 
 

@@ -108,6 +108,7 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
         "decode_tok_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else NAN,
         "output_tok_s": output_tokens / e2e_s if e2e_s > 0 else NAN,
         "itl_ms_p50": 1000 * percentile(itls, 50),
+        "itl_ms_p99": 1000 * percentile(itls, 99),
         "itl_ms_max": 1000 * max(itls) if itls else NAN,
         "prefill_s": prefill_s,
         "decode_s": decode_s,

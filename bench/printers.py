@@ -9,40 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.schema import COLUMNS, SUMMARY_COLUMNS, header
 from bench.workload import Case
 
-# Columns shown in the terminal after a run (the CSV has them all).
-SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
-    ("case", "#", "{}"),
-    ("model", "model", "{}"),
-    ("dtype", "dtype", "{}"),
-    ("compile", "compiled", "{}"),
-    ("batch_size", "bs", "{}"),
-    ("input_len", "in", "{}"),
-    ("output_len", "out", "{}"),
-    ("status", "status", "{}"),
-    ("ttft_ms_p50", "TTFT p50 ms", "{:.1f}"),
-    ("tpot_ms_p50", "TPOT p50 ms", "{:.2f}"),
-    ("itl_ms_p99", "ITL p99 ms", "{:.2f}"),
-    ("prefill_tok_s", "prefill tok/s", "{:.0f}"),
-    ("decode_tok_s", "decode tok/s", "{:.1f}"),
-    ("decode_tok_s_cv", "CV", "{:.1%}"),
-    ("peak_mem_gb", "peak GB", "{:.2f}"),
-    ("power_w_mean", "W", "{:.0f}"),
-    ("energy_j_per_token", "J/tok", "{:.3g}"),
-    ("mbu", "MBU", "{:.1%}"),
-    ("mfu", "MFU", "{:.1%}"),
-    ("goodput_frac", "goodput", "{:.0%}"),
-    ("max_batch_meeting_slo", "max bs in SLO", "{:.0f}"),
-    ("predicted_max_context", "pred. max ctx", "{:.0f}"),
-    ("measured_max_context", "meas. max ctx", "{:.0f}"),
-    ("ttft_speedup", "TTFT speedup", "{:.1f}x"),
-    ("decode_slowdown", "last/first slice", "{:.2f}"),
-    ("fits_budget", "fits", "{}"),
-    ("bandwidth_gb_s", "GB/s", "{:.1f}"),
-    ("tflops", "TFLOP/s", "{:.2f}"),
-    ("tags", "tags", "{}"),
-]
+# Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
+SUMMARY: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in SUMMARY_COLUMNS]
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "skipped": "dim", "error": "red"}
 
@@ -72,10 +43,10 @@ def cases_table(cases: list[Case], title: str) -> Table:
 def results_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
     """The main metrics of each finished case."""
     rows = list(rows)
-    shown = [c for c in SUMMARY_COLUMNS if any(fmt(r.get(c[0])) for r in rows)]
+    shown = [c for c in SUMMARY if any(fmt(r.get(c[0])) for r in rows)]
     table = Table(title=title)
-    for _key, header, _pattern in shown:
-        table.add_column(header, justify="right" if _pattern != "{}" else "left")
+    for _key, heading, pattern in shown:
+        table.add_column(heading, justify="right" if pattern != "{}" else "left")
     for r in rows:
         cells = []
         for key, _header, pattern in shown:

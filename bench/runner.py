@@ -33,7 +33,7 @@ GB = 1e9
 
 ProgressFn = Callable[[Case, str], None]
 SAMPLE_METRICS = ("ttft_ms", "e2e_ms", "tpot_ms", "prefill_tok_s", "decode_tok_s", "output_tok_s", "itl_ms_p50",
-                  "itl_ms_max")
+                  "itl_ms_p99", "itl_ms_max")
 
 
 def is_oom(exc: BaseException) -> bool:

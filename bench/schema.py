@@ -15,15 +15,59 @@ STATUSES = ("ok", "oom", "skipped", "error")
 
 @dataclass(frozen=True)
 class Column:
-    """A results.csv column: its name, unit and meaning."""
+    """A results.csv column: its name, unit and meaning; for a metric, which way is better, how it is shown,
+    whether `bench check` gates it and which samples.csv column holds its value per repetition."""
 
     name: str
     unit: str
     doc: str
+    direction: int = 0  # +1 higher is better, -1 lower is better, 0 neither
+    header: str = ""  # terminal table heading (shown after a run when set)
+    fmt: str = "{}"  # terminal cell format
+    gated: bool = False  # bench check compares it
+    sample: str | None = None  # samples.csv column with one value per repetition
+
+
+# Metrics: direction, terminal heading and format, gated, per-repetition samples.csv column.
+METRIC_ATTRS: dict[str, dict] = {
+    "ttft_ms_p50": dict(direction=-1, header="TTFT p50 ms", fmt="{:.1f}", gated=True, sample="ttft_ms"),
+    "tpot_ms_p50": dict(direction=-1, header="TPOT p50 ms", fmt="{:.2f}", gated=True, sample="tpot_ms"),
+    "itl_ms_p99": dict(direction=-1, header="ITL p99 ms", fmt="{:.2f}", gated=True, sample="itl_ms_p99"),
+    "e2e_ms_p50": dict(direction=-1, gated=True, sample="e2e_ms"),
+    "prefill_tok_s": dict(direction=+1, header="prefill tok/s", fmt="{:.0f}", gated=True, sample="prefill_tok_s"),
+    "decode_tok_s": dict(direction=+1, header="decode tok/s", fmt="{:.1f}", gated=True, sample="decode_tok_s"),
+    "output_tok_s": dict(direction=+1, gated=True, sample="output_tok_s"),
+    "decode_tok_s_per_user": dict(direction=+1, gated=True),
+    "decode_tok_s_cv": dict(header="CV", fmt="{:.1%}"),
+    "peak_mem_gb": dict(direction=-1, header="peak GB", fmt="{:.2f}", gated=True),
+    "power_w_mean": dict(direction=-1, header="W", fmt="{:.0f}", gated=True),
+    "energy_j_per_token": dict(direction=-1, header="J/tok", fmt="{:.3g}", gated=True, sample="energy_j_per_token"),
+    "tok_s_per_w": dict(direction=+1, gated=True),
+    "mbu": dict(direction=+1, header="MBU", fmt="{:.1%}"),
+    "mfu": dict(direction=+1, header="MFU", fmt="{:.1%}"),
+    "goodput_frac": dict(direction=+1, header="goodput", fmt="{:.0%}"),
+    "max_batch_meeting_slo": dict(direction=+1, header="max bs in SLO", fmt="{:.0f}"),
+    "predicted_max_context": dict(header="pred. max ctx", fmt="{:.0f}"),
+    "measured_max_context": dict(direction=+1, header="meas. max ctx", fmt="{:.0f}"),
+    "ttft_speedup": dict(direction=+1, header="TTFT speedup", fmt="{:.1f}x"),
+    "decode_slowdown": dict(header="last/first slice", fmt="{:.2f}"),
+    "fits_budget": dict(header="fits"),
+    "bandwidth_gb_s": dict(direction=+1, header="GB/s", fmt="{:.1f}", gated=True),
+    "tflops": dict(direction=+1, header="TFLOP/s", fmt="{:.2f}", gated=True),
+}
+
+# The terminal table after a run: these columns, in this order, where any row has a value.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "case", "model", "dtype", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
+    "tpot_ms_p50", "itl_ms_p99", "prefill_tok_s", "decode_tok_s", "decode_tok_s_cv", "peak_mem_gb", "power_w_mean",
+    "energy_j_per_token", "mbu", "mfu", "goodput_frac", "max_batch_meeting_slo", "predicted_max_context",
+    "measured_max_context", "ttft_speedup", "decode_slowdown", "fits_budget", "bandwidth_gb_s", "tflops", "tags",
+)
+IDENTITY_HEADERS = {"case": "#", "compile": "compiled", "batch_size": "bs", "input_len": "in", "output_len": "out"}
 
 
 def _cols(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
-    return tuple(Column(*s) for s in specs)
+    return tuple(Column(*s, **METRIC_ATTRS.get(s[0], {})) for s in specs)
 
 
 # The contract in DESIGN.md, in its order; extra columns follow.
@@ -105,6 +149,16 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
 )
 
 RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
+COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}
+GATED: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS if c.gated}
+
+# What makes two rows the same case across runs (compare, check, verify's cross-machine claims).
+CASE_KEYS: tuple[str, ...] = ("workload", "model", "engine", "dtype", "batch_size", "input_len", "output_len")
+
+
+def header(name: str) -> str:
+    """The terminal heading of a column."""
+    return COLUMNS[name].header or IDENTITY_HEADERS.get(name, name)
 
 # Columns that hold numbers; everything else is text. Used by readers and writers
 # so that an unmeasured figure is written as an empty cell, never 0.
@@ -129,9 +183,11 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "decode_tok_s",
     "output_tok_s",
     "itl_ms_p50",
+    "itl_ms_p99",
     "itl_ms_max",
     "energy_prefill_j",
     "energy_decode_j",
+    "energy_j_per_token",
 )
 
 # The sampled time series, one row per device per tick.

@@ -1,0 +1,99 @@
+"""The regression gate: its rule on hand-made repetitions, and the real CLI on simulated runs (exact numbers)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.compare import judge
+from tests.conftest import run_bench
+
+SIM = ["--engine", "simulated", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1,4",
+       "--set", "output_len=8", "--set", "input_len=32"]
+
+
+def test_rule_with_few_repetitions_needs_no_overlap():
+    base = np.array([100.0, 101.0, 99.0])
+    assert judge(base, base * 0.5, +1, 10, 0.01)[0] == "regression"  # 2x slower, 3 vs 3
+    assert judge(base[:2], base[:2] * 0.5, +1, 10, 0.01)[0] == "regression"  # 2 vs 2 can fire too
+    assert judge(base, np.array([70.0, 75.0, 99.5]), +1, 10, 0.01)[0] == "inconclusive"  # overlaps
+    assert judge(base, base * 0.95, +1, 10, 0.01)[0] == "ok"  # inside the tolerance never fails
+    assert judge(base, base * 1.5, +1, 10, 0.01)[0] == "ok"  # faster
+    latency = np.array([10.0, 10.2, 9.9])
+    assert judge(latency, latency * 1.3, -1, 10, 0.01)[0] == "regression"  # lower is better
+
+
+def test_rule_with_five_or_more_repetitions_uses_mann_whitney():
+    rng = np.random.default_rng(0)
+    base = 100 + rng.normal(0, 1, 8)
+    verdict, worse, p, note = judge(base, base * 0.8, +1, 10, 0.01)
+    assert verdict == "regression" and p < 0.01 and worse == pytest.approx(20, abs=0.5)
+    noisy = np.array([60.0, 140.0, 62.0, 138.0, 61.0, 139.0])
+    verdict, _, p, note = judge(np.full(6, 100.0), noisy, +1, 10, 0.01)
+    assert verdict in ("ok", "inconclusive") and "min_reps" in note or verdict == "ok"
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    proc = run_bench("run", "--out", str(out), *SIM, "--set", "min_reps=3")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def slowed(run, dest, factor: float, spread: list[float] | None = None):
+    """A copy of a run with every speed times `factor` (per repetition times `spread[i]` if given)."""
+    shutil.copytree(run, dest)
+    samples = pd.read_csv(dest / "samples.csv")
+    results = pd.read_csv(dest / "results.csv")
+    per_rep = np.array(spread if spread else [1.0] * 3)[samples["repetition"].to_numpy()]
+    for col in ("decode_tok_s", "prefill_tok_s", "output_tok_s"):
+        samples[col] = samples[col] * factor * per_rep
+        results[col] = results[col] * factor * float(np.median(spread or [1.0]))
+    for col in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_p99"):
+        samples[col] = samples[col] / (factor * per_rep)
+    for col in ("ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "itl_ms_p99"):
+        results[col] = results[col] / (factor * float(np.median(spread or [1.0])))
+    samples.to_csv(dest / "samples.csv", index=False)
+    results.to_csv(dest / "results.csv", index=False)
+    return dest
+
+
+def test_identical_runs_pass_and_a_2x_slowdown_fails(sim_run, tmp_path):
+    proc = run_bench("check", "--baseline", str(sim_run), str(sim_run))
+    assert proc.returncode == 0 and "ok:" in proc.stdout, proc.stdout + proc.stderr
+    slow = slowed(sim_run, tmp_path / "slow", 0.5)
+    proc = run_bench("check", "--baseline", str(sim_run), str(slow))
+    assert proc.returncode == 1, proc.stdout
+    assert "regression" in proc.stdout and "decode_tok_s" in proc.stdout and "100.0%" in proc.stdout
+    assert run_bench("check", "--baseline", str(sim_run), str(slow), "--tolerance", "150%").returncode == 0
+    faster = slowed(sim_run, tmp_path / "fast", 2.0)
+    assert run_bench("check", "--baseline", str(sim_run), str(faster)).returncode == 0
+
+
+def test_an_inconsistent_change_is_inconclusive_and_fails_only_when_strict(sim_run, tmp_path):
+    odd = slowed(sim_run, tmp_path / "odd", 1.0, spread=[0.7, 0.75, 1.01])  # median 25% slower, one rep faster
+    proc = run_bench("check", "--baseline", str(sim_run), str(odd), "--metric", "decode_tok_s")
+    assert proc.returncode == 0, proc.stdout
+    assert "inconclusive" in proc.stdout and "--set min_reps=6" in proc.stdout  # 3 a side now
+    strict = run_bench("check", "--baseline", str(sim_run), str(odd), "--metric", "decode_tok_s", "--strict")
+    assert strict.returncode == 1
+
+
+@pytest.mark.parametrize("flag", [["--tolerance", "nan"], ["--tolerance", "-3"], ["--tolerance", "abc"],
+                                  ["--tolerance", "decode_tok_s=inf"], ["--tolerance", "nosuch=5"],
+                                  ["--alpha", "5"], ["--alpha", "0"], ["--alpha", "nan"], ["--metric", "mbu"]])
+def test_bad_gate_settings_are_exit_2(sim_run, flag):
+    proc = run_bench("check", "--baseline", str(sim_run), str(sim_run), *flag)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_percent_sign_is_accepted(sim_run):
+    proc = run_bench("check", "--baseline", str(sim_run), str(sim_run), "--tolerance", "10%",
+                     "--tolerance", "ttft_ms_p50=5%")
+    assert proc.returncode == 0, proc.stderr
