@@ -273,7 +273,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def _print_frame(df: Any, title: str) -> None:
     from rich.table import Table
 
-    from bench.compare import rows_for_rich
+    from bench.render import rows_for_rich
 
     cols, rows = rows_for_rich(df)
     table = Table(title=title)
@@ -285,7 +285,8 @@ def _print_frame(df: Any, title: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.compare import compare_table, fingerprint_differences, format_table, long_form, plot_compare
+    from bench.compare import compare_table, fingerprint_differences
+    from bench.render import format_table, long_form, plot_compare
     from bench.runs import load_runs
 
     runs = load_runs(args.runs)
@@ -361,7 +362,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.compare import format_table
+    from bench.render import format_table
     from bench.runs import load_runs
     from bench.verify import verdict_rows, verify
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.cost import usd_per_mtok_rented
 from bench.errors import BadInput
-from bench.runs import Run
+from bench.runs import Run, case_label, ok_rows
 from bench.schema import CASE_KEYS as SCHEMA_CASE_KEYS
 from bench.schema import GATED
 
@@ -47,7 +47,7 @@ def fingerprint_differences(runs: list[Run]) -> list[tuple[str, list[str]]]:
 
 
 def _ok(run: Run) -> pd.DataFrame:
-    df = run.results[run.results["status"] == "ok"].copy()
+    df = ok_rows(run).copy()
     for key in CASE_KEYS:
         if key not in df.columns:
             df[key] = np.nan
@@ -89,24 +89,6 @@ def compare_table(runs: list[Run], metrics: list[str] | None = None, price_per_h
     value_cols = [c for c in table.columns if c not in CASE_KEYS]
     table = table.dropna(how="all", subset=value_cols)
     return table.reset_index(drop=True)
-
-
-def long_form(table: pd.DataFrame, n_runs: int) -> pd.DataFrame:
-    """One row per case and metric, with each run's value and its ratio to run 0 (readable in a terminal)."""
-    metrics = sorted({c.split(" [")[0] for c in table.columns if " [" in c},
-                     key=lambda m: list(table.columns).index(f"{m} [0]") if f"{m} [0]" in table else 0)
-    rows = []
-    for _, r in table.iterrows():
-        case = f"{r['model']} {r['dtype']} bs={r['batch_size']} in={r['input_len']} out={r['output_len']}"
-        for m in metrics:
-            values = [r.get(f"{m} [{i}]", np.nan) for i in range(n_runs)]
-            if all(pd.isna(v) for v in values):
-                continue
-            row = {"workload": r["workload"], "case": case, "metric": m}
-            row.update({f"[{i}]": values[i] for i in range(n_runs)})
-            row.update({f"x{i}/0": r.get(f"{m} x{i}/0", np.nan) for i in range(1, n_runs)})
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --- regression gate -------------------------------------------------------------------------
@@ -187,8 +169,7 @@ def check(baseline: Run, candidate: Run, tolerance_pct: dict[str, float],
     merged = base.merge(cand, on=CASE_KEYS, suffixes=("_b", "_c"))
     findings = []
     for _, row in merged.iterrows():
-        label = f"{row['workload']} {row['model']} {row['dtype']} bs={row['batch_size']} " \
-                f"in={row['input_len']} out={row['output_len']}"
+        label = case_label(row)
         for metric, (direction, sample_col) in METRICS.items():
             if metrics and metric not in metrics:
                 continue
@@ -248,65 +229,3 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
         "worse %": round(f.worse_pct, 2), "p": f.p_value, "verdict": f.verdict, "reps": f"{f.reps[0]}/{f.reps[1]}",
         "note": f.note,
     } for f in findings])
-
-
-def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
-    """Bar charts of the main metrics per case, one bar per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [m for m in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "energy_j_per_token")
-               if f"{m} [0]" in table.columns and table[f"{m} [0]"].notna().any()]
-    if not metrics:
-        raise BadInput("nothing to plot: the runs share no measured case")
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3 * len(metrics)), squeeze=False)
-    labels = [f"{r.model} bs{r.batch_size} {r.input_len}/{r.output_len}" for r in table.itertuples()]
-    x = np.arange(len(table))
-    width = 0.8 / len(runs)
-    for ax, metric in zip(axes[:, 0], metrics):
-        for i, run in enumerate(runs):
-            col = f"{metric} [{i}]"
-            if col in table:
-                ax.bar(x + i * width, table[col], width, label=f"[{i}] {run.device_name}")
-        ax.set_title(metric)
-        ax.set_xticks(x + width * (len(runs) - 1) / 2, labels, rotation=30, ha="right", fontsize=7)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"cannot write plot {path}: {exc}") from None
-    finally:
-        plt.close(fig)
-
-
-def format_table(df: pd.DataFrame, fmt: str) -> str:
-    """markdown | csv | html text of a DataFrame (numbers to 4 significant digits)."""
-    shown = df.copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "html":
-        return shown.to_html(index=False, escape=True)
-    header = "| " + " | ".join(map(str, shown.columns)) + " |"
-    sep = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.astype(str).values]
-    return "\n".join([header, sep, *body])
-
-
-def rows_for_rich(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Columns and stringified rows for a rich table."""
-    cols = [str(c) for c in df.columns]
-    rows = []
-    for values in df.itertuples(index=False):
-        rows.append(["" if (isinstance(v, float) and math.isnan(v)) else (f"{v:.4g}" if isinstance(v, float)
-                                                                          else str(v)) for v in values])
-    return cols, rows
-
-
-def as_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return df.to_dict(orient="records")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bench.runs import Run
+from bench.runs import Run, ok_rows
 from bench.verify import verdict_rows, verify
 
 
@@ -34,8 +34,7 @@ def _png(draw: Callable) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _ok(run: Run) -> pd.DataFrame:
-    return run.results[run.results["status"] == "ok"]
+_ok = ok_rows
 
 
 def throughput_vs_batch(runs: list[Run]) -> Callable:

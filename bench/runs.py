@@ -58,3 +58,18 @@ def load_runs(specs: list[str]) -> list[Run]:
     if not specs:
         raise BadInput("give at least one run directory or results.csv")
     return [load_run(s) for s in specs]
+
+
+def ok_rows(run: Run) -> pd.DataFrame:
+    """The rows of a run that measured something (status ok): what every analysis reads."""
+    results = run.results
+    if "status" not in results.columns:
+        return results.iloc[0:0]
+    return results[results["status"] == "ok"]
+
+
+def case_label(row: Any, workload: bool = True) -> str:
+    """One way to name a case everywhere: [workload] model dtype bs= in= out=."""
+    text = f"{row['model']} {row.get('dtype', '')} bs={row.get('batch_size', '')} in={row.get('input_len', '')} " \
+           f"out={row.get('output_len', '')}"
+    return f"{row['workload']} {text}" if workload and "workload" in row else text

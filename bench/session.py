@@ -36,14 +36,15 @@ class Outcome:
 
 
 def server_info(workload: Workload) -> dict[str, Any] | None:
-    """For the openai engine: which server, and whether it is local (its power is then in our telemetry)."""
-    engines = workload.params["engine"]
-    if "openai" not in (engines if isinstance(engines, list) else [engines]):
-        return None
-    from bench.engines.openai_engine import is_local
+    """The server an engine of the workload talks to, for run.json (None when every engine is in-process)."""
+    from bench.engines import engine_class
 
-    url = workload.params["base_url"]
-    return {"base_url": url, "local": is_local(url), "api_key_env": workload.params["api_key_env"]}
+    engines = workload.params["engine"]
+    for name in engines if isinstance(engines, list) else [engines]:
+        info = engine_class(name).server_info(workload.params)
+        if info is not None:
+            return info
+    return None
 
 
 def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console) -> Outcome:

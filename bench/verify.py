@@ -20,7 +20,7 @@ import pandas as pd
 from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
 from bench.paths import seeds_dir
-from bench.runs import Run
+from bench.runs import Run, case_label, ok_rows
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,8 +112,7 @@ def _describe(conditions: dict[str, Any]) -> str:
     return ", ".join(one(k, v) for k, v in conditions.items())
 
 
-def _ok_rows(run: Run) -> pd.DataFrame:
-    return run.results[run.results["status"] == "ok"]
+_ok_rows = ok_rows
 
 
 def measures(run: Run, claim: Claim) -> bool:
@@ -226,8 +225,7 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
     if best is None:
         return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=_why_not(claim, runs))
     value, row, run_name = best
-    text = f"{row['model']} {row.get('dtype', '')} bs={row.get('batch_size', '')} in={row.get('input_len', '')} " \
-           f"out={row.get('output_len', '')} on {row.get('device_name', '')}"
+    text = f"{case_label(row, workload=False)} on {row.get('device_name', '')}"
     return _judge(claim, value, _bound_for(claim, row), text, run_name)
 
 

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.engines.registry import engine_options
 from bench.errors import BadInput
+from bench.params import Param
 from bench.paths import workloads_dir
 
 if sys.version_info >= (3, 11):
@@ -37,25 +39,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-@dataclass(frozen=True)
-class Param:
-    """One workload parameter: its type, default, whether it may be a list, and its meaning."""
-
-    type: type
-    default: Any
-    doc: str
-    matrix: bool = False
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    engine: str = ""  # set for an engine's own option: which engine reads it
-    reload: bool = False  # an engine option whose change needs the model loaded again
-    devices: bool = False  # an engine option that multiplies the devices a case uses
-
-
 KINDS = ("generate", "long-context", "membw", "matmul", "prefix-reuse")
 
 # Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest.
-PARAMS: dict[str, Param] = {
+CORE_PARAMS: dict[str, Param] = {
     "model": Param(str, "tiny", "bundled model name or local HF directory", matrix=True),
     "engine": Param(str, "transformers", "inference engine", matrix=True),
     "dtype": Param(str, "auto", "weight/activation dtype", matrix=True,
@@ -92,34 +79,14 @@ PARAMS: dict[str, Param] = {
                           minimum=0),
     "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
                            minimum=0),
-    "base_url": Param(str, "", "openai: server URL, e.g. http://127.0.0.1:8000/v1", engine="openai",
-                      reload=True),
-    "served_model": Param(str, "", "openai: the server's model name (default: the model name)",
-                          engine="openai", reload=True),
-    "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key",
-                         engine="openai"),
-    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0,
-                          engine="openai"),
-    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0, engine="openai"),
-    "timeout_s": Param(float, 120.0, "openai: per-request timeout", minimum=0.1, engine="openai"),
-    "tensor_parallel_size": Param(int, 1, "vllm: tensor parallel GPUs", minimum=1, engine="vllm", reload=True,
-                                  devices=True),
-    "pipeline_parallel_size": Param(int, 1, "vllm: pipeline parallel stages", minimum=1, engine="vllm",
-                                    reload=True, devices=True),
-    "distributed_backend": Param(str, "", "vllm: distributed executor backend (mp, ray; '' = vLLM's default)",
-                                 engine="vllm", reload=True),
-    "gpu_memory_utilization": Param(float, 0.0, "vllm: share of device memory vLLM may take (0: 0.9 on a GPU, "
-                                    "0.25 of host memory on CPU)", minimum=0.0, engine="vllm", reload=True),
-    "max_model_len": Param(int, 0, "vllm: context limit (0: the model's)", minimum=0, engine="vllm",
-                           reload=True),
-    "sim_kv_tokens": Param(int, 0, "simulated: batch * (input + output) tokens that fit (0: no limit)", minimum=0,
-                           engine="simulated"),
     "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1),
     "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
                        matrix=True),
     "idle_seconds": Param(float, 2.0, "seconds of idle power measured before the first case", minimum=0),
 }
 
+# The core keys and every engine's own options (each engine module declares its OPTIONS).
+PARAMS: dict[str, Param] = {**CORE_PARAMS, **engine_options()}
 MATRIX_KEYS: tuple[str, ...] = tuple(k for k, p in PARAMS.items() if p.matrix)
 META_KEYS = {"name", "description", "kind", "claims", "params", "quick", "gpu"}
 

@@ -31,11 +31,23 @@ def test_exact_token_counts_and_monotonic_timeline(tiny_engine):
         assert req.ttft > 0
 
 
-def test_static_cache_gives_the_same_lengths():
+def test_static_cache_is_used_and_gives_the_same_lengths(monkeypatch):
+    from transformers import StaticCache
+
     engine = get_engine("transformers")
     engine.load(resolve_model("tiny"), resolve_device("cpu"), LoadOptions(dtype=torch.float32, cache="static"))
+    caches = []
+    original = engine.model.generate
+
+    def spy(*args, **kwargs):
+        out = original(*args, return_dict_in_generate=True, **kwargs)
+        caches.append(type(out.past_key_values))
+        return out.sequences
+
+    monkeypatch.setattr(engine.model, "generate", spy)
     rep = engine.generate(random_prompts(2, 8, 8192, seed=0), 5)
     assert rep.requests[0].output_len == 5
+    assert caches and issubclass(caches[0], StaticCache), caches
 
 
 def test_prompts_are_seeded_and_avoid_special_tokens():

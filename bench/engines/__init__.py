@@ -1,22 +1,11 @@
-"""Engine registry: name -> class, importing an engine's heavy dependencies only when used."""
+"""Engines: the interface, the registry, and what decides a reload or a device count."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
-from bench.errors import BadInput
-
-# name -> "module:Class"; modules are imported lazily so a missing optional
-# dependency only matters to the cases that use that engine.
-ENGINES: dict[str, str] = {
-    "transformers": "bench.engines.transformers_engine:TransformersEngine",
-    "vllm": "bench.engines.vllm_engine:VllmEngine",
-    "openai": "bench.engines.openai_engine:OpenAIEngine",
-    "simulated": "bench.engines.simulated:SimulatedEngine",  # deterministic timing model, for tests
-}
-
+from bench.engines.registry import ENGINES, engine_class
 
 # What decides a (re)load for every engine; each engine's own options marked reload=True are added.
 LOAD_KEYS = ("model", "engine", "dtype", "compile", "cache", "seed")
@@ -48,16 +37,12 @@ def engine_names() -> list[str]:
 
 def get_engine(name: str) -> Engine:
     """A fresh engine instance; BadInput for an unknown name, EngineUnavailable if it cannot run here."""
-    if name not in ENGINES:
-        raise BadInput(f"unknown engine '{name}' (known: {', '.join(ENGINES)})")
-    module_name, cls_name = ENGINES[name].split(":")
+    cls = engine_class(name)
     try:
-        module = importlib.import_module(module_name)
+        return cls()
     except ImportError as exc:
         raise EngineUnavailable(f"engine '{name}' cannot be imported: {exc}") from None
-    except EngineUnavailable:
-        raise
-    return getattr(module, cls_name)()
 
 
-__all__ = ["Engine", "EngineUnavailable", "LoadOptions", "device_count", "engine_names", "get_engine", "load_key"]
+__all__ = ["ENGINES", "Engine", "EngineUnavailable", "LoadOptions", "device_count", "engine_class", "engine_names",
+           "get_engine", "load_key"]

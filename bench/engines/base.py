@@ -50,6 +50,15 @@ class Engine(ABC):
         computed once, outside the timed window, as a prefix cache would.
         """
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Raise BadInput for settings this engine cannot run with (found before any work starts)."""
+
+    @classmethod
+    def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
+        """For run.json: the server the engine talks to (None for an in-process engine)."""
+        return None
+
     def configure(self, params: dict[str, Any]) -> None:
         """Take engine-specific settings from the case's parameters (server URL, parallelism...)."""
 

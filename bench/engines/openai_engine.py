@@ -23,9 +23,21 @@ import torch
 from bench import clock
 from bench.devices import Device
 from bench.engines.base import Engine, LoadOptions
+from bench.errors import BadInput
 from bench.metrics import Repetition, RequestTiming
 from bench.models import ModelSpec
+from bench.params import Param
 
+# This engine's own workload keys (the loader merges them; --set reaches them like any key).
+OPTIONS: dict[str, Param] = {
+    "base_url": Param(str, "", "openai: server URL, e.g. http://127.0.0.1:8000/v1",
+                      reload=True),
+    "served_model": Param(str, "", "openai: the server's model name (default: the model name)", reload=True),
+    "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key"),
+    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0),
+    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
+    "timeout_s": Param(float, 120.0, "openai: per-request timeout", minimum=0.1),
+}
 
 class ServerError(RuntimeError):
     """The server refused, failed or answered something we cannot read; the case becomes an error row."""
@@ -51,6 +63,17 @@ class OpenAIEngine(Engine):
         self.headers: dict[str, str] = {}
         self.client: Any = None
         self.warnings: list[str] = []
+
+    @classmethod
+    def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Which server, and whether it is local (its power is then in our telemetry)."""
+        url = params["base_url"]
+        return {"base_url": url, "local": is_local(url), "api_key_env": params["api_key_env"]}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if not params.get("base_url"):
+            raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
 
     def configure(self, params: dict[str, Any]) -> None:
         """Take the server settings from the case's parameters."""

@@ -23,6 +23,12 @@ from bench.devices import Device
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
+from bench.params import Param
+
+# This engine's own workload keys (the loader merges them; --set reaches them like any key).
+OPTIONS: dict[str, Param] = {
+    "sim_kv_tokens": Param(int, 0, "simulated: batch * (input + output) tokens that fit (0: no limit)", minimum=0),
+}
 
 TTFT_BASE_S = 0.005
 PREFILL_S_PER_TOKEN = 1e-5

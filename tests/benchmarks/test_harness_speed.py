@@ -50,6 +50,8 @@ def test_result_row_append_speed(benchmark, tmp_path):
     row = {"schema_version": 1, "workload": "bench", "decode_tok_s": 123.4, "status": "ok"}
     benchmark(writer.append_case, row, [], [], 0.0)
     writer.close()
+    lines = (tmp_path / writer.run_id / "results.csv").read_text().splitlines()
+    assert len(lines) >= 2 and lines[-1].count(",") == lines[0].count(",")  # every append is a whole row
 
 
 def test_tiny_model_decode_step(benchmark):
