@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
 
     chk = sub.add_parser("check", help="regression gate: exit 1 on a consistent slowdown beyond the tolerance")
-    chk.add_argument("--baseline", required=True, metavar="RUN")
+    chk.add_argument("--baseline", required=True, action="append", metavar="RUN|ROOT",
+                     help="the run to compare against; repeat it, or give a results root, to pool a history")
+    chk.add_argument("--history", type=int, default=5, metavar="N",
+                     help="from a results root, the newest N runs on the candidate's hardware (default 5)")
+    chk.add_argument("--require-same-hardware", action="store_true",
+                     help="a baseline on other hardware or software is an error, not a warning")
     chk.add_argument("run", metavar="RUN")
     chk.add_argument("--tolerance", action="append", default=[], metavar="PCT|METRIC=PCT",
                      help="allowed worsening in percent, e.g. 10 or 10%% (default 10), per metric with METRIC=PCT")
@@ -333,12 +338,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     unknown = [m for m in metrics or [] if m not in METRICS]
     if unknown:
         raise BadInput(f"--metric: unknown or ungated metric(s) {', '.join(unknown)} (gated: {', '.join(METRICS)})")
-    baseline, candidate = load_run(args.baseline), load_run(args.run)
-    a, b = fingerprint_summary(baseline), fingerprint_summary(candidate)
-    if a["device"] != b["device"]:
-        print(f"warning: different hardware ({a['device']} vs {b['device']}): this is a comparison, "
-              "not a baseline", file=sys.stderr)
-    findings = check(baseline, candidate, per_metric, default, alpha, metrics)
+    if args.history < 1:
+        raise BadInput(f"--history {args.history}: must be at least 1")
+    candidate = load_run(args.run)
+    baselines = _baseline_history(args.baseline, candidate, args.history)
+    mine = fingerprint_summary(candidate)
+    for base in baselines:
+        theirs = fingerprint_summary(base)
+        differ = [k for k in ("device", "driver", "cuda", "torch", "transformers", "vllm", "cpu")
+                  if theirs[k] != mine[k]]
+        if differ:
+            pairs = ", ".join(f"{theirs[k] or '-'} vs {mine[k] or '-'}" for k in differ)
+            text = f"baseline {base.name} differs from the candidate in {', '.join(differ)} ({pairs})"
+            if args.require_same_hardware:
+                raise BadInput(text)
+            print(f"warning: {text}: this is a comparison, not a baseline", file=sys.stderr)
+    findings = check(baselines, candidate, per_metric, default, alpha, metrics)
     if not findings:
         print("warning: the runs share no measured case; nothing was checked", file=sys.stderr)
         return EXIT_OK
@@ -353,10 +368,33 @@ def cmd_check(args: argparse.Namespace) -> int:
               "let a Mann-Whitney test judge)")
     if not regressions.empty:
         _print_frame(regressions, f"{len(regressions)} regression(s)")
+    floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
+    if not floors.empty:
+        per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")
+        _print_frame(per_case.reset_index(), "smallest slowdown (%) this check could have caught, per case")
+    if not regressions.empty:
         return EXIT_FAIL
     print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no consistent regression beyond "
           f"{default:g}%" + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else ""))
     return EXIT_FAIL if args.strict and not inconclusive.empty else EXIT_OK
+
+
+def _baseline_history(specs: list[str], candidate: Any, newest: int) -> list:
+    """The baseline runs: each run given, and from each results root the newest runs on the candidate's device."""
+    from bench.runs import load_run, run_dirs_in
+
+    runs = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir() and not (path / "results.csv").exists():
+            same = [r for r in (load_run(d) for d in run_dirs_in(path))
+                    if r.device_name == candidate.device_name and r.path.resolve() != candidate.path.resolve()]
+            if not same:
+                raise BadInput(f"{path}: no run on {candidate.device_name} to use as a baseline")
+            runs.extend(same[-newest:])
+        else:
+            runs.append(load_run(spec))
+    return runs
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -111,6 +111,7 @@ class Finding:
     verdict: str  # ok | regression | inconclusive
     note: str
     reps: tuple[int, int] = (0, 0)
+    detectable_pct: float = math.nan  # the smallest slowdown the rule would have flagged with this noise
 
     @property
     def regression(self) -> bool:
@@ -157,35 +158,75 @@ def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha:
                                       f"repetitions): rerun both with --set min_reps={more}")
 
 
-def check(baseline: Run, candidate: Run, tolerance_pct: dict[str, float],
+def _key(row: Any) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in CASE_KEYS)
+
+
+def detectable_pct(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha: float) -> float:
+    """The smallest uniform slowdown (%) of the candidate that `judge` would call a regression, keeping the
+    spread of both sides as measured (the candidate re-centred on the baseline); inf if none would do."""
+    if not len(xb) or not len(xc) or np.median(xc) == 0:
+        return math.nan
+    centred = xc * (np.median(xb) / np.median(xc))
+
+    def flagged(pct: float) -> bool:
+        factor = 1 + pct / 100
+        shifted = centred / factor if direction > 0 else centred * factor
+        return judge(xb, shifted, direction, tol_pct, alpha)[0] == "regression"
+
+    lo, hi = tol_pct, 1000.0
+    if not flagged(hi):
+        return math.inf
+    while hi - lo > 0.5:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if flagged(mid) else (mid, hi)
+    return hi
+
+
+def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, float],
           default_tol: float = DEFAULT_TOLERANCE_PCT, alpha: float = DEFAULT_ALPHA,
           metrics: list[str] | None = None) -> list[Finding]:
-    """Every shared case and gated metric (or those named), judged on one value per repetition.
+    """Every case of the candidate found in the baseline(s), per gated metric (or those named),
+    judged on one value per repetition.
 
-    A metric without per-repetition samples is judged on its one row value: a change beyond
-    the tolerance is then inconclusive, never a regression (one value cannot show consistency).
+    Several baseline runs (a history) pool their repetitions per case. A metric without
+    per-repetition samples is judged on its row values: a change beyond the tolerance is
+    then inconclusive, never a regression (one value cannot show consistency).
     """
-    base, cand = _ok(baseline), _ok(candidate)
-    merged = base.merge(cand, on=CASE_KEYS, suffixes=("_b", "_c"))
+    baselines = baseline if isinstance(baseline, list) else [baseline]
+    history: dict[tuple[str, ...], list[tuple[Run, pd.Series]]] = {}
+    for run in baselines:
+        for _, row in _ok(run).iterrows():
+            history.setdefault(_key(row), []).append((run, row))
     findings = []
-    for _, row in merged.iterrows():
-        label = case_label(row)
+    for _, crow in _ok(candidate).iterrows():
+        past = history.get(_key(crow))
+        if not past:
+            continue
+        label = case_label(crow)
         for metric, (direction, sample_col) in METRICS.items():
             if metrics and metric not in metrics:
                 continue
-            b, c = row.get(f"{metric}_b"), row.get(f"{metric}_c")
-            if b is None or c is None or pd.isna(b) or pd.isna(c) or b == 0:
+            c = crow.get(metric)
+            values = [float(r[metric]) for _, r in past if metric in r and not pd.isna(r[metric])]
+            if c is None or pd.isna(c) or not values:
                 continue
-            xb = _samples_for(baseline, row["case_b"], sample_col) if sample_col else np.array([])
-            xc = _samples_for(candidate, row["case_c"], sample_col) if sample_col else np.array([])
+            b = float(np.median(values))
+            if b == 0:
+                continue
+            tol = tolerance_pct.get(metric, default_tol)
+            xb = np.concatenate([_samples_for(run, r["case"], sample_col) for run, r in past]) if sample_col \
+                else np.array([])
+            xc = _samples_for(candidate, crow["case"], sample_col) if sample_col else np.array([])
+            floor = math.nan
             if len(xb) and len(xc):
-                verdict, worse, p, note = judge(xb, xc, direction, tolerance_pct.get(metric, default_tol), alpha)
+                verdict, worse, p, note = judge(xb, xc, direction, tol, alpha)
+                floor = detectable_pct(xb, xc, direction, tol, alpha)
             else:
-                verdict, worse, p, note = judge(np.array([float(b)]), np.array([float(c)]), direction,
-                                                tolerance_pct.get(metric, default_tol), alpha)
+                verdict, worse, p, note = judge(np.array(values), np.array([float(c)]), direction, tol, alpha)
                 if verdict != "ok":
                     verdict, note = "inconclusive", f"worse by {worse:.1f}% (no per-repetition samples: not gated)"
-            findings.append(Finding(label, metric, float(b), float(c), worse, p, verdict, note, (len(xb), len(xc))))
+            findings.append(Finding(label, metric, b, float(c), worse, p, verdict, note, (len(xb), len(xc)), floor))
     return findings
 
 
@@ -227,5 +268,6 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     return pd.DataFrame([{
         "case": f.case, "metric": f.metric, "baseline": f.baseline, "candidate": f.candidate,
         "worse %": round(f.worse_pct, 2), "p": f.p_value, "verdict": f.verdict, "reps": f"{f.reps[0]}/{f.reps[1]}",
+        "detectable %": round(f.detectable_pct, 1),
         "note": f.note,
     } for f in findings])

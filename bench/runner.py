@@ -186,14 +186,16 @@ class Runner:
         for i in range(p["warmup"]):
             self.progress(case, f"warm-up {i + 1}/{p['warmup']}")
             engine.generate(prompts, p["output_len"], reuse_prefix=reuse)
-        dev.reset_peak_memory(self.device)
-        dev.reset_host_peak_rss()
         reps: list[Repetition] = []
+        peaks: list[float] = []  # peak memory of each repetition (GB)
         self.sampler.sample_now()
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
+            dev.reset_peak_memory(self.device)
+            dev.reset_host_peak_rss()
             reps.append(engine.generate(prompts, p["output_len"], reuse_prefix=reuse))
+            peaks.append(self._peak_gb(engine))
             self.progress(case, f"rep {len(reps)}")
         row["measured_seconds"] = clock.now() - t_start
         self.sampler.sample_now()
@@ -201,8 +203,10 @@ class Runner:
 
         row.update(calculate_metrics(reps))
         row["repetitions"] = len(reps)
-        row.update(self._memory_columns(engine, reps))
+        row.update(self._memory_columns(engine, reps, peaks))
         samples = self._samples(case, reps)
+        for sample, peak in zip(samples, peaks):
+            sample["peak_mem_gb"] = peak
         energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power)
         row.update(energy)
         why_not = self.sampler.backend.capabilities().get("throttle")
@@ -221,15 +225,21 @@ class Runner:
         self.scenario.after(case, row)
         return self._finish(row, samples)
 
-    def _memory_columns(self, engine: Engine, reps: list[Repetition]) -> dict[str, float]:
-        """Peak memory of the case: torch's on a GPU, the process's on the host, the card's when the
-        engine runs in another process (then torch and this process know nothing of it)."""
-        host_peak = dev.host_peak_rss_bytes()
+    def _peak_gb(self, engine: Engine) -> float:
+        """Peak memory since the last reset: torch's on a GPU, the process's on the host; NaN when the
+        engine runs in another process (torch and this process know nothing of its memory)."""
+        if not engine.in_process:
+            return NAN
         device_peak = dev.peak_memory_bytes(self.device)
-        peak = (device_peak if device_peak is not None else host_peak) / GB
+        return (device_peak if device_peak is not None else dev.host_peak_rss_bytes()) / GB
+
+    def _memory_columns(self, engine: Engine, reps: list[Repetition], peaks: list[float]) -> dict[str, float]:
+        """Peak memory of the case: the highest repetition's, or for an engine in another process the
+        card's own reading from telemetry (none on a CPU: host memory is machine-wide)."""
+        peak = max((x for x in peaks if x == x), default=NAN)
         if not engine.in_process:
             peak = telemetry_peak_mem_gb(self.sampler, reps) if self.device.type != "cpu" else NAN
-        return {"host_peak_rss_gb": host_peak / GB, "peak_mem_gb": peak}
+        return {"host_peak_rss_gb": dev.host_peak_rss_bytes() / GB, "peak_mem_gb": peak}
 
     def _measure_device(self, case: Case, row: dict[str, Any]) -> CaseResult:
         """A scenario without a model (membw, matmul): the device's own ceilings."""

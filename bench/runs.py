@@ -53,11 +53,31 @@ def load_run(spec: str | Path) -> Run:
     return Run(name, directory, results, samples, meta)
 
 
+def run_dirs_in(root: Path) -> list[Path]:
+    """The run directories directly inside a results root, oldest first (run ids start with the UTC time)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "results.csv").is_file())
+
+
+def expand_specs(specs: list[str]) -> list[str]:
+    """Each spec as given, except a results root (a directory of run directories), which becomes its runs."""
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir() and not (path / "results.csv").exists():
+            runs = run_dirs_in(path)
+            if not runs:
+                raise BadInput(f"{path}: neither a run directory (no results.csv) nor a results root (no runs in it)")
+            out.extend(str(r) for r in runs)
+        else:
+            out.append(spec)
+    return out
+
+
 def load_runs(specs: list[str]) -> list[Run]:
-    """Several runs, in the order given."""
+    """Several runs, in the order given; a results root stands for every run in it, oldest first."""
     if not specs:
-        raise BadInput("give at least one run directory or results.csv")
-    return [load_run(s) for s in specs]
+        raise BadInput("give at least one run directory, results.csv or results root")
+    return [load_run(s) for s in expand_specs(specs)]
 
 
 def ok_rows(run: Run) -> pd.DataFrame:

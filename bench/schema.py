@@ -39,8 +39,8 @@ METRIC_ATTRS: dict[str, dict] = {
     "output_tok_s": dict(direction=+1, gated=True, sample="output_tok_s"),
     "decode_tok_s_per_user": dict(direction=+1, gated=True),
     "decode_tok_s_cv": dict(header="CV", fmt="{:.1%}"),
-    "peak_mem_gb": dict(direction=-1, header="peak GB", fmt="{:.2f}", gated=True),
-    "power_w_mean": dict(direction=-1, header="W", fmt="{:.0f}", gated=True),
+    "peak_mem_gb": dict(direction=-1, header="peak GB", fmt="{:.2f}", gated=True, sample="peak_mem_gb"),
+    "power_w_mean": dict(direction=-1, header="W", fmt="{:.0f}", gated=True, sample="power_w"),
     "energy_j_per_token": dict(direction=-1, header="J/tok", fmt="{:.3g}", gated=True, sample="energy_j_per_token"),
     "tok_s_per_w": dict(direction=+1, gated=True),
     "mbu": dict(direction=+1, header="MBU", fmt="{:.1%}"),
@@ -188,6 +188,8 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "energy_prefill_j",
     "energy_decode_j",
     "energy_j_per_token",
+    "power_w",
+    "peak_mem_gb",
 )
 
 # The sampled time series, one row per device per tick.

@@ -139,6 +139,11 @@ def available_workloads() -> dict[str, Path]:
     return {p.stem: p for p in sorted(workloads_dir().glob("*.toml"))}
 
 
+def coerce(key: str, value: Any, where: str) -> Any:
+    """A value for `key` from code (not a file or --set): checked and typed as a workload would be."""
+    return _coerce(key, value, where)
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Check one value (or list of values) against PARAMS[key]; return it in the right type."""
     if key not in PARAMS:

@@ -97,3 +97,52 @@ def test_percent_sign_is_accepted(sim_run):
     proc = run_bench("check", "--baseline", str(sim_run), str(sim_run), "--tolerance", "10%",
                      "--tolerance", "ttft_ms_p50=5%")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_results_root_is_a_pooled_history(sim_run, tmp_path):
+    """--baseline ROOT pools the newest runs on the candidate's hardware; the candidate itself never counts."""
+    root = tmp_path / "history"
+    root.mkdir()
+    for i in range(3):
+        shutil.copytree(sim_run, root / f"{sim_run.name}-{i}")
+    proc = run_bench("check", "--baseline", str(root), str(sim_run), "--history", "2")
+    assert proc.returncode == 0 and "ok:" in proc.stdout, proc.stdout + proc.stderr
+    slow = slowed(sim_run, tmp_path / "slow", 0.8)  # 25% slower
+    proc = run_bench("check", "--baseline", str(root), str(slow), "--metric", "decode_tok_s")
+    assert proc.returncode == 1 and "decode_tok_s" in proc.stdout, proc.stdout
+    assert "9/3" in proc.stdout  # 3 runs x 3 repetitions pooled against the candidate's 3
+    assert run_bench("check", "--baseline", str(root), str(slow), "--history", "0").returncode == 2
+
+
+def test_other_hardware_warns_or_with_require_same_hardware_fails(sim_run, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(sim_run, other)
+    results = pd.read_csv(other / "results.csv")
+    results["device_name"] = "Some Other CPU"
+    results.to_csv(other / "results.csv", index=False)
+    proc = run_bench("check", "--baseline", str(other), str(sim_run))
+    assert proc.returncode == 0 and "differs from the candidate in device" in proc.stderr
+    strict = run_bench("check", "--baseline", str(other), str(sim_run), "--require-same-hardware")
+    assert strict.returncode == 2 and "Some Other CPU" in strict.stderr
+
+
+def test_the_ci_template_runs_the_commands_these_tests_run(sim_run, tmp_path):
+    """Every `bench` command in examples/github-actions.yml, run for real on a history of simulated runs."""
+    import re
+    import shlex
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "examples" / "github-actions.yml").read_text()
+    commands = [line.strip() for line in text.splitlines() if re.match(r"\s*(run: )?bench ", line)]
+    assert {shlex.split(c.removeprefix("run: "))[1] for c in commands} >= {"run", "check", "report"}
+    history = tmp_path / "results" / "history"
+    history.mkdir(parents=True)
+    for i in range(2):
+        shutil.copytree(sim_run, history / f"{sim_run.name}-{i}")
+    for command in commands:
+        args = shlex.split(command.removeprefix("run: ").replace('"$new"', str(history / f"{sim_run.name}-1")))[1:]
+        if args[0] == "run":
+            args += SIM  # the template's workload, on the simulated engine to keep this test fast
+        proc = run_bench(*args, cwd=tmp_path)
+        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)

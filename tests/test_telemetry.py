@@ -75,6 +75,10 @@ def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
     assert row["power_w_max"] == pytest.approx(200.0)
     assert row["throttled"] == "sw_power_cap"
     assert {d for r, _ in result.telemetry for d in [r.device]} == {"gpu0", "gpu1"}
+    # Per repetition, for the regression gate: J/token and mean power per card.
+    for sample in result.samples:
+        assert sample["energy_j_per_token"] == pytest.approx(300 * 32 * step_s(2) / (2 * 32), abs=1e-4)
+        assert sample["power_w"] == pytest.approx(150.0, rel=1e-3)
 
 
 def make_rapl(root, energy_uj, max_uj=1000_000_000):

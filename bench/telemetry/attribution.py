@@ -42,6 +42,8 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         s["energy_prefill_j"] = _sum(summarise_windows(series, [rep_pre]), "energy_j")
         s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec]), "energy_j")
         s["energy_j_per_token"] = s["energy_decode_j"] / s["_decode_tokens"] if s["_decode_tokens"] else NAN
+        span = rep_dec[1] - rep_pre[0]
+        s["power_w"] = (s["energy_prefill_j"] + s["energy_decode_j"]) / span / len(series) if span > 0 else NAN
     decode_tokens = sum(s["_decode_tokens"] for s in samples)
     decode_s = sum(b - a for a, b in dec)
     e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")

@@ -1,0 +1,84 @@
+"""pytest plugin (entry point pytest11): claimbench cases as pytest-benchmark benchmarks.
+
+    def test_tiny_decode(claimbench_case):
+        result = claimbench_case(workload="quick", model="tiny", batch_size=1, output_len=16)
+        assert result["decode_tok_s"] > 0
+
+pytest-benchmark times whole generate calls (`pedantic` rounds, after warm-up rounds),
+and claimbench's metrics of those same calls (decode tok/s, TTFT, TPOT) and the
+machine's fingerprint go into `extra_info`, so `--benchmark-autosave`,
+`--benchmark-compare` and `--benchmark-compare-fail=mean:10%` work on real inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+def _first_case(workload: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from bench.devices import resolve_device
+    from bench.models import resolve_model
+    from bench.scenarios import scenario_for
+    from bench.workload import apply_overrides, coerce, load_workload
+
+    loaded = load_workload(workload)
+    overrides = {k: coerce(k, v, "claimbench_case") for k, v in overrides.items()}
+    device = resolve_device(str(overrides.get("device", loaded.params["device"])))
+    w = apply_overrides(loaded, overrides, on_gpu=device.type == "cuda")
+    scenario = scenario_for(w)
+    cases = scenario.expand(lambda m: resolve_model(m).shape.max_position)
+    if len(cases) != 1:
+        raise pytest.UsageError(f"claimbench_case needs exactly one case; {workload} with {overrides} gives "
+                                f"{len(cases)} (fix every list-valued key)")
+    return scenario, cases[0], device
+
+
+@pytest.fixture
+def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
+    """Run one claimbench case under pytest-benchmark; returns its metrics (also in extra_info)."""
+    from bench import devices as dev
+    from bench.engines import LoadOptions, get_engine
+    from bench.fingerprint import fingerprint
+    from bench.metrics import calculate_metrics
+    from bench.models import resolve_model
+    from bench.prompts import random_prompts, special_token_ids
+    from bench.scenarios import Loaded
+    from bench.telemetry.base import NoTelemetry
+
+    engines: list[Any] = []
+
+    def run(workload: str = "quick", rounds: int = 5, warmup_rounds: int = 1, **sets: Any) -> dict[str, Any]:
+        scenario, case, device = _first_case(workload, sets)
+        model = resolve_model(case["model"])
+        dtype, _ = dev.pick_dtype(case["dtype"], device)
+        engine = get_engine(case["engine"])
+        engines.append(engine)
+        engine.configure({**case.params, "_prefix_caching": scenario.prefix_caching})
+        engine.load(model, device, LoadOptions(dtype=dtype, compile=case["compile"], cache=case["cache"],
+                                               seed=case["seed"]))
+        loaded = Loaded(model, dtype, engine, device, dev.resident_bytes(device))
+        prompts = scenario.prompts(loaded, case, random_prompts(case["batch_size"], case["input_len"],
+                                                                model.shape.vocab, case["seed"],
+                                                                special_token_ids(model.config)))
+        reps = []
+
+        def one_call() -> None:
+            reps.append(engine.generate(prompts, case["output_len"], reuse_prefix=scenario.reused_prefix(case)))
+
+        benchmark.pedantic(one_call, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+        metrics = calculate_metrics(reps[warmup_rounds:])
+        fp = fingerprint(device, NoTelemetry())
+        benchmark.extra_info.update({
+            "claimbench_case": case.label(), "workload": workload,
+            **{k: metrics[k] for k in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "output_tok_s")},
+            "device_name": device.name, "torch": fp["versions"]["torch"],
+            "transformers": fp["versions"]["transformers"], "git_commit": fp["git"]["commit"],
+        })
+        return metrics
+
+    yield run
+    for engine in engines:
+        engine.close()
