@@ -15,7 +15,15 @@ from typing import Any
 
 from bench.errors import BadInput
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (finished rows kept, run.json completed) but exiting 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,6 +31,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise BadInput(f"{self.prog}: {message}")
+
+
+def _price(text: str) -> float:
+    """--price-per-hour: a finite, positive US$ figure."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"'{text}' must be a positive number of US$ per hour")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results.csv files")
     cmp_.add_argument("--format", choices=["table", "markdown", "csv", "html"], default="table")
     cmp_.add_argument("--metrics", help="comma-separated metrics (default: all measured)")
-    cmp_.add_argument("--price-per-hour", type=float, help="US$/hour to add US$ per million output tokens")
+    cmp_.add_argument("--price-per-hour", type=_price, help="US$/hour to add US$ per million output tokens")
     cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
 
     chk = sub.add_parser("check", help="regression gate: exit 1 on a consistent slowdown beyond the tolerance")
@@ -72,17 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
     ver.add_argument("runs", nargs="*", metavar="RUN")
     ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
-    ver.add_argument("--price-per-hour", type=float, help="US$/hour for the rental-price claims")
+    ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
 
     rep = sub.add_parser("report", help="one self-contained HTML report")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("-o", "--output", required=True, metavar="FILE.html")
-    rep.add_argument("--price-per-hour", type=float)
+    rep.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bench` console script."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network at run time
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_allocator_default()
@@ -96,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print("bench: terminated" if isinstance(exc, Terminated) else "bench: interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 ALLOC_CONF_VARS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_HIP_ALLOC_CONF")
@@ -169,8 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"results: {outcome.path}")
     if outcome.interrupted:
-        console.print(f"bench: interrupted; {len(outcome.rows)} finished case(s) kept in {outcome.path}")
-        return EXIT_INTERRUPTED
+        console.print(f"bench: {outcome.interrupted}; {len(outcome.rows)} finished case(s) kept in {outcome.path}")
+        return EXIT_TERMINATED if outcome.interrupted == "terminated" else EXIT_INTERRUPTED
     return EXIT_FAIL if any(r["status"] == "error" for r in outcome.rows) else EXIT_OK
 
 

@@ -81,12 +81,8 @@ def power_over_time(runs: list[Run]) -> Callable:
     def draw(ax) -> bool:
         drew = False
         for run in runs:
-            path = run.path / "telemetry.csv"
-            if not path.is_file():
-                continue
-            try:
-                tel = pd.read_csv(path)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            tel = run.telemetry()
+            if tel.empty or "device" not in tel.columns:
                 continue
             column = "power_w" if tel.get("power_w") is not None and tel["power_w"].notna().any() else "mem_used_gb"
             for device, g in tel.groupby("device"):

@@ -20,7 +20,14 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BadInput
-from bench.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, SCHEMA_VERSION, TELEMETRY_COLUMNS
+from bench.schema import (
+    NUMERIC_COLUMNS,
+    RESULT_COLUMN_NAMES,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    TELEMETRY_COLUMNS,
+)
+from bench.secrets import redact, redact_all
 from bench.telemetry.base import Reading
 
 
@@ -99,7 +106,7 @@ class RunWriter:
 
     def write_meta(self, **fields: Any) -> None:
         """Merge fields into run.json and rewrite it atomically."""
-        self.meta.update(fields)
+        self.meta.update(redact_all(fields))
         tmp = self.path / "run.json.tmp"
         tmp.write_text(json.dumps(_clean_json(self.meta), indent=2, default=str) + "\n")
         os.replace(tmp, self.path / "run.json")
@@ -109,6 +116,7 @@ class RunWriter:
         """Write one case's row, its repetitions and the telemetry taken meanwhile (t relative to t0)."""
         self.samples.append(samples)
         self.telemetry.append([_telemetry_row(r, case, t0) for r, case in telemetry])
+        row["detail"] = redact(str(row.get("detail", "")))  # engine errors may quote a URL with credentials
         self.results.append([row])  # last: a row in results.csv means the case is complete
 
     def close(self) -> None:
@@ -165,6 +173,7 @@ def read_results(run: str | Path) -> pd.DataFrame:
         raise BadInput(f"{path}: missing column(s) {', '.join(missing)}: not a claimbench results.csv")
     if df.empty:
         raise BadInput(f"{path}: no result rows")
+    _numbers_only(df, path, NUMERIC_COLUMNS)
     versions = pd.to_numeric(df["schema_version"], errors="coerce")
     if versions.isna().any():
         raise BadInput(f"{path}: schema_version is not a number in every row (truncated file?)")
@@ -172,6 +181,54 @@ def read_results(run: str | Path) -> pd.DataFrame:
         raise BadInput(f"{path}: schema version {int(versions.max())} is newer than this claimbench "
                        f"understands ({SCHEMA_VERSION}); upgrade claimbench")
     return df
+
+
+def _numbers_only(df: pd.DataFrame, path: Path, columns: Any) -> None:
+    """Numeric columns hold finite numbers or nothing: anything else is a corrupt file, never a measurement.
+    Converts those columns in place."""
+    for col in [c for c in columns if c in df.columns]:
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.dtype == bool:
+            values = values.astype(float)
+        bad = (df[col].notna() & values.isna()) | values.isin([float("inf"), float("-inf")])
+        if bad.any():
+            first = bad[bad].index[0]
+            raise BadInput(f"{path}: column {col}, row {first + 1}: {df[col][first]!r} is not a finite number")
+        df[col] = values
+
+
+def read_table(path: Path, numeric: Any) -> pd.DataFrame:
+    """samples.csv or telemetry.csv, checked like results.csv: readable, numbers where numbers belong.
+    An empty file is an empty table (a run that measured nothing yet)."""
+    try:
+        df = pd.read_csv(path, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    _numbers_only(df, path, numeric)
+    return df
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """run.json as a dict; its nested sections, where present, of the right shape."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise BadInput(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    for key, kind in (("fingerprint", dict), ("workload", dict), ("ceiling", dict), ("idle_power_w", dict),
+                      ("server", dict), ("command", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise BadInput(f"{path}: '{key}' should be a {kind.__name__}, got {type(meta[key]).__name__}")
+    fp = meta.get("fingerprint") or {}
+    for key, kind in (("accelerators", list), ("versions", dict), ("device", dict), ("git", dict)):
+        if fp.get(key) is not None and not isinstance(fp[key], kind):
+            raise BadInput(f"{path}: fingerprint '{key}' should be a {kind.__name__}, got {type(fp[key]).__name__}")
+    if any(not isinstance(a, dict) for a in fp.get("accelerators") or []):
+        raise BadInput(f"{path}: fingerprint 'accelerators' should hold objects")
+    return meta
 
 
 def _check_complete_lines(path: Path) -> None:

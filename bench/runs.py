@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BadInput
-from bench.results import read_results, results_csv_path
+from bench.results import read_meta, read_results, read_table, results_csv_path
+from bench.schema import SAMPLE_COLUMNS, TELEMETRY_COLUMNS
 
 
 @dataclass
@@ -28,6 +28,13 @@ class Run:
         names = self.results.get("device_name")
         return str(names.dropna().iloc[0]) if names is not None and names.notna().any() else "unknown"
 
+    def telemetry(self) -> pd.DataFrame:
+        """telemetry.csv, checked (empty when the run has none)."""
+        path = self.path / "telemetry.csv"
+        if not path.is_file():
+            return pd.DataFrame()
+        return read_table(path, [c for c in TELEMETRY_COLUMNS if c not in ("device", "throttle", "case")])
+
     def fingerprint(self) -> dict[str, Any]:
         return self.meta.get("fingerprint", {}) or {}
 
@@ -39,16 +46,10 @@ def load_run(spec: str | Path) -> Run:
     directory = csv_path.parent
     samples = pd.DataFrame()
     if (directory / "samples.csv").is_file():
-        try:
-            samples = pd.read_csv(directory / "samples.csv")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            samples = pd.DataFrame()
+        samples = read_table(directory / "samples.csv", [c for c in SAMPLE_COLUMNS if c != "run_id"])
     meta: dict[str, Any] = {}
     if (directory / "run.json").is_file():
-        try:
-            meta = json.loads((directory / "run.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{directory / 'run.json'}: not valid JSON ({exc})") from None
+        meta = read_meta(directory / "run.json")
     name = directory.name if csv_path.name == "results.csv" else csv_path.stem
     return Run(name, directory, results, samples, meta)
 

@@ -132,6 +132,8 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("per_card", "", "per card: mean/peak power (W), energy (J), peak temperature (C)"),
     ("bandwidth_gb_s", "GB/s", "membw: measured device memory bandwidth (bytes read + written)"),
     ("tflops", "TFLOP/s", "matmul: measured dense matrix-multiply throughput"),
+    ("bandwidth_best_gb_s", "GB/s", "membw: the fastest repetition; later runs take it as the roofline's bandwidth"),
+    ("tflops_best", "TFLOP/s", "matmul: the fastest repetition; later runs take it as the roofline's FLOP/s"),
     ("tpot_ms_p90", "ms", "time per output token, p90"),
     ("itl_ms_p90", "ms", "inter-token latency, p90"),
     ("goodput_frac", "", "share of requests meeting every SLO of the workload"),

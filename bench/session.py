@@ -32,7 +32,7 @@ class Outcome:
 
     path: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: str = ""  # "", "interrupted" (Ctrl-C) or "terminated" (SIGTERM)
 
 
 def server_info(workload: Workload) -> dict[str, Any] | None:
@@ -83,12 +83,12 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
                 writer.append_case(result.row, result.samples, result.telemetry, t0)
                 outcome.rows.append(result.row)
                 progress.advance(task)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+    except KeyboardInterrupt as exc:
+        outcome.interrupted = "terminated" if exc.__class__.__name__ == "Terminated" else "interrupted"
     finally:
         sampler.stop()
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
-                          interrupted=outcome.interrupted, finished_cases=len(outcome.rows),
+                          interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion", finished_cases=len(outcome.rows),
                           errors_after=backend.error_counts())
         writer.close()
         backend.close()

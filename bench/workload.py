@@ -22,6 +22,7 @@ outermost, so each model is loaded once.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,11 +173,30 @@ def _coerce_scalar(key: str, value: Any, spec: Param, where: str) -> Any:
                        f"got {value!r}")
     if spec.type is float:
         value = float(value)
+        if not math.isfinite(value):  # nan compares false with everything: it would pass every bound
+            raise BadInput(f"{where}: '{key}' must be a finite number, got {value!r}")
+    if spec.type is int and not -MAX_INT <= value <= MAX_INT:
+        raise BadInput(f"{where}: '{key}' is out of range ({value!r}; at most {MAX_INT})")
     if spec.choices and value not in spec.choices:
         raise BadInput(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {value!r}")
-    if spec.minimum is not None and value < spec.minimum:
+    if spec.minimum is not None and not value >= spec.minimum:
         raise BadInput(f"{where}: '{key}' must be >= {spec.minimum:g}, got {value!r}")
     return value
+
+
+MAX_INT = 2**53  # exact in JSON and floats, and within what torch and the engines take (a seed, a length)
+
+# Pairs of keys that must be ordered: (smaller, larger).
+ORDERED = (("min_reps", "max_reps"), ("min_seconds", "max_seconds"))
+
+
+def check_consistent(params: dict[str, Any], where: str) -> None:
+    """Keys that must agree with each other (every value is already valid on its own)."""
+    for low, high in ORDERED:
+        lows = params[low] if isinstance(params[low], list) else [params[low]]
+        highs = params[high] if isinstance(params[high], list) else [params[high]]
+        if max(lows) > min(highs):
+            raise BadInput(f"{where}: {low}={max(lows):g} is larger than {high}={min(highs):g}")
 
 
 def _validate_params(table: Any, where: str) -> dict[str, Any]:
@@ -267,6 +287,7 @@ def apply_overrides(workload: Workload, overrides: dict[str, Any], quick: bool =
         explicit |= set(workload.gpu)
     if quick:
         explicit |= set(workload.quick)
+    check_consistent(params, f"workload {workload.name}")
     return Workload(workload.name, workload.description, workload.kind, workload.claims, params,
                     workload.quick, workload.gpu, workload.source, explicit)
 

@@ -177,7 +177,9 @@ def test_model_directory_with_real_weights(tmp_path):
     assert df.loc[0, "weights"] == "pretrained" and df.loc[0, "status"] == "ok"
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(out_dir):
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(out_dir, sig, code, word):
     cmd = [sys.executable, "-m", "bench", "run", "--out", str(out_dir), "--set", "batch_size=1,2,3,4,5,6",
            "--set", "min_reps=2", "--set", "min_seconds=0.5", "--set", "idle_seconds=0"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -188,12 +190,13 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_rows(out_dir):
         if found and len(found[0].read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and word in err
     run = found[0].parent
     df = pd.read_csv(run / "results.csv")
     assert len(df) >= 1 and (df["status"] == "ok").all()
     meta = json.loads((run / "run.json").read_text())
     assert meta["interrupted"] is True and meta["finished_cases"] == len(df)
+    assert meta["ended_by"] == word and meta["end"]

@@ -139,7 +139,7 @@ def test_bad_run_files_exit_2(tmp_path, content, message):
 
 def test_not_a_run(tmp_path):
     proc = run_bench("compare", str(tmp_path), str(tmp_path))
-    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    assert proc.returncode == 2 and "neither a run directory" in proc.stderr
 
 
 def test_compare_bad_metric_and_unwritable_plot(two_runs, tmp_path):

@@ -27,6 +27,7 @@ from bench.errors import BadInput
 from bench.metrics import Repetition, RequestTiming
 from bench.models import ModelSpec
 from bench.params import Param
+from bench.secrets import ENV_NAME, redact
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -68,12 +69,23 @@ class OpenAIEngine(Engine):
     def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
         """Which server, and whether it is local (its power is then in our telemetry)."""
         url = params["base_url"]
-        return {"base_url": url, "local": is_local(url), "api_key_env": params["api_key_env"]}
+        return {"base_url": redact(url), "local": is_local(url), "api_key_env": params["api_key_env"]}
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        if not params.get("base_url"):
+        """A URL that can be one, and a key variable that is a variable's name (and set, if one was named)."""
+        url = params.get("base_url") or ""
+        if not url:
             raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise BadInput(f"base_url {redact(url)!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+        name = params.get("api_key_env") or ""
+        if not ENV_NAME.fullmatch(name):
+            raise BadInput("api_key_env must name an environment variable (letters, digits, _), not hold the "
+                           "key itself: export KEY_VAR=... and --set api_key_env=KEY_VAR")
+        if name != OPTIONS["api_key_env"].default and name not in os.environ:
+            raise BadInput(f"api_key_env: the environment variable {name} is not set")
 
     def configure(self, params: dict[str, Any]) -> None:
         """Take the server settings from the case's parameters."""

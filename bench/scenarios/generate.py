@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import devices as dev
 from bench.engines import load_key
 from bench.metrics import Repetition, decode_slices, goodput_fraction
 from bench.roofline import predicted_extra_bytes
@@ -49,6 +50,13 @@ class GenerateScenario(Scenario):
         if not probing and oom_len is not None and case["input_len"] >= oom_len:
             return "skipped", f"a shorter input ({oom_len}) already ran out of memory"
         budget = case["max_mem_gb"]
+        if budget <= 0:
+            # Never start what cannot fit: a host OOM kill would lose the run, not just the case.
+            need = loaded.resident_at_start + self.predicted_extra_bytes(loaded, case)
+            limit = dev.usable_memory_bytes(loaded.device)
+            if need > limit:
+                return "skipped", (f"predicted {need / GB:.2f} GB (model + KV cache + activations) exceeds the "
+                                   f"{limit / GB:.2f} GB this device can hold; not run")
         if budget > 0:
             resident = loaded.resident_at_start
             need = resident + self.predicted_extra_bytes(loaded, case)

@@ -59,6 +59,7 @@ class MembwScenario(_Microbenchmark):
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
         peak = datasheet_peak(device.name)
         row["bandwidth_gb_s"] = median / 1e9
+        row["bandwidth_best_gb_s"] = best / 1e9
         ref = f"; datasheet {peak.bandwidth / 1e9:.0f} GB/s ({peak.name}): {median / peak.bandwidth:.0%}" if peak else ""
         row["detail"] = f"{2 * case['size_mb']} MiB moved per copy (read + write); best {best / 1e9:.1f} GB/s{ref}"
         return peak is not None and median > peak.bandwidth * OVER_PEAK
@@ -75,6 +76,7 @@ class MatmulScenario(_Microbenchmark):
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
         peak = datasheet_peak(device.name)
         row["tflops"] = median / 1e12
+        row["tflops_best"] = best / 1e12
         ref = f"; datasheet {peak.flops16 / 1e12:.0f} TFLOP/s 16-bit dense ({peak.name})" if peak else ""
         row["detail"] = f"{case['matmul_n']}^3 products; best {best / 1e12:.2f} TFLOP/s{ref}"
         return peak is not None and row["dtype"] != "float32" and median > peak.flops16 * OVER_PEAK

@@ -1,0 +1,78 @@
+"""Bad input as classes: numbers that are not numbers, keys that disagree, secrets, impossible memory, prices.
+
+Each class is table-driven over many inputs; every one must be exit 2 with one line and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from tests.conftest import run_bench, single_run_dir
+
+NOT_NUMBERS = [f"{key}={value}" for key in ("min_seconds", "max_seconds", "timeout_s", "request_rate",
+                                            "max_mem_gb", "fit_budget_gb", "telemetry_hz", "idle_seconds",
+                                            "slo_tpot_ms")
+               for value in ("nan", "inf", "-inf", "-1")]
+OUT_OF_RANGE = ["seed=100000000000000000000000", "seed=-100000000000000000000000", "batch_size=0",
+                "input_len=-5", "output_len=0", "min_reps=0", "max_context=-1", "matmul_n=3", "size_mb=0"]
+DISAGREE = [("min_reps=5", "max_reps=2"), ("min_seconds=10", "max_seconds=1"), ("min_reps=9", "max_reps=4")]
+
+
+def bench_exit(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", NOT_NUMBERS + OUT_OF_RANGE)
+def test_values_that_are_not_valid_numbers_are_exit_2(capsys, item):
+    code, err = bench_exit(capsys, "run", "--dry-run", "--set", item)
+    assert code == 2 and err.count("\n") == 1 and item.split("=")[0] in err, err
+
+
+@pytest.mark.parametrize("pair", DISAGREE)
+def test_keys_that_disagree_are_exit_2(capsys, pair):
+    code, err = bench_exit(capsys, "run", "--dry-run", "--set", pair[0], "--set", pair[1])
+    assert code == 2 and "larger than" in err, err
+
+
+@pytest.mark.parametrize("item", ["api_key_env=sk-live-1234567890abcdef", "api_key_env=has space",
+                                  "api_key_env=1STARTS_WITH_DIGIT", "api_key_env=CLAIMBENCH_NOT_SET_ANYWHERE",
+                                  "base_url=http//x", "base_url=ftp://127.0.0.1/v1", "base_url=127.0.0.1:8000",
+                                  "base_url=http://"])
+def test_openai_settings_that_cannot_work_are_exit_2_before_any_work(capsys, item, tmp_path):
+    code, err = bench_exit(capsys, "run", "--engine", "openai", "--set", "base_url=http://127.0.0.1:9/v1",
+                           "--set", item, "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "sk-live" not in err and not any(tmp_path.iterdir())  # the key is not echoed, nothing written
+
+
+@pytest.mark.parametrize("price", ["-3", "nan", "inf", "0", "abc"])
+def test_prices_that_are_not_prices_are_exit_2(capsys, price):
+    code, err = bench_exit(capsys, "verify", f"--price-per-hour={price}")
+    assert code == 2 and "price-per-hour" in err
+
+
+def test_credentials_in_a_url_are_never_written(tmp_path):
+    """A server URL with user:password@: every file of the run and the terminal show *** instead."""
+    proc = run_bench("run", "--engine", "openai", "--set", "base_url=http://alice:s3cret@127.0.0.1:9/v1",
+                     "--quick", "--set", "idle_seconds=0", "--out", str(tmp_path))
+    assert proc.returncode == 1  # the server is not there: error rows, not a crash
+    run = single_run_dir(tmp_path)
+    for f in run.iterdir():
+        assert "s3cret" not in f.read_text(), f.name
+    assert "s3cret" not in proc.stdout + proc.stderr
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["server"]["base_url"] == "http://***@127.0.0.1:9/v1"
+
+
+def test_a_case_that_cannot_fit_is_skipped_before_it_runs(tmp_path):
+    """batch 100000 on the tiny model predicts tens of GB: a skipped row with the figure, not an OOM kill."""
+    proc = run_bench("run", "--quick", "--set", "batch_size=100000", "--set", "idle_seconds=0", "--out",
+                     str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
+    assert row["status"] == "skipped" and "predicted" in row["detail"] and "not run" in row["detail"]
