@@ -15,9 +15,10 @@ from tests.conftest import run_bench
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """Two real runs of the same workload on the tiny model (more repetitions for the statistics)."""
+    """Two runs of the same workload (the simulated engine: this module tests reading runs, not measuring)."""
     out = tmp_path_factory.mktemp("runs")
-    args = ["run", "--out", str(out), "--set", "batch_size=1,2", "--set", "min_reps=8", "--set", "min_seconds=0",
+    args = ["run", "--out", str(out), "--engine", "simulated", "--set", "batch_size=1,2", "--set", "min_reps=8",
+            "--set", "min_seconds=0",
             "--set", "idle_seconds=0", "--set", "output_len=16"]
     for _ in range(2):
         proc = run_bench(*args)
