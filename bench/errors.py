@@ -1,5 +1,23 @@
-"""Errors that the CLI turns into one line on stderr and an exit code."""
+"""Errors that the CLI turns into one line on stderr and an exit code, and how a failed case is told."""
+
+from __future__ import annotations
 
 
 class BadInput(Exception):
     """The user asked for something that cannot be done as asked (exit code 2)."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """torch's OOM, or an allocator failure that means the same on CPU."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a row's detail: its class and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}".strip()

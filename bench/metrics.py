@@ -195,3 +195,22 @@ def decode_slices(reps: Sequence[Repetition], slice_tokens: int) -> list[float]:
             rates.append(len(rep.requests) * (hi - lo) / (t1 - t0) if t1 > t0 else NAN)
         per_rep.append(rates)
     return [percentile([rates[k] for rates in per_rep], 50) for k in range(len(per_rep[0]))] if per_rep else []
+
+
+SAMPLE_METRICS = ("ttft_ms", "e2e_ms", "tpot_ms", "prefill_tok_s", "decode_tok_s", "output_tok_s", "itl_ms_p50",
+                  "itl_ms_p99", "itl_ms_max")
+
+
+def sample_rows(run_id: str, case_index: int, params: dict, reps: Sequence[Repetition]) -> list[dict]:
+    """One samples.csv row per repetition; the private _keys carry its windows for energy attribution."""
+    out = []
+    for i, rep in enumerate(reps):
+        m = repetition_metrics(rep)
+        out.append({
+            "run_id": run_id, "case": case_index, "repetition": i,
+            "batch_size": params["batch_size"], "input_len": params["input_len"], "output_len": params["output_len"],
+            **{k: m[k] for k in SAMPLE_METRICS},
+            "_prefill": (rep.start, rep.first_token), "_decode": (rep.first_token, rep.end),
+            "_decode_tokens": m["decode_tokens"],
+        })
+    return out

@@ -17,8 +17,8 @@ from bench import clock
 from bench import devices as dev
 from bench.ceilings import Ceiling
 from bench.engines import Engine, EngineUnavailable, LoadOptions, device_count, get_engine, load_key
-from bench.errors import BadInput
-from bench.metrics import Repetition, calculate_metrics, enough_repetitions, repetition_metrics
+from bench.errors import BadInput, first_line, is_oom
+from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
 from bench.models import ModelSpec, resolve_model
 from bench.prompts import random_prompts, special_token_ids
 from bench.roofline import above_the_bound, roofline_columns
@@ -32,21 +32,6 @@ NAN = float("nan")
 GB = 1e9
 
 ProgressFn = Callable[[Case, str], None]
-SAMPLE_METRICS = ("ttft_ms", "e2e_ms", "tpot_ms", "prefill_tok_s", "decode_tok_s", "output_tok_s", "itl_ms_p50",
-                  "itl_ms_p99", "itl_ms_max")
-
-
-def is_oom(exc: BaseException) -> bool:
-    """torch's OOM, or an allocator failure that means the same on CPU."""
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}".strip()
 
 
 class Runner:
@@ -204,7 +189,7 @@ class Runner:
         row.update(calculate_metrics(reps))
         row["repetitions"] = len(reps)
         row.update(self._memory_columns(engine, reps, peaks))
-        samples = self._samples(case, reps)
+        samples = sample_rows(self.run_id, case.index, case.params, reps)
         for sample, peak in zip(samples, peaks):
             sample["peak_mem_gb"] = peak
         energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power)
@@ -253,19 +238,6 @@ class Runner:
         finally:
             self._free()
         return self._finish(row, samples)
-
-    def _samples(self, case: Case, reps: list[Repetition]) -> list[dict[str, Any]]:
-        out = []
-        for i, rep in enumerate(reps):
-            m = repetition_metrics(rep)
-            out.append({
-                "run_id": self.run_id, "case": case.index, "repetition": i,
-                "batch_size": case["batch_size"], "input_len": case["input_len"], "output_len": case["output_len"],
-                **{k: m[k] for k in SAMPLE_METRICS},
-                "_prefill": (rep.start, rep.first_token), "_decode": (rep.first_token, rep.end),
-                "_decode_tokens": m["decode_tokens"],
-            })
-        return out
 
     def _verdict(self, case: Case, row: dict[str, Any]) -> tuple[str, str]:
         """ok, or error above a physical bound, or oom over the case's memory budget; with the notes."""
