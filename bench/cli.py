@@ -172,6 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(overrides.get("device", workload.params["device"]))
     workload = apply_overrides(workload, overrides, quick=args.quick, on_gpu=device.type == "cuda")
     models = {m: resolve_model(m) for m in _as_list(workload.params["model"])}  # bad names fail before any work
+    for spec in models.values():
+        _ = spec.shape  # reads and checks config.json: a broken one is bad input, not a skipped row
     for engine in _as_list(workload.params["engine"]):
         if engine not in engine_names():
             raise BadInput(f"unknown engine '{engine}' (known: {', '.join(engine_names())})")

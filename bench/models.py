@@ -21,6 +21,33 @@ from bench.paths import models_dir
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 
 
+# What the size of a model is made of: without these, transformers fills in its defaults (a 4096-wide
+# model from a config that says nothing), and the harness would measure a model nobody described.
+REQUIRED_DIMENSIONS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def check_config_json(path: Path, name: str) -> None:
+    """config.json is a JSON object naming an architecture and the dimensions, as positive integers."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"model '{name}': {path} is not readable JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"model '{name}': {path} must hold a JSON object")
+    text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else raw
+    missing = [k for k in REQUIRED_DIMENSIONS if k not in text]
+    if missing:
+        raise BadInput(f"model '{name}': {path} does not give {', '.join(missing)} "
+                       "(transformers would fill in defaults and measure another model)")
+    bad = [k for k in REQUIRED_DIMENSIONS if not (isinstance(text[k], int) and not isinstance(text[k], bool)
+                                                 and text[k] > 0)]
+    if bad:
+        raise BadInput(f"model '{name}': {path}: {', '.join(f'{k}={text[k]!r}' for k in bad)} must be positive "
+                       "integers")
+    if not raw.get("model_type"):
+        raise BadInput(f"model '{name}': {path} has no model_type")
+
+
 @dataclass
 class ModelSpec:
     """What to load: the model's name, its config directory, and whether it has real weights."""
@@ -35,9 +62,10 @@ class ModelSpec:
         from transformers import AutoConfig
 
         logging.getLogger("transformers").setLevel(logging.ERROR)
+        check_config_json(self.path / "config.json", self.name)
         try:
             return AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
             raise BadInput(f"model '{self.name}': cannot read {self.path / 'config.json'}: "
                            f"{str(exc).splitlines()[0]}") from None
 

@@ -222,6 +222,8 @@ def load_workload(name_or_path: str) -> Workload:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read: {exc}") from None
 
+    if not data:
+        raise BadInput(f"{path}: empty workload file (give at least [params]; see workloads/*.toml)")
     unknown = set(data) - META_KEYS
     if unknown:
         raise BadInput(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))} "

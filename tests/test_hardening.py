@@ -6,6 +6,7 @@ Each class is table-driven over many inputs; every one must be exit 2 with one l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,3 +77,45 @@ def test_a_case_that_cannot_fit_is_skipped_before_it_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
     assert row["status"] == "skipped" and "predicted" in row["detail"] and "not run" in row["detail"]
+
+
+def _config(**changes) -> str:
+    base = json.loads((Path(__file__).resolve().parent.parent / "workloads/models/tiny/config.json").read_text())
+    for key, value in changes.items():
+        if value is ...:
+            base.pop(key)
+        else:
+            base[key] = value
+    return json.dumps(base)
+
+
+BROKEN_CONFIGS = {
+    "truncated": _config()[:120],
+    "not an object": "[]",
+    "no hidden_size": _config(hidden_size=...),
+    "no layers": _config(num_hidden_layers=...),
+    "no vocab": _config(vocab_size=...),
+    "text width": _config(hidden_size="256"),
+    "zero heads": _config(num_attention_heads=0),
+    "negative": _config(hidden_size=-256),
+    "bool": _config(num_hidden_layers=True),
+    "no model_type": _config(model_type=...),
+    "binary": "\udcff",
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_CONFIGS))
+def test_model_configs_that_do_not_describe_a_model_are_exit_2(capsys, tmp_path, name):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_bytes(BROKEN_CONFIGS[name].encode("utf-8", "surrogateescape"))
+    code, err = bench_exit(capsys, "run", "--dry-run", "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and "config.json" in err, err
+
+
+@pytest.mark.parametrize("body", ["", "\n", "# only a comment\n"])
+def test_an_empty_workload_file_is_exit_2(capsys, tmp_path, body):
+    path = tmp_path / "w.toml"
+    path.write_text(body)
+    code, err = bench_exit(capsys, "run", "--dry-run", "--workload", str(path))
+    assert code == 2 and "empty workload file" in err
