@@ -29,6 +29,9 @@ class RequestTiming:
     start: float
     token_times: tuple[float, ...]
     input_len: int
+    # How finely the times resolve the tokens: "token" (one timestamp each), "chunk" (several tokens
+    # shared an event: gaps between them are unknown) or "single" (all in one event: no decode timing).
+    resolution: str = "token"
 
     @property
     def output_len(self) -> int:
@@ -84,10 +87,16 @@ def cv(values: Sequence[float]) -> float:
 
 
 def tpot(req: RequestTiming) -> float:
-    """Time per output token after the first, seconds; NaN for a single-token request."""
-    if req.output_len < 2:
+    """Time per output token after the first, seconds; NaN for a single-token request, or one whose
+    tokens all arrived at once (nothing tells their times apart)."""
+    if req.output_len < 2 or req.resolution == "single":
         return NAN
     return (req.e2e - req.ttft) / (req.output_len - 1)
+
+
+def _itls(reqs: Sequence[RequestTiming]) -> list[float]:
+    """Inter-token gaps (s), from the requests whose every token has its own timestamp."""
+    return [float(g) for r in reqs if r.resolution == "token" for g in np.diff(r.token_times)]
 
 
 def repetition_metrics(rep: Repetition) -> dict[str, float]:
@@ -99,13 +108,15 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     prefill_s = rep.first_token - rep.start
     e2e_s = rep.end - rep.start
     decode_s = rep.end - rep.first_token
-    itls = [g for r in reqs for g in np.diff(r.token_times)]
+    itls = _itls(reqs)
+    if any(r.resolution == "single" for r in reqs):
+        decode_s = NAN  # the decode window was never observed
     return {
         "ttft_ms": 1000 * float(np.median([r.ttft for r in reqs])),
         "e2e_ms": 1000 * float(np.median([r.e2e for r in reqs])),
         "tpot_ms": 1000 * float(np.median([tpot(r) for r in reqs])),
         "prefill_tok_s": input_tokens / prefill_s if prefill_s > 0 else NAN,
-        "decode_tok_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else NAN,
+        "decode_tok_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else NAN,  # NaN > 0 is False
         "output_tok_s": output_tokens / e2e_s if e2e_s > 0 else NAN,
         "itl_ms_p50": 1000 * percentile(itls, 50),
         "itl_ms_p99": 1000 * percentile(itls, 99),
@@ -125,7 +136,7 @@ def calculate_metrics(reps: Sequence[Repetition]) -> dict[str, float]:
     ttfts = [1000 * q.ttft for q in reqs]
     e2es = [1000 * q.e2e for q in reqs]
     tpots = [1000 * tpot(q) for q in reqs]
-    itls = [1000 * g for q in reqs for g in np.diff(q.token_times)]
+    itls = [1000 * g for g in _itls(reqs)]
     decode = [m["decode_tok_s"] for m in per_rep]
     tpot_p50 = percentile(tpots, 50)
     return {

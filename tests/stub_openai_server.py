@@ -22,7 +22,8 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class StubServer:
-    """mode: ok | multi | http500 | malformed | stall | short."""
+    """mode: ok | multi | http500 | malformed | stall | short | single | usage_str | choices_obj | ids_str |
+    keepalive. Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served."""
 
     def __init__(self, mode: str = "ok", model: str = "tiny") -> None:
         self.mode, self.model = mode, model
@@ -57,18 +58,34 @@ class StubServer:
                     self.wfile.write(f"data: {json.dumps(obj) if not isinstance(obj, str) else obj}\n\n".encode())
                     self.wfile.flush()
 
-                if server.mode == "malformed":
-                    send("{not json")
+                chat = self.path.endswith("/chat/completions")
+                prompt_tokens = len(req["messages"][0]["content"].split()) if chat else len(req["prompt"])
+                odd = {"malformed": "{not json", "usage_str": {"choices": [], "usage": "lots"},
+                       "choices_obj": {"choices": {"text": "x"}}, "ids_str": {"choices": [{"token_ids": "12"}]}}
+                if server.mode in odd:
+                    send(odd[server.mode])
+                    return
+                if server.mode == "keepalive":  # comments forever, never a token: only a deadline ends it
+                    try:
+                        for _ in range(600):
+                            self.wfile.write(b": ping\n\n")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except OSError:
+                        pass  # the client gave up: what we want
                     return
                 if server.mode == "stall":
                     time.sleep(3)
                 produce = n - 1 if server.mode == "short" else n
-                step = 2 if server.mode == "multi" else 1
+                step = {"multi": 2, "single": produce}.get(server.mode, 1)
                 for i in range(0, produce, step):
                     k = min(step, produce - i)
-                    send({"choices": [{"index": 0, "text": "x" * k, "token_ids": list(range(k))}]})
+                    if chat:
+                        send({"choices": [{"index": 0, "delta": {"content": "x"}}]})
+                    else:
+                        send({"choices": [{"index": 0, "text": "x" * k, "token_ids": list(range(k))}]})
                     time.sleep(0.002)
-                send({"choices": [], "usage": {"prompt_tokens": len(req["prompt"]), "completion_tokens": produce}})
+                send({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produce}})
                 send("[DONE]")
 
         self.httpd = _QuietServer(("127.0.0.1", 0), Handler)

@@ -1,6 +1,7 @@
 """The openai engine's fault handling (a stub server on 127.0.0.1) and the vllm engine's absence."""
 
 import importlib.util
+import math
 import socket
 
 import pandas as pd
@@ -40,7 +41,25 @@ def test_openai_happy_path_per_request_timelines():
 def test_openai_multi_token_chunks_warn():
     with StubServer("multi") as server:
         (row,) = run_openai(server.url)
-    assert row["status"] == "ok" and "share its timestamp" in row["detail"]
+    assert row["status"] == "ok" and "does not stream per token" in row["detail"]
+    assert math.isnan(row["itl_ms_p99"]) and row["tpot_ms_p50"] > 0  # gaps inside an event are unknown
+
+
+def test_openai_all_tokens_in_one_event_leave_decode_figures_empty():
+    """Never 0: a server that sends the whole answer at once tells TTFT and E2E, nothing about decode."""
+    with StubServer("single") as server:
+        (row,) = run_openai(server.url)
+    assert row["status"] == "ok" and "does not stream per token" in row["detail"]
+    for col in ("tpot_ms_p50", "itl_ms_p99", "decode_tok_s", "decode_tok_s_per_user"):
+        assert math.isnan(row[col]), col
+    assert row["ttft_ms_p50"] > 0 and row["e2e_ms_p50"] > 0
+
+
+def test_openai_chat_endpoint():
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, api="chat")
+    assert row["status"] == "ok", row["detail"]
+    assert row["decode_tok_s"] > 0 and "chat endpoint" in row["detail"]
 
 
 def test_openai_poisson_arrivals():
@@ -52,7 +71,9 @@ def test_openai_poisson_arrivals():
 @pytest.mark.parametrize(
     ("mode", "message"),
     [("http500", "HTTP 500"), ("malformed", "malformed stream"), ("stall", "timed out"),
-     ("short", "returned 7 tokens, expected 8")],
+     ("short", "returned 7 tokens, expected 8"), ("usage_str", "malformed stream: 'usage'"),
+     ("choices_obj", "malformed stream: 'choices'"), ("ids_str", "malformed stream: token_ids"),
+     ("keepalive", "deadline")],
 )
 def test_openai_faults_are_error_rows(mode, message):
     with StubServer(mode) as server:

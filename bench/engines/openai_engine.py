@@ -37,11 +37,56 @@ OPTIONS: dict[str, Param] = {
     "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key"),
     "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0),
     "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
-    "timeout_s": Param(float, 120.0, "openai: per-request timeout", minimum=0.1),
+    "timeout_s": Param(float, 120.0, "openai: deadline for a whole request (connect to last token)", minimum=0.1),
+    "api": Param(str, "completions", "openai: endpoint, /v1/completions (token ids, exact lengths) or "
+                 "/v1/chat/completions (text; the server counts the prompt)", choices=("completions", "chat"),
+                 reload=True),
 }
+
 
 class ServerError(RuntimeError):
     """The server refused, failed or answered something we cannot read; the case becomes an error row."""
+
+
+def _parse_event(data: str) -> dict[str, Any]:
+    """One SSE data payload as an object with the shapes the API promises, or ServerError."""
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise ServerError(f"malformed stream: not JSON: {data[:80]!r}") from None
+    if not isinstance(event, dict):
+        raise ServerError(f"malformed stream: not an object: {data[:80]!r}")
+    if event.get("error"):
+        raise ServerError(f"server error in stream: {str(event['error'])[:200]}")
+    if event.get("usage") is not None and not isinstance(event["usage"], dict):
+        raise ServerError(f"malformed stream: 'usage' is not an object: {data[:80]!r}")
+    choices = event.get("choices")
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
+        raise ServerError(f"malformed stream: 'choices' is not a list of objects: {data[:80]!r}")
+    return event
+
+
+def _count(usage: dict[str, Any], key: str, data: str, previous: int | None) -> int | None:
+    value = usage.get(key)
+    if value is None:
+        return previous
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ServerError(f"malformed stream: usage.{key} is {value!r}: {data[:80]!r}")
+    return value
+
+
+def _tokens_in(choice: dict[str, Any], data: str) -> int:
+    """Tokens a streamed choice carries: its token ids if given, else one per non-empty text or delta."""
+    ids = choice.get("token_ids")
+    if ids is not None:
+        if not isinstance(ids, list):
+            raise ServerError(f"malformed stream: token_ids is not a list: {data[:80]!r}")
+        return len(ids)
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    if text is not None and not isinstance(text, str):
+        raise ServerError(f"malformed stream: text is not a string: {data[:80]!r}")
+    return 1 if text else 0  # a final empty chunk (finish_reason only) carries no token
 
 
 def is_local(base_url: str) -> bool:
@@ -93,6 +138,7 @@ class OpenAIEngine(Engine):
         self.served_model = params["served_model"] or params["model"]
         self.timeout_s = params["timeout_s"]
         self.request_rate = params["request_rate"]
+        self.api = params.get("api", "completions")
         self.num_requests = params["num_requests"]
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -118,52 +164,57 @@ class OpenAIEngine(Engine):
             raise ServerError(f"server does not serve model '{self.served_model}' (it serves: {', '.join(served)}); "
                               "set --set served_model=NAME")
 
+    def _request_body(self, ids: list[int], output_len: int) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body): token ids to /completions, or text to /chat/completions."""
+        body: dict[str, Any] = {
+            "model": self.served_model, "max_tokens": output_len, "temperature": 0.0,
+            "stream": True, "stream_options": {"include_usage": True},
+            # vLLM/SGLang extensions: exact lengths. Servers without them ignore unknown fields or say 400.
+            "min_tokens": output_len, "ignore_eos": True,
+        }
+        if self.api == "chat":
+            # No tokenizer here (random-weight configs): one word per token id; the server counts them.
+            body["messages"] = [{"role": "user", "content": " ".join(f"w{i}" for i in ids)}]
+            return "/chat/completions", body
+        return "/completions", {**body, "prompt": ids, "return_token_ids": True}
+
     def _one_request(self, ids: list[int], output_len: int, start_at: float) -> RequestTiming:
         import httpx
 
         delay = start_at - clock.now()
         if delay > 0:
             time.sleep(delay)
-        body = {
-            "model": self.served_model, "prompt": ids, "max_tokens": output_len, "temperature": 0.0,
-            "stream": True, "stream_options": {"include_usage": True},
-            # vLLM/SGLang extensions: exact lengths. Servers without them ignore unknown fields or say 400.
-            "min_tokens": output_len, "ignore_eos": True, "return_token_ids": True,
-        }
+        path, body = self._request_body(ids, output_len)
         times: list[float] = []
         chunk_tokens: list[int] = []
-        usage_tokens = None
+        usage_tokens = prompt_tokens = None
         start = clock.now()
+        deadline = start + self.timeout_s  # for the whole request: a server that keeps a stream alive ends too
         try:
-            with self.client.stream("POST", f"{self.base_url}/completions", json=body) as resp:
+            with self.client.stream("POST", f"{self.base_url}{path}", json=body) as resp:
                 if resp.status_code != 200:
                     resp.read()
-                    raise ServerError(f"POST /completions: HTTP {resp.status_code}: {resp.text[:200]}")
+                    raise ServerError(f"POST {path}: HTTP {resp.status_code}: {resp.text[:200]}")
                 for line in resp.iter_lines():
+                    if clock.now() > deadline:
+                        raise ServerError(f"request exceeded its {self.timeout_s:g} s deadline "
+                                          f"({sum(chunk_tokens)} of {output_len} tokens)")
                     if not line or not line.startswith("data:"):
-                        continue
+                        continue  # SSE comments (keep-alives) and blank lines
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    try:
-                        event = json.loads(data)
-                    except json.JSONDecodeError:
-                        raise ServerError(f"malformed stream event: {data[:80]!r}") from None
-                    if not isinstance(event, dict):
-                        raise ServerError(f"malformed stream event: {data[:80]!r}")
-                    if event.get("error"):
-                        raise ServerError(f"server error in stream: {str(event['error'])[:200]}")
+                    event = _parse_event(data)
                     usage = event.get("usage")
-                    if usage and usage.get("completion_tokens") is not None:
-                        usage_tokens = int(usage["completion_tokens"])
+                    if usage is not None:
+                        usage_tokens = _count(usage, "completion_tokens", data, usage_tokens)
+                        prompt_tokens = _count(usage, "prompt_tokens", data, prompt_tokens)
                     for choice in event.get("choices") or []:
                         now = clock.now()
-                        ids_in_chunk = choice.get("token_ids")
-                        n = len(ids_in_chunk) if isinstance(ids_in_chunk, list) else 1
-                        if choice.get("text", "") == "" and not ids_in_chunk and choice.get("finish_reason"):
-                            continue  # a final empty chunk carries no token
-                        times.append(now)
-                        chunk_tokens.append(n)
+                        n = _tokens_in(choice, data)
+                        if n:
+                            times.append(now)
+                            chunk_tokens.append(n)
         except httpx.TimeoutException:
             raise ServerError(f"request timed out after {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -173,13 +224,21 @@ class OpenAIEngine(Engine):
         if total != output_len:
             raise ServerError(f"server returned {total} tokens, expected {output_len} (does it honour "
                               "min_tokens/ignore_eos?)")
+        resolution = "token"
         if len(times) < total:
-            self.warnings.append(f"{total} tokens arrived in {len(times)} chunks: tokens sharing a chunk share "
-                                 "its timestamp (ITL understated, TPOT unaffected)")
-            # Spread a multi-token chunk's tokens on its timestamp so counts stay exact.
+            resolution = "single" if len(times) <= 1 else "chunk"
+            self.warnings.append(
+                f"the server does not stream per token ({total} tokens in {len(times)} event(s)): " +
+                ("TPOT, ITL and decode tok/s are left empty" if resolution == "single" else
+                 "ITL is left empty (tokens sharing an event have no gap of their own); TPOT is unaffected"))
+            # Tokens sharing an event get its timestamp, so counts stay exact.
             times = [t for t, n in zip(times, chunk_tokens) for _ in range(n)] if counted == total else \
                 times + [times[-1]] * (total - len(times))
-        return RequestTiming(start, tuple(times[:total]), len(ids))
+        if self.api == "chat":
+            self.warnings.append("chat endpoint: the prompt went as text; input_len is the server's count "
+                                 "(usage.prompt_tokens) where it gives one")
+        n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
+        return RequestTiming(start, tuple(times[:total]), n_in, resolution)
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
