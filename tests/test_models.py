@@ -46,5 +46,5 @@ def test_unknown_model_and_bad_directories(tmp_path):
     with pytest.raises(BadInput, match="no config.json"):
         resolve_model(str(tmp_path))
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(BadInput, match="cannot read"):
+    with pytest.raises(BadInput, match="not readable JSON"):
         _ = resolve_model(str(tmp_path)).config
