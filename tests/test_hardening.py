@@ -119,3 +119,20 @@ def test_an_empty_workload_file_is_exit_2(capsys, tmp_path, body):
     path.write_text(body)
     code, err = bench_exit(capsys, "run", "--dry-run", "--workload", str(path))
     assert code == 2 and "empty workload file" in err
+
+
+@pytest.mark.parametrize("bandwidth", ["abc", "inf", "0", "-5", "nan"])
+def test_a_corrupt_ceiling_in_the_results_root_is_ignored(tmp_path, bandwidth):
+    """A membw row that is not a finite positive bandwidth never becomes the roofline, and never crashes a run."""
+    from bench.ceilings import latest_ceiling
+
+    bad = tmp_path / "20200101T000000Z-host-membw"
+    bad.mkdir()
+    device = "Intel CPU"
+    (bad / "results.csv").write_text("schema_version,workload,model,status,device_name,bandwidth_gb_s\n"
+                                     f"1,membw,none,ok,{device},{bandwidth}\n")
+    ceiling = latest_ceiling(tmp_path, device)
+    assert "measured" not in ceiling.source
+    proc = run_bench("run", "--engine", "simulated", "--quick", "--set", "min_seconds=0", "--set", "idle_seconds=0",
+                     "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
