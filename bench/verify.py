@@ -77,11 +77,28 @@ def load_claims(path: Path | None = None) -> list[Claim]:
             raise BadInput(f"{path}: claim {raw.get('id', '?')}: {exc}") from None
         if claim.comparison not in COMPARISONS:
             raise BadInput(f"{path}: claim {claim.id}: comparison must be one of {', '.join(COMPARISONS)}")
+        _check_claim(claim, path)
         claims.append(claim)
     return claims
 
 
 SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
+
+
+def _check_claim(claim: Claim, path: Path) -> None:
+    """Every field of the type the verdicts rely on (a claims file is read back like any other input)."""
+    where = f"{path}: claim {claim.id!r}"
+    for name in ("id", "source", "assertion", "unit", "metric", "workload"):
+        if not isinstance(getattr(claim, name), str) or not getattr(claim, name):
+            raise BadInput(f"{where}: {name} must be a non-empty string")
+    for name in ("figure", "tolerance"):
+        value = getattr(claim, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise BadInput(f"{where}: {name} must be a finite positive number, got {value!r}")
+    if not isinstance(claim.conditions, dict):
+        raise BadInput(f"{where}: conditions must be a table")
+    if claim.comparison == "price" and not isinstance(claim.price, dict):
+        raise BadInput(f"{where}: a price claim needs a price table")
 
 
 def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:

@@ -136,3 +136,19 @@ def test_a_corrupt_ceiling_in_the_results_root_is_ignored(tmp_path, bandwidth):
     proc = run_bench("run", "--engine", "simulated", "--quick", "--set", "min_seconds=0", "--set", "idle_seconds=0",
                      "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("change", ['figure = "fast"', "figure = nan", "figure = -1", "tolerance = inf",
+                                    "conditions = 5", 'metric = ""', "id = 3"])
+def test_a_claims_file_with_wrong_types_is_bad_input(tmp_path, change):
+    from bench.errors import BadInput
+    from bench.verify import load_claims
+
+    key = change.split(" = ")[0]
+    good = {"id": '"c"', "source": '"s"', "assertion": '"a"', "figure": "1.0", "unit": '"x"', "metric": '"mbu"',
+            "comparison": '">="', "workload": '"throughput"', "conditions": "{}", "tolerance": "1.0"}
+    good[key] = change.split(" = ")[1]
+    path = tmp_path / "claims.toml"
+    path.write_text("[[claim]]\n" + "".join(f"{k} = {v}\n" for k, v in good.items()))
+    with pytest.raises(BadInput, match="claim"):
+        load_claims(path)
