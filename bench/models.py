@@ -8,6 +8,8 @@ network.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -72,7 +74,39 @@ class ModelSpec:
     @cached_property
     def shape(self) -> ModelShape:
         """Parameter count and the dimensions that set KV-cache size."""
-        return model_shape(self.config)
+        return ModelShape(**self._derived["shape"])
+
+    @cached_property
+    def special_token_ids(self) -> set[int]:
+        """bos/eos/pad ids as transformers reads them from the config (defaults included)."""
+        return set(self._derived["special_token_ids"])
+
+    @cached_property
+    def _derived(self) -> dict[str, Any]:
+        """Shape and special ids, from the per-user cache when this exact config.json was seen before.
+
+        Working them out needs transformers and a meta-device model (seconds per process); the
+        cache key is the file's bytes and the transformers version, so any change is a miss.
+        """
+        from importlib.metadata import version
+
+        from bench import cache
+        from bench.prompts import special_token_ids
+
+        config_json = self.path / "config.json"
+        check_config_json(config_json, self.name)
+        key = hashlib.sha256(config_json.read_bytes() + version("transformers").encode()).hexdigest()
+        hit = cache.load("model-shapes", key)
+        if isinstance(hit, dict) and set(hit) == {"shape", "special_token_ids"}:
+            try:
+                ModelShape(**hit["shape"])
+                return hit
+            except TypeError:
+                pass  # written by another version of ModelShape: work it out again
+        derived = {"shape": dataclasses.asdict(model_shape(self.config)),
+                   "special_token_ids": sorted(special_token_ids(self.config))}
+        cache.store("model-shapes", key, derived)
+        return derived
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
     from bench.fingerprint import fingerprint
     from bench.metrics import calculate_metrics
     from bench.models import resolve_model
-    from bench.prompts import random_prompts, special_token_ids
+    from bench.prompts import random_prompts
     from bench.scenarios import Loaded
     from bench.telemetry.base import NoTelemetry
 
@@ -62,7 +62,7 @@ def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
         loaded = Loaded(model, dtype, engine, device, dev.resident_bytes(device))
         prompts = scenario.prompts(loaded, case, random_prompts(case["batch_size"], case["input_len"],
                                                                 model.shape.vocab, case["seed"],
-                                                                special_token_ids(model.config)))
+                                                                model.special_token_ids))
         reps = []
 
         def one_call() -> None:

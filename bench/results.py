@@ -23,6 +23,7 @@ from bench.errors import BadInput
 from bench.schema import (
     NUMERIC_COLUMNS,
     RESULT_COLUMN_NAMES,
+    RUN_KEYS,
     SAMPLE_COLUMNS,
     SCHEMA_VERSION,
     TELEMETRY_COLUMNS,
@@ -105,7 +106,10 @@ class RunWriter:
         self.meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id}
 
     def write_meta(self, **fields: Any) -> None:
-        """Merge fields into run.json and rewrite it atomically."""
+        """Merge fields into run.json and rewrite it atomically; every key must be one RUN_KEYS defines."""
+        unknown = sorted(set(fields) - set(RUN_KEYS))
+        if unknown:
+            raise ValueError(f"run.json keys not defined in bench.schema.RUN_KEYS: {', '.join(unknown)}")
         self.meta.update(redact_all(fields))
         tmp = self.path / "run.json.tmp"
         tmp.write_text(json.dumps(_clean_json(self.meta), indent=2, default=str) + "\n")
@@ -218,10 +222,12 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(meta, dict):
         raise BadInput(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    for key, kind in (("fingerprint", dict), ("workload", dict), ("ceiling", dict), ("idle_power_w", dict),
-                      ("server", dict), ("command", list)):
-        if meta.get(key) is not None and not isinstance(meta[key], kind):
-            raise BadInput(f"{path}: '{key}' should be a {kind.__name__}, got {type(meta[key]).__name__}")
+    for key, (kind, _) in RUN_KEYS.items():
+        value = meta.get(key)
+        wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is int)
+        if value is not None and wrong:
+            expected = kind.__name__ if isinstance(kind, type) else kind[0].__name__
+            raise BadInput(f"{path}: '{key}' should be a {expected}, got {type(value).__name__}")
     fp = meta.get("fingerprint") or {}
     for key, kind in (("accelerators", list), ("versions", dict), ("device", dict), ("git", dict)):
         if fp.get(key) is not None and not isinstance(fp[key], kind):

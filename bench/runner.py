@@ -20,7 +20,7 @@ from bench.engines import Engine, EngineUnavailable, LoadOptions, device_count, 
 from bench.errors import BadInput, first_line, is_oom
 from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
 from bench.models import ModelSpec, resolve_model
-from bench.prompts import random_prompts, special_token_ids
+from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
 from bench.schema import SCHEMA_VERSION
@@ -164,7 +164,7 @@ class Runner:
         p = case.params
         engine = loaded.engine
         prompts = self.scenario.prompts(loaded, case, random_prompts(
-            p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], special_token_ids(loaded.model.config)))
+            p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)
         self.sampler.pause(not p["telemetry"])
         self.sampler.case = str(case.index)

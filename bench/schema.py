@@ -208,3 +208,27 @@ TELEMETRY_COLUMNS: tuple[str, ...] = (
     "throttle",
     "case",
 )
+
+# run.json: every top-level key, the JSON type it holds, and what it means. RunWriter refuses a key
+# that is not here; read_meta checks the types of those present (older files may lack any of them).
+RUN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "schema_version": (int, "results schema version the run was written with"),
+    "run_id": (str, "the run directory's name"),
+    "label": (str, "a short label the user gave the run (--label), shown in reports"),
+    "command": (list, "argv of the bench command"),
+    "workload": (dict, "the workload's resolved keys"),
+    "cases": (int, "cases planned"),
+    "fingerprint": (dict, "host, software versions, git state, accelerators"),
+    "telemetry_probe": (list, "telemetry backends tried, with why each was or was not used"),
+    "ceiling": (dict, "bandwidth_bytes_s, flops and their source, for the roofline columns"),
+    "start": (str, "UTC start time, ISO 8601"),
+    "end": ((str, type(None)), "UTC end time, ISO 8601 (null while running)"),
+    "complete": (bool, "every planned case finished"),
+    "interrupted": (bool, "Ctrl-C or SIGTERM ended the run"),
+    "ended_by": (str, "completion | interrupted | terminated"),
+    "finished_cases": (int, "rows written"),
+    "errors_before": (dict, "device error counters (ECC, XID) at start"),
+    "errors_after": (dict, "device error counters at the end"),
+    "server": ((dict, type(None)), "the server a remote engine talked to (null in-process)"),
+    "idle_power_w": (dict, "idle power per device, measured before the first case"),
+}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One cache for the whole session (model shapes, probed ceilings), never the user's own.
+os.environ["CLAIMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="claimbench-cache-")
 
 ROOT = Path(__file__).resolve().parent.parent
 

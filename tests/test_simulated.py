@@ -86,3 +86,23 @@ def test_every_column_a_scenario_writes_is_in_the_schema(workload, virtual_clock
     for result in Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "t").run(cases):
         assert result.row["status"] in ("ok", "oom", "skipped"), result.row["detail"]
         assert set(result.row) <= set(RESULT_COLUMN_NAMES), set(result.row) - set(RESULT_COLUMN_NAMES)
+
+
+def test_run_json_keys_are_the_schema_ones(tmp_path):
+    """A run.json key the schema does not define is refused when written; a wrong type is bad input when read."""
+    import json
+
+    from bench.errors import BadInput
+    from bench.results import RunWriter, read_meta
+    from bench.schema import RUN_KEYS
+
+    writer = RunWriter(tmp_path, "w")
+    with pytest.raises(ValueError, match="not_a_key"):
+        writer.write_meta(not_a_key=1)
+    writer.write_meta(cases=3, complete=False, server=None)
+    meta = read_meta(writer.path / "run.json")
+    assert set(meta) <= set(RUN_KEYS) and meta["cases"] == 3
+    (writer.path / "run.json").write_text(json.dumps({**meta, "cases": "three"}))
+    with pytest.raises(BadInput, match="'cases' should be a int"):
+        read_meta(writer.path / "run.json")
+    writer.close()

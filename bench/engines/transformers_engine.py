@@ -17,7 +17,6 @@ from bench.devices import Device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
-from bench.prompts import special_token_ids
 
 
 class _TimingStreamer:
@@ -74,7 +73,7 @@ class TransformersEngine(Engine):
                 hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype)
         hf.eval()
         self.model, self.device, self.options = hf, device, options
-        self._pad = min(special_token_ids(model.config) or {0})
+        self._pad = min(model.special_token_ids or {0})
 
     def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
         from transformers import GenerationConfig

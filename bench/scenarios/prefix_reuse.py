@@ -12,7 +12,7 @@ import torch
 
 from bench.errors import BadInput
 from bench.metrics import Repetition
-from bench.prompts import random_prompts, special_token_ids
+from bench.prompts import random_prompts
 from bench.scenarios.base import Loaded
 from bench.scenarios.generate import GenerateScenario
 from bench.workload import Case
@@ -37,8 +37,8 @@ class PrefixReuseScenario(GenerateScenario):
         prefix_len = case["prefix_len"]
         if not 0 < prefix_len < prompts.shape[1]:
             raise BadInput(f"prefix_len ({prefix_len}) must be between 1 and input_len - 1 ({prompts.shape[1] - 1})")
-        config = loaded.model.config
-        prefix = random_prompts(1, prefix_len, loaded.model.shape.vocab, case["seed"] + 1, special_token_ids(config))
+        model = loaded.model
+        prefix = random_prompts(1, prefix_len, model.shape.vocab, case["seed"] + 1, model.special_token_ids)
         out = prompts.clone()
         out[:, :prefix_len] = prefix
         return out
