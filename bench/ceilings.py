@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,7 +23,7 @@ class Ceiling:
     source: str = ""
 
 
-def latest_ceiling(root: Path, device_name: str) -> Ceiling:
+def latest_ceiling(root: Path, device_name: str, warnings: list[str] | None = None) -> Ceiling:
     """The newest membw/matmul measurement of this device in `root`, else the datasheet, else unknown."""
     bandwidth = flops = NAN
     sources = []
@@ -30,9 +31,9 @@ def latest_ceiling(root: Path, device_name: str) -> Ceiling:
     # was busy once put a CPU's bound below what decode then reached). Older runs have only the median.
     for (column, fallback), unit, what in ((("bandwidth_best_gb_s", "bandwidth_gb_s"), 1e9, "bandwidth"),
                                            (("tflops_best", "tflops"), 1e12, "FLOP/s")):
-        value, run = _latest_measurement(root, device_name, column)
+        value, run = _latest_measurement(root, device_name, column, warnings)
         if value is None:
-            value, run = _latest_measurement(root, device_name, fallback)
+            value, run = _latest_measurement(root, device_name, fallback, warnings)
         column = fallback
         if value is not None:
             if column == "bandwidth_gb_s":
@@ -51,7 +52,8 @@ def latest_ceiling(root: Path, device_name: str) -> Ceiling:
     return Ceiling(bandwidth, flops, "; ".join(sources))
 
 
-def _latest_measurement(root: Path, device_name: str, column: str) -> tuple[float | None, str]:
+def _latest_measurement(root: Path, device_name: str, column: str,
+                        warnings: list[str] | None = None) -> tuple[float | None, str]:
     """Highest finite positive value of `column` in the newest run (by run id) on this device that measured it."""
     if not root.is_dir():
         return None, ""
@@ -62,9 +64,71 @@ def _latest_measurement(root: Path, device_name: str, column: str) -> tuple[floa
             continue
         if column not in df.columns or "device_name" not in df.columns or "status" not in df.columns:
             continue
-        values = pd.to_numeric(df[(df["device_name"] == device_name) & (df["status"] == "ok")][column],
-                               errors="coerce")
-        values = values[values.map(lambda v: math.isfinite(v) and v > 0)]
+        raw = df[(df["device_name"] == device_name) & (df["status"] == "ok")][column]
+        values = pd.to_numeric(raw, errors="coerce")
+        good = values.map(lambda v: math.isfinite(v) and v > 0)
+        if warnings is not None and raw.notna().any() and not good[raw.notna()].all():
+            bad = ", ".join(map(str, raw[raw.notna() & ~good].head(3)))
+            warnings.append(f"ignored {column} = {bad} in {results}: a ceiling must be a finite positive number")
+        values = values[good]
         if not values.empty:
             return float(values.max()), results.parent.name
     return None, ""
+
+
+# The probe: short, so it can run before a first generate run; the best repetition is the ceiling.
+PROBE_MB = {"cpu": 256}  # other devices: 1024
+PROBE_N = {"cpu": 1024}  # other devices: 8192
+
+
+def probe_key(device: Any) -> str:
+    """Ceilings belong to one machine and device: host name, device name and torch version."""
+    import platform
+
+    import torch
+
+    return f"{platform.node()}|{device.type}|{device.name}|torch {torch.__version__}"
+
+
+def probed_ceiling(device: Any) -> tuple[Ceiling, float]:
+    """Measure copy bandwidth and bf16 matmul FLOP/s in a few seconds: (ceiling, seconds taken).
+
+    Cached per machine (bench/cache.py), so a machine is probed once, not once per run.
+    """
+    import torch
+
+    from bench import cache, clock
+    from bench.microbench import copy_bandwidth, matmul_flops
+
+    key = probe_key(device)
+    hit = cache.load("ceilings", key)
+    if isinstance(hit, dict) and _positive(hit.get("bandwidth")) and _positive(hit.get("flops")):
+        return Ceiling(hit["bandwidth"], hit["flops"], f"probed {hit.get('when', '')} (cached for {key})"), 0.0
+    start = clock.now()
+    moved, times = copy_bandwidth(device, PROBE_MB.get(device.type, 1024), 1, 5, 0.5, 50)
+    bandwidth = moved / min(times)
+    flop, times = matmul_flops(device, PROBE_N.get(device.type, 8192), torch.bfloat16, 1, 5, 0.5, 50)
+    flops = flop / min(times)
+    took = clock.now() - start
+    from datetime import datetime, timezone
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cache.store("ceilings", key, {"bandwidth": bandwidth, "flops": flops, "when": when, "seconds": took})
+    return Ceiling(bandwidth, flops, f"probed {when} in {took:.1f} s (copy bandwidth, bf16 matmul)"), took
+
+
+def fill_missing(ceiling: Ceiling, device: Any) -> Ceiling:
+    """The ceiling with any missing figure taken from the probe; measured and datasheet figures win."""
+    if _positive(ceiling.bandwidth) and _positive(ceiling.flops):
+        return ceiling
+    probe, _ = probed_ceiling(device)
+    bandwidth = ceiling.bandwidth if _positive(ceiling.bandwidth) else probe.bandwidth
+    flops = ceiling.flops if _positive(ceiling.flops) else probe.flops
+    parts = [ceiling.source] if ceiling.source else []
+    missing = [w for w, v in (("bandwidth", ceiling.bandwidth), ("FLOP/s", ceiling.flops)) if not _positive(v)]
+    parts.append(f"{' and '.join(missing)} {probe.source}")
+    return Ceiling(bandwidth, flops, "; ".join(parts))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change too")
 
     ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
-    ver.add_argument("runs", nargs="*", metavar="RUN")
+    ver.add_argument("runs", nargs="*", metavar="RUN",
+                     help="run directories or results roots; for the cross-machine claims the claimed system's first")
     ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
     ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
 
@@ -160,17 +161,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench import printers
     from bench.devices import resolve_device
-    from bench.engines import engine_names
-    from bench.models import resolve_model
     from bench.scenarios import scenario_for
     from bench.session import run_session
-    from bench.workload import apply_overrides, load_workload
+    from bench.suite import load_suite
+    from bench.workload import load_workload
 
+    suite = load_suite(args.workload)
+    if suite is not None:
+        return run_suite(suite, args)
     out = _stdout_console()
     workload = load_workload(args.workload)
     overrides = _overrides(args)
     device = resolve_device(overrides.get("device", workload.params["device"]))
-    workload = apply_overrides(workload, overrides, quick=args.quick, on_gpu=device.type == "cuda")
+    workload, cases = plan(workload, overrides, args.quick, device)
+    if args.dry_run:
+        out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})",
+                                       scenario_for(workload).uses_model))
+        return EXIT_OK
+    outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True))
+    if outcome.rows:
+        out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
+        printers.print_details(Console(stderr=True), outcome.rows)
+    console = Console(stderr=True)
+    console.print(f"results: {outcome.path}")
+    return _exit_status(outcome, console)
+
+
+def plan(workload: Any, overrides: dict[str, Any], quick: bool, device: Any) -> tuple[Any, list[Any]]:
+    """The workload with every override applied and its cases, each checked: bad input fails here,
+    before any work starts."""
+    from bench.engines import engine_names
+    from bench.models import resolve_model
+    from bench.scenarios import scenario_for
+    from bench.workload import apply_overrides
+
+    workload = apply_overrides(workload, overrides, quick=quick, on_gpu=device.type == "cuda")
     models = {m: resolve_model(m) for m in _as_list(workload.params["model"])}  # bad names fail before any work
     for spec in models.values():
         _ = spec.shape  # reads and checks config.json: a broken one is bad input, not a skipped row
@@ -183,19 +208,81 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(f"workload '{workload.name}' expands to no cases")
     for case in cases:
         scenario.check(case)
-    if args.dry_run:
-        out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})"))
-        return EXIT_OK
-    outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True))
-    if outcome.rows:
-        out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
-        printers.print_details(Console(stderr=True), outcome.rows)
-    console = Console(stderr=True)
-    console.print(f"results: {outcome.path}")
+    return workload, cases
+
+
+def _exit_status(outcome: Any, console: Any) -> int:
     if outcome.interrupted:
         console.print(f"bench: {outcome.interrupted}; {len(outcome.rows)} finished case(s) kept in {outcome.path}")
         return EXIT_TERMINATED if outcome.interrupted == "terminated" else EXIT_INTERRUPTED
     return EXIT_FAIL if any(r["status"] == "error" for r in outcome.rows) else EXIT_OK
+
+
+def run_suite(suite: Any, args: argparse.Namespace) -> int:
+    """Every step of a suite into one new results root, then the verdicts and report.html there."""
+    import time
+
+    from rich.console import Console
+
+    from bench import printers
+    from bench.devices import resolve_device
+    from bench.scenarios import scenario_for
+    from bench.session import run_session
+    from bench.suite import suite_root
+    from bench.workload import load_workload
+
+    out, console = _stdout_console(), Console(stderr=True)
+    overrides = _overrides(args)
+    device = resolve_device(overrides.get("device", "auto"))
+    on_gpu = device.type == "cuda"
+    planned, skipped = [], []
+    for step in suite.steps:  # every step checked before the first one runs
+        if not step.runs_on(device.type):
+            skipped.append(f"{step.workload} (runs on {', '.join(step.devices)} only)")
+            continue
+        keys = {**step.overrides(on_gpu, args.quick), **overrides}
+        planned.append(plan(load_workload(step.workload), keys, args.quick, device))
+    title = f"{suite.name}: {len(planned)} workload(s), {sum(len(c) for _, c in planned)} case(s) on {device} " \
+            f"({device.name})"
+    if args.dry_run:
+        for workload, cases in planned:
+            out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s)",
+                                           scenario_for(workload).uses_model))
+        console.print(title + (f"; not on this device: {', '.join(skipped)}" if skipped else ""))
+        return EXIT_OK
+    root = suite_root(Path(args.out), suite.name)
+    console.print(f"[bold]{title}[/] -> {root}")
+    for note in skipped:
+        console.print(f"not on this device: {note}")
+    start = time.monotonic()
+    status = EXIT_OK
+    for workload, cases in planned:
+        outcome = run_session(workload, cases, device, root, console)
+        if outcome.rows:
+            out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
+        status = max(status, _exit_status(outcome, console))
+        if outcome.interrupted:
+            break
+    console.print(f"{suite.name}: {time.monotonic() - start:.0f} s; runs in {root}")
+    _verdicts_and_report(root, out, console)
+    return status
+
+
+def _verdicts_and_report(root: Path, out: Any, console: Any) -> None:
+    """Print the verdicts on the runs in `root` and write root/report.html."""
+    import pandas as pd
+
+    from bench.report import render
+    from bench.runs import load_runs, run_dirs_in
+    from bench.verify import verdict_rows, verify
+
+    if not run_dirs_in(root):
+        return
+    runs = load_runs([str(root)])
+    _print_frame(pd.DataFrame(verdict_rows(verify(runs))), f"claims on {runs[0].device_name}")
+    report = root / "report.html"
+    report.write_text(render(runs), encoding="utf-8")
+    console.print(f"report: {report}")
 
 
 def _stdout_console() -> Any:
@@ -217,12 +304,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     console = _stdout_console()
     if args.what == "workloads":
+        from bench.suite import load_suite
         from bench.workload import available_workloads, load_workload
 
         table = Table(title="workloads")
         for col in ("name", "kind", "claims", "description"):
             table.add_column(col)
         for name, path in available_workloads().items():
+            suite = load_suite(str(path))
+            if suite is not None:
+                table.add_row(name, "suite", ", ".join(s.workload for s in suite.steps), suite.description)
+                continue
             w = load_workload(str(path))
             table.add_row(name, w.kind, ", ".join(w.claims), w.description)
     elif args.what == "models":
@@ -241,10 +333,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         from bench.verify import load_claims
 
         table = Table(title="claims (seeds/claims.toml)")
-        for col in ("id", "claimed", "metric", "workload", "conditions", "source"):
+        for col in ("id", "claimed", "metric", "workloads", "conditions", "source"):
             table.add_column(col, overflow="fold")
         for c in load_claims():
-            table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", c.metric, c.workload,
+            table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", c.metric, ", ".join(c.workloads),
                           ", ".join(f"{k}={v}" for k, v in c.conditions.items()), c.source)
     else:
         from bench.engines import ENGINES
@@ -428,8 +520,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bench.runs import load_runs
     from bench.verify import verdict_rows, verify
 
-    runs = load_runs(args.runs) if args.runs else []
-    frame = pd.DataFrame(verdict_rows(verify(runs, args.price_per_hour)))
+    groups = [load_runs([spec]) for spec in args.runs]  # one per root or run given: the claimed system first
+    runs = [run for group in groups for run in group]
+    frame = pd.DataFrame(verdict_rows(verify(runs, args.price_per_hour, groups=groups)))
     if args.format == "table":
         _print_frame(frame, "claims")
     else:
@@ -441,10 +534,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import render
     from bench.runs import load_runs
 
-    runs = load_runs(args.runs)
+    groups = [load_runs([spec]) for spec in args.runs]
     out = Path(args.output)
     try:
-        out.write_text(render(runs, args.price_per_hour), encoding="utf-8")
+        out.write_text(render([r for g in groups for r in g], args.price_per_hour, groups), encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"report: {out}")

@@ -15,7 +15,7 @@ from bench.workload import Case
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
 SUMMARY: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in SUMMARY_COLUMNS]
 
-STATUS_STYLE = {"ok": "green", "oom": "yellow", "skipped": "dim", "error": "red"}
+STATUS_STYLE = {"ok": "green", "oom": "yellow", "over_budget": "yellow", "skipped": "dim", "error": "red"}
 
 
 def fmt(value: Any, pattern: str = "{}") -> str:
@@ -28,15 +28,22 @@ def fmt(value: Any, pattern: str = "{}") -> str:
         return str(value)
 
 
-def cases_table(cases: list[Case], title: str) -> Table:
-    """The cases a run would measure (--dry-run)."""
+def cases_table(cases: list[Case], title: str, uses_model: bool = True) -> Table:
+    """The cases a run would measure (--dry-run); a device microbenchmark shows no model."""
     table = Table(title=title)
-    for name in ("#", "model", "engine", "dtype", "compile", "bs", "in", "out", "telemetry"):
+    if not uses_model:
+        for name in ("#", "dtype", "size MB", "matmul n"):
+            table.add_column(name)
+        for c in cases:
+            table.add_row(str(c.index), c["dtype"], str(c["size_mb"]), str(c["matmul_n"]))
+        return table
+    for name in ("#", "model", "engine", "dtype", "compile", "bs", "in", "out", "prefix", "reuse"):
         table.add_column(name)
     for c in cases:
         p = c.params
         table.add_row(str(c.index), p["model"], p["engine"], p["dtype"], str(p["compile"]).lower(),
-                      str(p["batch_size"]), str(p["input_len"]), str(p["output_len"]), str(p["telemetry"]).lower())
+                      str(p["batch_size"]), str(p["input_len"]), str(p["output_len"]),
+                      str(p["prefix_len"]) if p["prefix_len"] else "", str(p["reuse"]).lower() if p["prefix_len"] else "")
     return table
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
 from bench.runs import Run, ok_rows
-from bench.verify import verdict_rows, verify
+from bench.verify import Verdict, verdict_rows, verify
 
 
 def _png(draw: Callable) -> str | None:
@@ -34,14 +36,19 @@ def _png(draw: Callable) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-_ok = ok_rows
+def _rows_with(run: Run, *columns: str) -> pd.DataFrame:
+    """The run's ok rows where every column is measured (none when an older or sparser file lacks one)."""
+    rows = ok_rows(run)
+    if any(c not in rows.columns for c in columns):
+        return rows.iloc[0:0]
+    return rows.dropna(subset=list(columns))
 
 
 def throughput_vs_batch(runs: list[Run]) -> Callable:
     def draw(ax) -> bool:
         drew = False
         for run in runs:
-            df = _ok(run).dropna(subset=["decode_tok_s"]) if "decode_tok_s" in run.results else pd.DataFrame()
+            df = _rows_with(run, "decode_tok_s", "model", "batch_size", "input_len", "output_len")
             for (model, n_in, n_out), g in df.groupby(["model", "input_len", "output_len"]):
                 g = g.sort_values("batch_size")
                 if len(g) < 1:
@@ -61,7 +68,7 @@ def latency_percentiles(runs: list[Run]) -> Callable:
     def draw(ax) -> bool:
         labels, p50, p99 = [], [], []
         for run in runs:
-            for _, r in _ok(run).dropna(subset=["tpot_ms_p50"]).iterrows():
+            for _, r in _rows_with(run, "tpot_ms_p50", "tpot_ms_p99").iterrows():
                 labels.append(f"{r['model']} bs{int(r['batch_size'])}\n{run.device_name[:18]}")
                 p50.append(r["tpot_ms_p50"])
                 p99.append(r["tpot_ms_p99"])
@@ -100,7 +107,7 @@ def long_context_curve(runs: list[Run]) -> Callable:
         drew = False
         ax2 = None
         for run in runs:
-            df = _ok(run)
+            df = _rows_with(run, "input_len", "ttft_ms_p50", "decode_tok_s")
             df = df[df["workload"].astype(str).str.contains("long-context")].sort_values("input_len")
             if df.empty:
                 continue
@@ -119,8 +126,56 @@ def long_context_curve(runs: list[Run]) -> Callable:
     return draw
 
 
-def render(runs: list[Run], price_per_hour: float | None = None) -> str:
-    """The report's HTML text."""
+VERDICT_COLOURS = {"holds": "#d4edda", "does not hold": "#f8d7da", "inconclusive": "#fff3cd",
+                   "not measured": "#eeeeee"}
+
+
+def _anchor(run: str, case: Any) -> str:
+    return "case-" + "".join(ch if ch.isalnum() else "-" for ch in f"{run}-{case}")
+
+
+def verdict_table(verdicts: list[Verdict]) -> str:
+    """The verdicts as an HTML table, colour-coded, each measured verdict linked to the row behind it."""
+    rows = verdict_rows(verdicts)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) if rows else ""
+    body = []
+    for verdict, row in zip(verdicts, rows):
+        cells = []
+        for key, value in row.items():
+            text = html.escape(str(value))
+            if key == "run / case" and verdict.run and verdict.verdict != "not measured":
+                case = re.match(r"case (\d+):", verdict.conditions)
+                target = _anchor(verdict.run, case.group(1)) if case else "cases"
+                text = f'<a href="#{target}">{text}</a>'
+            cells.append(f'<td class="{key.replace(" ", "-").replace("/", "").replace("%", "pct")}">{text}</td>')
+        colour = VERDICT_COLOURS.get(verdict.verdict, "#ffffff")
+        body.append(f'<tr class="verdict" data-verdict="{html.escape(verdict.verdict)}" '
+                    f'style="background:{colour}">{"".join(cells)}</tr>')
+    return f'<table id="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def cases_table(runs: list[Run]) -> str:
+    """Every case of every run, one anchor per row so verdicts can link to it."""
+    columns = ["workload", "model", "batch_size", "input_len", "output_len", "status", "decode_tok_s",
+               "ttft_ms_p50", "tpot_ms_p50", "peak_mem_gb"]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", "case", *columns])
+    body = []
+    for run in runs:
+        for _, r in run.results.iterrows():
+            case = r.get("case", "")
+            case_text = "" if pd.isna(case) else str(int(case)) if isinstance(case, int | float) else str(case)
+            cells = [f"<td>{html.escape(run.name)}</td>", f"<td>{html.escape(case_text)}</td>"]
+            for c in columns:
+                v = r.get(c, "")
+                text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else \
+                    f"{v:.4g}" if isinstance(v, float) else str(v)
+                cells.append(f"<td>{html.escape(text)}</td>")
+            body.append(f'<tr id="{_anchor(run.name, case_text)}">{"".join(cells)}</tr>')
+    return f'<table id="cases"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None) -> str:
+    """The report's HTML text: the verdicts first, then the plots, then every case."""
     sections = []
     for title, drawer in (("Throughput vs batch", throughput_vs_batch), ("Latency percentiles", latency_percentiles),
                           ("Power over time", power_over_time), ("Long-context curve", long_context_curve)):
@@ -128,27 +183,32 @@ def render(runs: list[Run], price_per_hour: float | None = None) -> str:
         body = f'<img class="plot" alt="{title}" src="{uri}">' if uri else \
             '<p class="empty">No data for this plot in these runs.</p>'
         sections.append(f"<h2>{title}</h2>{body}")
-    verdicts = pd.DataFrame(verdict_rows(verify(runs, price_per_hour)))
+    verdicts = verify(runs, price_per_hour, groups=groups)
+    counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICT_COLOURS}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     runs_list = "".join(f"<li><code>{html.escape(r.name)}</code>: {html.escape(r.device_name)}, "
                         f"{len(r.results)} case(s)</li>" for r in runs)
-    status = pd.concat([r.results[["workload", "model", "batch_size", "input_len", "output_len", "status",
-                                   "decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"]].assign(run=r.name)
-                        for r in runs])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>claimbench report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }}
-table {{ border-collapse: collapse; font-size: 12px; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; }}
+#verdicts td.verdict {{ font-weight: bold; white-space: nowrap; }}
 img.plot {{ max-width: 100%; border: 1px solid #eee; }}
 </style></head>
 <body>
 <h1>claimbench report</h1>
+<h2 id="claims">Do the claims hold here?</h2>
+<p>{html.escape(summary)}. A verdict on hardware other than the claim's own checks the claimed figure on this
+machine; it does not say the vendor's figure is wrong on theirs (see "where").</p>
+{verdict_table(verdicts)}
+<h2>Runs</h2>
 <ul>{runs_list}</ul>
 {''.join(sections)}
-<h2>Claims</h2>
-{verdicts.to_html(index=False, escape=True)}
 <h2>Cases</h2>
-{status.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}")}
+{cases_table(runs)}
 <script>
 // Marks how many plots decoded, so a headless browser test can check them.
 window.addEventListener("load", () => {{

@@ -76,28 +76,33 @@ class _CsvAppender:
         self._fh.close()
 
 
+def new_run_dir(root: Path, name: str) -> Path:
+    """Create root/<time>-<host>-<name> exclusively (a suffix when it exists): a run is never overwritten."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create output directory {root}: {exc.strerror or exc}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise BadInput(f"output directory {root} is not writable")
+    base = make_run_id(name)
+    for attempt in range(1, 1000):
+        run_id = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            (root / run_id).mkdir()  # exclusive: never reuse an existing run directory
+            return root / run_id
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BadInput(f"cannot write to output directory {root}: {exc.strerror or exc}") from None
+    raise BadInput(f"too many runs named {base} in {root}")
+
+
 class RunWriter:
     """Creates results/<run_id>/ and writes results.csv, samples.csv, telemetry.csv and run.json."""
 
     def __init__(self, root: Path, workload: str) -> None:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BadInput(f"cannot create output directory {root}: {exc.strerror or exc}") from None
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise BadInput(f"output directory {root} is not writable")
-        base = make_run_id(workload)
-        for attempt in range(1, 1000):
-            run_id = base if attempt == 1 else f"{base}-{attempt}"
-            try:
-                (root / run_id).mkdir()  # exclusive: never reuse an existing run directory
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise BadInput(f"cannot write to output directory {root}: {exc.strerror or exc}") from None
-        else:
-            raise BadInput(f"too many runs named {base} in {root}")
+        path = new_run_dir(root, workload)
+        run_id = path.name
         self.run_id = run_id
         self.path = root / run_id
         self.results = _CsvAppender(self.path / "results.csv", RESULT_COLUMN_NAMES)

@@ -208,7 +208,7 @@ class Runner:
         notes = [n for n in (*engine.notes(), energy_note) if n]
         if notes:
             row["detail"] = "; ".join([row["detail"], *notes])
-        if row["status"] == "oom":
+        if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
         return self._finish(row, samples)
@@ -216,6 +216,9 @@ class Runner:
     def _peak_gb(self, engine: Engine) -> float:
         """Peak memory since the last reset: torch's on a GPU, the process's on the host; NaN when the
         engine runs in another process (torch and this process know nothing of its memory)."""
+        own = engine.peak_memory_bytes()
+        if own is not None:
+            return own / GB
         if not engine.in_process:
             return NAN
         device_peak = dev.peak_memory_bytes(self.device)
@@ -243,7 +246,7 @@ class Runner:
         return self._finish(row, samples)
 
     def _verdict(self, case: Case, row: dict[str, Any]) -> tuple[str, str]:
-        """ok, or error above a physical bound, or oom over the case's memory budget; with the notes."""
+        """ok, or error above a physical bound, or over_budget when the measured peak exceeds max_mem_gb."""
         notes = [self.dtype_reason] if self.dtype_reason.startswith("auto") else []
         notes.append(f"roofline: {self.ceiling.source}" if self.ceiling.source
                      else "roofline: no ceiling known for this device (run --workload membw / matmul)")
@@ -252,7 +255,9 @@ class Runner:
             return "error", f"{bug}: a measurement bug; " + "; ".join(notes)
         budget = case["max_mem_gb"]
         if budget > 0 and row["peak_mem_gb"] > budget:
-            return "oom", f"measured peak {row['peak_mem_gb']:.2f} GB exceeds max_mem_gb={budget:g}"
+            predicted = row.get("predicted_peak_mem_gb")
+            said = f" (predicted {predicted:.2f} GB)" if predicted is not None and predicted == predicted else ""
+            return "over_budget", f"measured peak {row['peak_mem_gb']:.2f} GB exceeds max_mem_gb={budget:g}{said}"
         return "ok", "; ".join(notes)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "oom", "skipped", "error")
+# over_budget: ran, but the measured peak memory exceeded the case's max_mem_gb.
+STATUSES = ("ok", "oom", "over_budget", "skipped", "error")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("input_len", "tokens", "prompt length per sequence"),
     ("output_len", "tokens", "generated tokens per sequence"),
     ("repetitions", "", "measured repetitions (warm-up excluded)"),
-    ("status", "", "ok | oom | skipped | error"),
+    ("status", "", "ok | oom | over_budget | skipped | error"),
     ("detail", "", "why, in words"),
     ("ttft_ms_p50", "ms", "time to first token, median"),
     ("ttft_ms_p99", "ms", "time to first token, 99th percentile"),
@@ -141,6 +142,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("predicted_max_context", "tokens", "longest input that fits: (memory - resident) / KV bytes per token"),
     ("predicted_peak_mem_gb", "GB", "long-context: predicted peak memory of the case, beside peak_mem_gb"),
     ("measured_max_context", "tokens", "longest input that ran, bisected between last ok and first OOM"),
+    ("prefix_len", "tokens", "prefix-reuse: tokens of the shared prefix (computed once when reused)"),
     ("ttft_speedup", "", "prefix-reuse: TTFT recomputing the prefix / TTFT reusing its KV cache"),
     ("decode_tok_s_slices", "tok/s", "long generation: decode tok/s per slice of slice_tokens tokens"),
     ("decode_slowdown", "", "long generation: last slice tok/s / first slice tok/s"),
@@ -167,7 +169,9 @@ def header(name: str) -> str:
 NUMERIC_COLUMNS: frozenset[str] = frozenset(
     c.name
     for c in RESULT_COLUMNS
-    if c.unit or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params"}
+    if (c.unit and c.name not in {"decode_tok_s_slices"})  # a ;-separated list of numbers is text
+    or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params", "ttft_speedup",
+                  "decode_slowdown", "goodput_frac", "tok_s_per_w"}
 )
 
 # One row per measured repetition.

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import clock
-from bench.ceilings import latest_ceiling
+from bench.ceilings import fill_missing, latest_ceiling
 from bench.devices import Device
 from bench.fingerprint import fingerprint
 from bench.results import RunWriter
@@ -47,12 +47,27 @@ def server_info(workload: Workload) -> dict[str, Any] | None:
     return None
 
 
+def needs_ceiling(workload: Workload) -> bool:
+    """A workload that runs a model on this machine's device: its rows need the roofline."""
+    from bench.engines import engine_class
+    from bench.scenarios import scenario_for
+
+    engines = workload.params["engine"]
+    return scenario_for(workload).uses_model and any(
+        engine_class(name).on_local_device for name in (engines if isinstance(engines, list) else [engines]))
+
+
 def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console) -> Outcome:
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly."""
     writer = RunWriter(root, workload.name)
     backend, tried = probe_backend(device.type)
     sampler = Sampler(backend, hz=workload.params["telemetry_hz"])
-    ceiling = latest_ceiling(root, device.name)
+    warnings: list[str] = []
+    ceiling = latest_ceiling(root, device.name, warnings)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if needs_ceiling(workload):
+        ceiling = fill_missing(ceiling, device)
     t0 = clock.now()
     writer.write_meta(
         command=sys.argv, workload=workload.to_dict(), cases=len(cases),

@@ -1,9 +1,13 @@
 """Claims in seeds/claims.toml -> verdicts from measured runs. Reads results; never measures.
 
-A verdict is `holds`, `does not hold` or `not measured` (with why), and always
-shows the measured value, the claimed one, the conditions and the roofline
-bound of this hardware for the claim's case, so a reader can see whether the
-claim is physically possible here at all.
+A verdict is `holds`, `does not hold`, `inconclusive` (the claimed figure lies inside
+the measurement's 95% confidence interval, or cases disagree) or `not measured` (with
+the precise reason and the command that would measure it). A measurement counts only
+when it meets every condition the claim states: the workloads it may come from, the
+model class, the batch size, lengths, the device. Each verdict names the run and case
+it came from, the claim's own scope (the hardware and model the article speaks of)
+and whether this measurement is on that hardware class or a check of the figure on
+the machine measured.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
 from bench.paths import seeds_dir
 from bench.runs import Run, case_label, ok_rows
+from bench.schema import COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,11 +34,15 @@ else:  # pragma: no cover
 
 NAN = float("nan")
 COMPARISONS = (">=", "<=", "ratio>=", "ratio<=", "price")
+CONFIDENCE = 0.95
+SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
+# Metrics derived from one sampled column in proportion (same repetitions, scaled by a constant of the case).
+PROPORTIONAL_TO = {"decode_tok_s_per_user": "decode_tok_s", "mbu": "decode_tok_s", "mfu": "prefill_tok_s"}
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim as data."""
+    """One claim as data: what it says, the figure, and the conditions a measurement must meet to count."""
 
     id: str
     source: str
@@ -42,10 +51,21 @@ class Claim:
     unit: str
     metric: str
     comparison: str
-    workload: str
+    workloads: list[str]
     conditions: dict[str, Any]
     tolerance: float = 1.0
     price: dict[str, float] | None = None
+    scope: str = ""  # the hardware and model the article speaks of
+    hardware: str = ""  # regex of the claimed hardware class ("" for a claim about any hardware)
+    measure: str = ""  # the command that measures it (default: the first workload)
+
+    def command(self) -> str:
+        """What to run to measure this claim."""
+        if self.measure:
+            return self.measure
+        models = self.conditions.get("model")
+        model = (models[0] if isinstance(models, list) else models) if models else ""
+        return f"bench run --workload {self.workloads[0]}" + (f" --model {model}" if model else "")
 
 
 @dataclass
@@ -53,13 +73,16 @@ class Verdict:
     """What the runs say about one claim."""
 
     claim: Claim
-    verdict: str  # holds | does not hold | not measured
+    verdict: str  # holds | does not hold | inconclusive | not measured
     measured: float = NAN
     ratio: float = NAN
     bound: float = NAN
     conditions: str = ""
     reason: str = ""
     run: str = ""
+    interval: tuple[float, float] | None = None
+    where: str = ""  # on the claimed hardware, or a check of the figure on the machine measured
+    cases: list[str] = field(default_factory=list)
 
 
 def load_claims(path: Path | None = None) -> list[Claim]:
@@ -71,6 +94,10 @@ def load_claims(path: Path | None = None) -> list[Claim]:
         raise BadInput(f"{path}: cannot read claims: {exc}") from None
     claims = []
     for raw in data.get("claim", []):
+        raw = dict(raw)
+        if "workload" in raw:  # one workload, the older spelling
+            one = raw.pop("workload")
+            raw.setdefault("workloads", [one])
         try:
             claim = Claim(**raw)
         except TypeError as exc:
@@ -82,15 +109,18 @@ def load_claims(path: Path | None = None) -> list[Claim]:
     return claims
 
 
-SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
-
-
 def _check_claim(claim: Claim, path: Path) -> None:
     """Every field of the type the verdicts rely on (a claims file is read back like any other input)."""
     where = f"{path}: claim {claim.id!r}"
-    for name in ("id", "source", "assertion", "unit", "metric", "workload"):
+    for name in ("id", "source", "assertion", "unit", "metric"):
         if not isinstance(getattr(claim, name), str) or not getattr(claim, name):
             raise BadInput(f"{where}: {name} must be a non-empty string")
+    for name in ("scope", "hardware", "measure"):
+        if not isinstance(getattr(claim, name), str):
+            raise BadInput(f"{where}: {name} must be a string")
+    if not isinstance(claim.workloads, list) or not claim.workloads or \
+            not all(isinstance(w, str) and w for w in claim.workloads):
+        raise BadInput(f"{where}: workloads must be a non-empty list of workload names")
     for name in ("figure", "tolerance"):
         value = getattr(claim, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -101,12 +131,18 @@ def _check_claim(claim: Claim, path: Path) -> None:
         raise BadInput(f"{where}: a price claim needs a price table")
 
 
+# --- which rows count ----------------------------------------------------------------------
+
+
 def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:
     """Rows meeting every condition: equality (or one of a list), a device regex, or min_COL / max_COL bounds."""
     mask = pd.Series(True, index=df.index)
     for key, want in conditions.items():
         bound = re.fullmatch(r"(min|max)_(.+)", key)
-        if bound and bound.group(2) in df.columns:
+        if bound:
+            if bound.group(2) not in df.columns:
+                mask &= False
+                continue
             values = pd.to_numeric(df[bound.group(2)], errors="coerce")
             mask &= values >= want if bound.group(1) == "min" else values <= want
         elif key == "device":
@@ -119,72 +155,151 @@ def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:
     return mask
 
 
-def _describe(conditions: dict[str, Any]) -> str:
+def describe(conditions: dict[str, Any]) -> str:
+    """Conditions in words: batch_size=1, output_len >= 1024, params >= 4e+08."""
     def one(k: str, v: Any) -> str:
         bound = re.fullmatch(r"(min|max)_(.+)", k)
         if bound:
-            return f"{bound.group(2)} {'>=' if bound.group(1) == 'min' else '<='} {v}"
+            return f"{bound.group(2)} {'>=' if bound.group(1) == 'min' else '<='} {v:g}"
         return f"{k}={'|'.join(map(str, v)) if isinstance(v, list) else v}"
 
     return ", ".join(one(k, v) for k, v in conditions.items())
 
 
-_ok_rows = ok_rows
-
-
 def measures(run: Run, claim: Claim) -> bool:
-    """Whether the run's workload is one that answers the claim: the claim's own workload,
+    """Whether the run's workload is one that answers the claim: one of the claim's workloads,
     or a workload file that lists the claim among its `claims`."""
     workload = run.meta.get("workload") or {}
     names = set(run.results["workload"].dropna().astype(str)) if "workload" in run.results.columns else set()
-    return claim.workload in names or claim.workload == workload.get("name") or \
-        claim.id in (workload.get("claims") or [])
+    names.add(str(workload.get("name", "")))
+    return bool(names & set(claim.workloads)) or claim.id in (workload.get("claims") or [])
+
+
+def _real(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a real model on a real engine (the tiny model and the timing model never answer a claim)."""
+    if "model" in rows.columns:
+        rows = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
+    if "engine" in rows.columns:
+        rows = rows[rows["engine"] != "simulated"]
+    return rows
 
 
 def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
-    """The ok rows of a run that may answer the claim: its workload, a real model size, its conditions."""
-    rows = _ok_rows(run)
+    """The ok rows of a run that may answer the claim: its workload, a real model, its conditions."""
+    rows = ok_rows(run)
     if not measures(run, claim):
         return rows.iloc[0:0]
-    rows = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
-    if "engine" in rows.columns:
-        rows = rows[rows["engine"] != "simulated"]  # a timing model, not a measurement
+    rows = _real(rows)
     return rows[_matches(rows, claim.conditions)]
 
 
 def _why_not(claim: Claim, runs: list[Run]) -> str:
     """Say precisely why no row answers the claim, and what would measure it."""
-    measure = f"bench run --workload {claim.workload}"
+    measure = claim.command()
     if not runs:
         return f"no run given (measure with: {measure})"
     own = [r for r in runs if measures(r, claim)]
     if not own:
-        return f"no run of the {claim.workload} workload, the one that answers this claim ({measure})"
+        return f"no run of the {'/'.join(claim.workloads)} workload, the one that answers this claim ({measure})"
     rows = pd.concat([r.results for r in own], ignore_index=True)
     cond = claim.conditions
     if "device" in cond and not rows["device_name"].astype(str).str.contains(cond["device"], case=False).any():
         return f"needs a device matching '{cond['device']}'; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
-    real = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
+    real = _real(rows)
     if real.empty:
-        return f"only the tiny smoke-test model was run, which never answers a claim ({measure} --model NAME)"
-    if "model" in cond:
-        wanted = cond["model"] if isinstance(cond["model"], list) else [cond["model"]]
-        if not real["model"].isin(wanted).any():
-            have = ", ".join(sorted(set(real["model"].astype(str)) - {"none"})) or "no model"
-            return f"model {'|'.join(wanted)} not run (runs have {have}); e.g. {measure} --model {wanted[0]}"
+        return f"only the tiny smoke-test model (or the simulated engine) was run, which never answers a claim ({measure})"
+    for key, want in cond.items():  # the first condition no row meets, in the order the claim states them
+        if not _matches(real, {key: want}).any():
+            have = _have(real, key)
+            return f"no case with {describe({key: want})} (runs have {have}); measure with: {measure}"
     matched = real[_matches(real, cond)]
     if matched.empty:
-        return f"no case with {_describe(cond)} ({measure})"
+        return f"no case meets all of {describe(cond)} at once ({measure})"
     ok = matched[matched["status"] == "ok"]
     if ok.empty:
         statuses = ", ".join(f"{s}: {d}" for s, d in matched[["status", "detail"]].astype(str).head(2).values)
         return f"matching cases did not run ok ({statuses})"
     if claim.metric not in ok.columns or ok[claim.metric].isna().all():
-        source = ok["energy_source"].dropna().astype(str)
+        source = ok["energy_source"].dropna().astype(str) if "energy_source" in ok.columns else pd.Series()
         hint = f" ({source.iloc[0]})" if claim.metric.startswith(("energy", "power", "tok_s_per_w")) and len(source) \
             else ""
         return f"{claim.metric} not measured on these runs{hint}"
     return "no measurement"
+
+
+def _have(rows: pd.DataFrame, key: str) -> str:
+    column = re.sub(r"^(min|max)_", "", key) if key != "device" else "device_name"
+    if column not in rows.columns:
+        return f"no {column} column"
+    values = sorted({str(v) for v in rows[column].dropna()})
+    return f"{column} " + ", ".join(values[:6]) + (" ..." if len(values) > 6 else "")
+
+
+# --- uncertainty ---------------------------------------------------------------------------
+
+
+def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, float] | None:
+    """95% t-interval of the mean of the row's repetitions for this metric (samples.csv), or None.
+
+    A metric derived in proportion from a sampled one (MBU from decode tok/s) gets that
+    column's interval scaled by the row's ratio of the two.
+    """
+    from scipy import stats
+
+    source = COLUMNS[metric].sample if metric in COLUMNS else None
+    scale = 1.0
+    if source is None and metric in PROPORTIONAL_TO:
+        base = PROPORTIONAL_TO[metric]
+        source = COLUMNS[base].sample
+        if not row.get(base) or pd.isna(row.get(base)) or pd.isna(row.get(metric)):
+            return None
+        scale = float(row[metric]) / float(row[base])
+    samples = run.samples
+    if source is None or samples.empty or source not in samples.columns or "case" not in samples.columns \
+            or pd.isna(row.get("case")):
+        return None
+    values = pd.to_numeric(samples.loc[samples["case"] == row["case"], source], errors="coerce").dropna() * scale
+    n = len(values)
+    if n < 2:
+        return None
+    mean, sem = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
+    return mean - half, mean + half
+
+
+def _target(claim: Claim) -> float:
+    return claim.figure * claim.tolerance if claim.comparison.endswith(">=") else claim.figure / claim.tolerance
+
+
+def _judge(claim: Claim, value: float, bound: float, conditions: str, run: str,
+           interval: tuple[float, float] | None = None, where: str = "") -> Verdict:
+    target = _target(claim)
+    holds = value >= target if claim.comparison == ">=" else value <= target
+    ratio = value / claim.figure if claim.figure else NAN
+    notes = [] if claim.tolerance == 1.0 else [f"tolerance {claim.tolerance:g}"]
+    verdict = "holds" if holds else "does not hold"
+    if interval is not None and interval[0] <= target <= interval[1]:
+        verdict = "inconclusive"
+        notes.insert(0, f"the claimed {target:g} lies inside the 95% interval {_fmt(interval[0])}-{_fmt(interval[1])}"
+                        " of the repetitions: more repetitions (min_reps) narrow it")
+    return Verdict(claim, verdict, value, ratio, bound, conditions, "; ".join(notes), run, interval, where)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _where(claim: Claim, device_names: list[str]) -> str:
+    """Whether the measurement is on the claimed hardware class, or a check of the claim's figure elsewhere."""
+    devices = ", ".join(sorted(set(device_names)))
+    if not claim.hardware:
+        return f"general claim, measured on {devices}"
+    if any(re.search(claim.hardware, d, flags=re.IGNORECASE) for d in device_names):
+        return f"on the claimed hardware ({devices})"
+    return f"figure checked on {devices}, not the claimed hardware"
+
+
+# --- verdicts ------------------------------------------------------------------------------
 
 
 def _fingerprint_memory(run: Run) -> float:
@@ -199,36 +314,39 @@ def _fingerprint_memory(run: Run) -> float:
     return NAN
 
 
-def _special_metric(claim: Claim, runs: list[Run]) -> tuple[float, str, str]:
-    """Metrics that are not a results column: (value, run name, conditions text), or NaN with a reason."""
+def _special_metric(claim: Claim, runs: list[Run]) -> tuple[float, str, str, str]:
+    """Metrics that are not a results column: (value, run name, text, device), or NaN with a reason."""
     if claim.metric == "memory_per_card_gb":
         for run in runs:
             gb = _fingerprint_memory(run)
             if not math.isnan(gb):
-                return gb, run.name, f"device={run.device_name}"
-        return NAN, "", "no accelerator memory in the runs' fingerprints (CPU runs have none)"
+                return gb, run.name, f"device={run.device_name}", run.device_name
+        return NAN, "", "no accelerator memory in the runs' fingerprints (CPU runs have none)", ""
     if claim.metric == "ridge_point":
-        bw = [(r, v) for r in runs for v in _ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
-        fl = [(r, v) for r in runs for v in _ok_rows(r).get("tflops", pd.Series(dtype=float)).dropna()]
+        bw = [(r, v) for r in runs for v in ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
+        fl = [(r, v) for r in runs for v in ok_rows(r).get("tflops", pd.Series(dtype=float)).dropna()]
         if not bw or not fl:
-            return NAN, "", "needs a membw and a matmul run on the same device (bench run --workload membw; matmul)"
+            return NAN, "", ("needs a membw and a matmul run on the same device "
+                             "(bench run --workload membw; bench run --workload matmul)"), ""
         ridge = max(v for _, v in fl) * 1e12 / (max(v for _, v in bw) * 1e9)
-        return ridge, bw[0][0].name, "ridge point = peak FLOP/s / bandwidth; batch-1 decode needs ~1 FLOP/byte"
+        return ridge, bw[0][0].name, "ridge point = peak FLOP/s / bandwidth; batch-1 decode needs ~1 FLOP/byte", \
+            bw[0][0].device_name
     raise KeyError(claim.metric)
 
 
-def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = None) -> Verdict:
-    """One claim against all runs."""
+def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = None,
+                 groups: list[list[Run]] | None = None) -> Verdict:
+    """One claim against all runs (groups: the runs of each results root given, for ratio claims)."""
     if claim.comparison == "price":
         return _verify_price(claim, runs, price_per_hour)
     if claim.comparison.startswith("ratio"):
-        return _verify_ratio(claim, runs)
+        return _verify_ratio(claim, groups if groups and len(groups) > 1 else _by_device(runs))
     if claim.metric in ("memory_per_card_gb", "ridge_point"):
-        value, run_name, text = _special_metric(claim, runs)
+        value, run_name, text, device = _special_metric(claim, runs)
         if math.isnan(value):
             return Verdict(claim, "not measured", reason=text)
-        return _judge(claim, value, NAN, text, run_name)
-    best: tuple[float, pd.Series, str] | None = None
+        return _judge(claim, value, NAN, text, run_name, where=_where(claim, [device]))
+    best: tuple[float, pd.Series, Run] | None = None
     for run in runs:
         rows = candidate_rows(run, claim)
         if claim.metric not in rows.columns:
@@ -238,12 +356,22 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
             value = float(row[claim.metric])
             better = best is None or (value > best[0] if claim.comparison == ">=" else value < best[0])
             if better:
-                best = (value, row, run.name)
+                best = (value, row, run)
     if best is None:
-        return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=_why_not(claim, runs))
-    value, row, run_name = best
-    text = f"{case_label(row, workload=False)} on {row.get('device_name', '')}"
-    return _judge(claim, value, _bound_for(claim, row), text, run_name)
+        return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=_why_not(claim, runs),
+                       conditions=describe(claim.conditions))
+    value, row, run = best
+    text = f"case {_case_number(row)}: {case_label(row)}"
+    verdict = _judge(claim, value, _bound_for(claim, row), text, run.name,
+                     confidence_interval(run, row, claim.metric), _where(claim, [str(row.get("device_name", ""))]))
+    if verdict.interval is None and verdict.verdict != "inconclusive":
+        verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
+    return verdict
+
+
+def _case_number(row: pd.Series) -> str:
+    case = row.get("case")
+    return "?" if case is None or pd.isna(case) else str(int(case))
 
 
 def _bound_for(claim: Claim, row: pd.Series) -> float:
@@ -266,9 +394,9 @@ def _bound_unmeasured(claim: Claim, runs: list[Run]) -> float:
     models = claim.conditions.get("model")
     if claim.metric != "decode_tok_s_per_user" or not models or not runs:
         return NAN
-    measured = [v * 1e9 for r in runs for v in _ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
+    measured = [v * 1e9 for r in runs for v in ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
     ceilings = [(r.meta.get("ceiling") or {}).get("bandwidth_bytes_s") for r in runs]
-    ceilings = [c for c in ceilings if c is not None and not math.isnan(c)]
+    ceilings = [c for c in ceilings if isinstance(c, int | float) and math.isfinite(c) and c > 0]
     bandwidth = max(measured) if measured else (ceilings[0] if ceilings else NAN)
     if math.isnan(bandwidth):
         return NAN
@@ -280,40 +408,55 @@ def _bound_unmeasured(claim: Claim, runs: list[Run]) -> float:
     return decode_bound_tok_s(decode_bytes_per_step(shape, 2, 1, 0), 1, bandwidth)
 
 
-def _judge(claim: Claim, value: float, bound: float, conditions: str, run: str) -> Verdict:
-    target = claim.figure * claim.tolerance if claim.comparison == ">=" else claim.figure / claim.tolerance
-    holds = value >= target if claim.comparison == ">=" else value <= target
-    ratio = value / claim.figure if claim.figure else NAN
-    return Verdict(claim, "holds" if holds else "does not hold", value, ratio, bound, conditions,
-                   reason="" if claim.tolerance == 1.0 else f"tolerance {claim.tolerance:g}", run=run)
+RATIO_KEYS = ["model", "dtype", "batch_size", "input_len", "output_len"]
 
 
-def _verify_ratio(claim: Claim, runs: list[Run]) -> Verdict:
-    """First run's metric over each other run's, on matching cases (same model, batch, lengths)."""
-    if len(runs) < 2:
-        return Verdict(claim, "not measured",
-                       reason="a comparison between machines: give the claimed system's run first, then a reference run")
-    keys = ["model", "batch_size", "input_len", "output_len"]
-    first = candidate_rows(runs[0], claim)
-    best: tuple[float, str, str] | None = None
-    if len({r.device_name for r in runs}) < 2:
-        return Verdict(claim, "not measured", reason="a comparison between machines: all runs are on "
-                       f"{runs[0].device_name}; give the claimed system's run first, then a reference run")
-    for other in runs[1:]:
-        if other.device_name == runs[0].device_name:
+def _by_device(runs: list[Run]) -> list[list[Run]]:
+    """Runs given one by one: the first run's device is the claimed system, each other device a reference."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.device_name, []).append(run)
+    return list(groups.values())
+
+
+def _verify_ratio(claim: Claim, groups: list[list[Run]]) -> Verdict:
+    """The claimed system (first group) over each reference (other groups), case by case on shared cases."""
+    how = "a comparison between machines: bench verify CLAIMED_ROOT REFERENCE_ROOT (the claimed system first)"
+    if len(groups) < 2:
+        runs = groups[0] if groups else []
+        return Verdict(claim, "not measured", reason=how + (f"; all runs are on {runs[0].device_name}" if runs else ""))
+    claimed = [candidate_rows(r, claim).assign(_run=r.name) for r in groups[0]]
+    claimed_rows = pd.concat(claimed, ignore_index=True) if claimed else pd.DataFrame()
+    claimed_device = ", ".join(sorted({r.device_name for r in groups[0]}))
+    cases: list[tuple[float, str, str]] = []
+    for reference in groups[1:]:
+        ref = [candidate_rows(r, claim).assign(_run=r.name) for r in reference]
+        ref_rows = pd.concat(ref, ignore_index=True) if ref else pd.DataFrame()
+        if claimed_rows.empty or ref_rows.empty or claim.metric not in claimed_rows.columns \
+                or claim.metric not in ref_rows.columns:
             continue
-        merged = first.merge(candidate_rows(other, claim), on=keys, suffixes=("", "_ref"))
+        keys = [k for k in RATIO_KEYS if k in claimed_rows.columns and k in ref_rows.columns]
+        merged = claimed_rows.merge(ref_rows, on=keys, suffixes=("", "_ref"))
         merged = merged[merged[claim.metric].notna() & merged[f"{claim.metric}_ref"].notna()]
         for _, row in merged.iterrows():
             ratio = float(row[claim.metric]) / float(row[f"{claim.metric}_ref"])
-            text = f"{row['model']} bs={row['batch_size']}: {row['device_name']} vs {row['device_name_ref']}"
-            if best is None or abs(math.log(ratio)) > abs(math.log(best[0])):
-                best = (ratio, text, other.name)
-    if best is None:
-        return Verdict(claim, "not measured", reason=f"no case with {claim.metric} measured in both runs")
-    ratio, text, run = best
-    holds = ratio >= claim.figure if claim.comparison == "ratio>=" else ratio <= claim.figure
-    return Verdict(claim, "holds" if holds else "does not hold", ratio, ratio / claim.figure, NAN, text, run=run)
+            label = f"{row['model']} bs={row['batch_size']} in={row['input_len']} out={row['output_len']}: " \
+                    f"{ratio:.3g}x ({row['device_name']} vs {row['device_name_ref']})"
+            cases.append((ratio, label, row["_run"]))
+    if not cases:
+        return Verdict(claim, "not measured", conditions=describe(claim.conditions),
+                       reason=f"no shared case with {claim.metric} measured on both systems ({how})")
+    target = claim.figure
+    held = [(r >= target) if claim.comparison == "ratio>=" else (r <= target) for r, _, _ in cases]
+    ratios = [r for r, _, _ in cases]
+    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    verdict = "holds" if all(held) else "does not hold" if not any(held) else "inconclusive"
+    reason = f"claimed system: {claimed_device} (first root); holds on {sum(held)} of {len(held)} shared case(s)"
+    if len(ratios) > 1:
+        reason += f", ratios {min(ratios):.3g}-{max(ratios):.3g}"
+    where = _where(claim, sorted({r.device_name for r in groups[0]}))
+    return Verdict(claim, verdict, geo, geo / claim.figure, NAN, "; ".join(label for _, label, _ in cases[:3]),
+                   reason, cases[0][2], None, where, [label for _, label, _ in cases])
 
 
 def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -> Verdict:
@@ -321,11 +464,10 @@ def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -
     price = dict(claim.price or {})
     if price_per_hour is not None and "per_hour" in price:
         price["per_hour"] = price_per_hour
-    rows = [(r, row) for r in runs for _, row in _ok_rows(r).iterrows()
-            if not pd.isna(row.get("output_tok_s", NAN)) and row.get("model") not in SMOKE_TEST_MODELS
-            and row.get("engine") != "simulated"]
+    rows = [(r, row) for r in runs for _, row in _real(ok_rows(r)).iterrows()
+            if not pd.isna(row.get("output_tok_s", NAN))]
     if not rows:
-        return Verdict(claim, "not measured", reason="a price claim: needs a throughput run to price")
+        return Verdict(claim, "not measured", reason="a price claim: needs a throughput run of a real model to price")
     run, row = max(rows, key=lambda x: x[1]["output_tok_s"])
     tok_s = float(row["output_tok_s"])
     if "per_hour" in price:
@@ -345,9 +487,11 @@ def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -
                    reason=f"a price, not a measurement: US${usd:.3g} per million output tokens", run=run.name)
 
 
-def verify(runs: list[Run], price_per_hour: float | None = None, claims: list[Claim] | None = None) -> list[Verdict]:
-    """Every claim's verdict."""
-    return [verify_claim(c, runs, price_per_hour) for c in (claims or load_claims())]
+def verify(runs: list[Run], price_per_hour: float | None = None, claims: list[Claim] | None = None,
+           groups: list[list[Run]] | None = None) -> list[Verdict]:
+    """Every claim's verdict. groups: the runs of each root or run given, in order (the first is the
+    claimed system for the cross-machine ratio claims)."""
+    return [verify_claim(c, runs, price_per_hour, groups) for c in (claims or load_claims())]
 
 
 def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
@@ -359,9 +503,13 @@ def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
         "claim": v.claim.id,
         "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
         "measured": num(v.measured),
-        "ratio": num(v.ratio),
-        "roofline bound": num(v.bound),
+        "95% interval": f"{num(v.interval[0])}-{num(v.interval[1])}" if v.interval else "",
         "verdict": v.verdict,
-        "conditions": v.conditions,
+        "roofline bound": num(v.bound),
+        "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions
+        else v.conditions,
+        "claim's scope": v.claim.scope,
+        "where": v.where,
+        "run / case": f"{v.run}: {v.conditions}" if v.run and v.verdict != "not measured" else v.run,
         "why": v.reason,
     } for v in verdicts]

@@ -199,6 +199,11 @@ def check_consistent(params: dict[str, Any], where: str) -> None:
             raise BadInput(f"{where}: {low}={max(lows):g} is larger than {high}={min(highs):g}")
 
 
+def validate_params(table: Any, where: str) -> dict[str, Any]:
+    """A table of workload keys, each checked and coerced to its type."""
+    return _validate_params(table, where)
+
+
 def _validate_params(table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise BadInput(f"{where}: must be a table of parameters")
@@ -207,6 +212,15 @@ def _validate_params(table: Any, where: str) -> dict[str, Any]:
 
 def load_workload(name_or_path: str) -> Workload:
     """Load a bundled workload by name, or a TOML file by path, and validate it."""
+    path, data = read_workload_file(name_or_path)
+    if data.get("kind") == "suite":
+        raise BadInput(f"{path}: a suite of workloads, not one workload (run it with bench run --workload "
+                       f"{name_or_path})")
+    return workload_from(path, data)
+
+
+def read_workload_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
+    """The workload file's path and its TOML content; BadInput when it cannot be found or read."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         bundled = available_workloads()
@@ -224,6 +238,11 @@ def load_workload(name_or_path: str) -> Workload:
 
     if not data:
         raise BadInput(f"{path}: empty workload file (give at least [params]; see workloads/*.toml)")
+    return path, data
+
+
+def workload_from(path: Path, data: dict[str, Any]) -> Workload:
+    """Validate a workload file's content."""
     unknown = set(data) - META_KEYS
     if unknown:
         raise BadInput(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))} "

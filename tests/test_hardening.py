@@ -125,17 +125,43 @@ def test_an_empty_workload_file_is_exit_2(capsys, tmp_path, body):
 def test_a_corrupt_ceiling_in_the_results_root_is_ignored(tmp_path, bandwidth):
     """A membw row that is not a finite positive bandwidth never becomes the roofline, and never crashes a run."""
     from bench.ceilings import latest_ceiling
+    from bench.devices import resolve_device
 
     bad = tmp_path / "20200101T000000Z-host-membw"
     bad.mkdir()
-    device = "Intel CPU"
+    device = resolve_device("cpu").name  # this machine's, so the next run reads the row
     (bad / "results.csv").write_text("schema_version,workload,model,status,device_name,bandwidth_gb_s\n"
-                                     f"1,membw,none,ok,{device},{bandwidth}\n")
-    ceiling = latest_ceiling(tmp_path, device)
+                                     f'1,membw,none,ok,"{device}",{bandwidth}\n')
+    warnings: list[str] = []
+    ceiling = latest_ceiling(tmp_path, device, warnings)
     assert "measured" not in ceiling.source
     proc = run_bench("run", "--engine", "simulated", "--quick", "--set", "min_seconds=0", "--set", "idle_seconds=0",
                      "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
+    if bandwidth != "nan":  # an empty cell is no measurement; anything else unusable is said
+        assert len(warnings) == 1 and f"ignored bandwidth_gb_s = {bandwidth}" in warnings[0]
+        assert "warning: ignored bandwidth_gb_s" in proc.stderr
+
+
+def test_a_missing_ceiling_is_probed_once_per_machine(tmp_path):
+    """No membw/matmul run and no datasheet entry (a CPU): the first generate run probes the ceilings, records
+    them in run.json with their source and fills the roofline columns; the next run reuses the cached figures."""
+    env = {"CLAIMBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("run", "--set", "min_reps=1", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1")
+    sources = []
+    for out in ("a", "b"):
+        proc = run_bench(*args, "--out", str(tmp_path / out), env=env)
+        assert proc.returncode == 0, proc.stderr
+        run = single_run_dir(tmp_path / out)
+        meta = json.loads((run / "run.json").read_text())
+        assert meta["ceiling"]["bandwidth_bytes_s"] > 0 and meta["ceiling"]["flops"] > 0
+        sources.append(meta["ceiling"]["source"])
+        row = pd.read_csv(run / "results.csv").iloc[0]
+        assert row["mbu"] > 0 and row["mfu"] > 0 and row["roofline_decode_tok_s"] > 0
+    assert "probed" in sources[0] and "cached" not in sources[0]
+    assert "cached" in sources[1]
+    cached = json.loads((tmp_path / "cache" / "ceilings.json").read_text())
+    assert len(cached) == 1
 
 
 @pytest.mark.parametrize("change", ['figure = "fast"', "figure = nan", "figure = -1", "tolerance = inf",

@@ -34,6 +34,9 @@ class Engine(ABC):
     # False when the model runs in another process (vLLM's engine core, a server): torch's and
     # this process's memory counters then say nothing about it.
     in_process: ClassVar[bool] = True
+    # False when what is measured is not this machine's device (a remote server, a timing model):
+    # then this device's ceilings mean nothing for its rows and are not probed.
+    on_local_device: ClassVar[bool] = True
 
     @abstractmethod
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
@@ -73,6 +76,11 @@ class Engine(ABC):
         linearly with the context instead of quadratically.
         """
         return False
+
+    def peak_memory_bytes(self) -> float | None:
+        """The engine's own peak memory for the last generate call, where it knows better than the
+        device counters (None: the runner reads torch's or the process's peak)."""
+        return None
 
     def notes(self) -> list[str]:
         """Warnings about the last measurements, for the row's detail."""

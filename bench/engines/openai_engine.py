@@ -100,6 +100,7 @@ class OpenAIEngine(Engine):
 
     name = "openai"
     in_process = False
+    on_local_device = False
 
     def __init__(self) -> None:
         self.base_url = ""

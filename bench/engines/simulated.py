@@ -9,7 +9,8 @@ harness measures is the model's.
 Timing model, in seconds: TTFT = 0.005 + 1e-5 * batch * prompt tokens computed
 (reused prefix tokens are free); each later token = 0.010 + 0.001 * batch.
 With `--set sim_kv_tokens=N` a case whose batch * (input + output) exceeds N runs out
-of memory, as a card would.
+of memory, as a card would. Memory model: peak = 1 GB + 1 MB per token held
+(batch * (input + output)), so a max_mem_gb budget gives exact over_budget edges.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ TTFT_BASE_S = 0.005
 PREFILL_S_PER_TOKEN = 1e-5
 STEP_BASE_S = 0.010
 STEP_S_PER_SEQUENCE = 0.001
+BASE_BYTES = 1e9
+BYTES_PER_TOKEN = 1e6
 
 
 def ttft_s(batch: int, computed_tokens: int) -> float:
@@ -50,9 +53,11 @@ class SimulatedEngine(Engine):
     """Timestamps from the timing model above; exact token counts; optional memory capacity."""
 
     name = "simulated"
+    on_local_device = False
 
     def __init__(self) -> None:
         self.capacity_tokens = 0
+        self.last_peak = BASE_BYTES
 
     def configure(self, params: dict[str, Any]) -> None:
         self.capacity_tokens = int(params.get("sim_kv_tokens", 0))
@@ -66,6 +71,7 @@ class SimulatedEngine(Engine):
         if self.capacity_tokens and batch * (input_len + output_len) > self.capacity_tokens:
             raise torch.OutOfMemoryError(f"simulated: {batch} x {input_len + output_len} tokens exceed "
                                          f"sim_kv_tokens={self.capacity_tokens}")
+        self.last_peak = BASE_BYTES + BYTES_PER_TOKEN * batch * (input_len + output_len)
         start = clock.now()
         times = [clock.advance(ttft_s(batch, input_len - reuse_prefix))]
         for _ in range(output_len - 1):
@@ -73,6 +79,9 @@ class SimulatedEngine(Engine):
             if on_token is not None:
                 on_token(len(times), times[-1])
         return batch_repetition(start, times, batch, input_len)
+
+    def peak_memory_bytes(self) -> float | None:
+        return self.last_peak
 
     def close(self) -> None:
         clock.use_real()

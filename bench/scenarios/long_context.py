@@ -51,12 +51,21 @@ class LongContextScenario(GenerateScenario):
                                            loaded.resident_at_start, limit, longest))
 
     def after(self, case: Case, row: dict[str, Any]) -> None:
+        """measured_max_context: the longest input that ran, once a longer one failed (OOM or over the
+        budget); until then the limit is not known and the cell stays empty with a note."""
         super().after(case, row)
-        row["measured_max_context"] = self.last_ok.get(self.context_group(case), NAN)
+        group = self.context_group(case)
+        if group in self.oom_at:
+            row["measured_max_context"] = self.last_ok.get(group, NAN)
+        else:
+            row["measured_max_context"] = NAN
+            if group in self.last_ok:
+                note = f"limit not reached up to {self.last_ok[group]} tokens"
+                row["detail"] = "; ".join(d for d in (row.get("detail"), note) if d)
 
     def follow_ups(self, case: Case, result: CaseResult, measure: Measure, next_index: int) -> Iterator[CaseResult]:
         """After the first OOM that follows an ok length: probe between the two until the gap is small."""
-        if result.row["status"] != "oom":
+        if result.row["status"] not in ("oom", "over_budget"):
             return
         group = self.context_group(case)
         index = next_index
@@ -70,8 +79,7 @@ class LongContextScenario(GenerateScenario):
             probe_result = measure(probe)
             row = probe_result.row
             row["tags"] = ";".join(t for t in (row.get("tags"), "bisect") if t)
-            if row["status"] not in ("ok", "oom"):
+            if row["status"] not in ("ok", "oom", "over_budget"):
                 yield probe_result
                 return
-            row["measured_max_context"] = self.last_ok.get(group, NAN)
             yield probe_result

@@ -48,6 +48,7 @@ class PrefixReuseScenario(GenerateScenario):
 
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
         cols = super().columns(loaded, case, row, reps)
+        cols["prefix_len"] = case["prefix_len"]
         pair = (*self.context_group(case), case["input_len"], case["prefix_len"])
         if not case["reuse"]:
             self.recompute_ttft[pair] = row["ttft_ms_p50"]

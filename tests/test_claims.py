@@ -1,0 +1,202 @@
+"""Verdicts: each claim's conditions, uncertainty, scope, cross-machine ratios, suites and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.runs import Run
+from bench.verify import load_claims, verify_claim
+from tests.conftest import run_bench
+
+CLAIMS = {c.id: c for c in load_claims()}
+BASE = {"status": "ok", "device_name": "NVIDIA H200", "model": "llama-3.1-8b", "params": 8.03e9, "batch_size": 1,
+        "input_len": 512, "output_len": 128, "engine": "transformers", "dtype": "bfloat16"}
+
+
+def make_run(workload: str, rows: list[dict], samples: list[dict] | None = None, claims: list[str] | None = None,
+             name: str | None = None) -> Run:
+    results = pd.DataFrame([{**BASE, "workload": workload, "case": i, **r} for i, r in enumerate(rows)])
+    return Run(name or workload, Path("."), results, pd.DataFrame(samples or []),
+               {"workload": {"name": workload, "claims": claims or []}})
+
+
+def test_every_claim_states_its_conditions():
+    """Workloads, a model class that excludes the smoke-test model where a model runs, scope and hardware."""
+    for claim in CLAIMS.values():
+        assert claim.workloads and claim.scope, claim.id
+        model_claim = claim.metric not in ("bandwidth_gb_s", "ridge_point", "memory_per_card_gb", "usd_per_mtok")
+        if model_claim:
+            cond = claim.conditions
+            assert "model" in cond or "min_params" in cond, claim.id
+    assert CLAIMS["long-reasoning"].conditions["min_output_len"] >= 1024
+    assert CLAIMS["kv-reuse"].conditions["min_prefix_len"] >= 1024
+
+
+def test_a_claim_needs_its_own_workload_model_class_and_lengths():
+    edge = make_run("edge", [{"model": "llama-3.2-1b", "params": 1.24e9, "tpot_ms_p99": 9.0}])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [edge])
+    assert v.verdict == "not measured" and "latency workload" in v.reason
+    assert "bench run --workload latency --model qwen2.5-0.5b" in v.reason  # the command that measures it
+    latency = make_run("latency", [{"tpot_ms_p99": 21.0}])
+    assert verify_claim(CLAIMS["edge-latency-10ms"], [edge, latency]).verdict == "does not hold"
+    # A long prefill is not a long answer.
+    short = make_run("long-generation", [{"e2e_ms_p50": 17000.0, "output_len": 16}])
+    v = verify_claim(CLAIMS["long-reasoning"], [short])
+    assert v.verdict == "not measured" and "output_len >= 1024" in v.reason and "runs have output_len 16" in v.reason
+    long = make_run("long-generation", [{"e2e_ms_p50": 30000.0, "output_len": 2048}])
+    assert verify_claim(CLAIMS["long-reasoning"], [long]).verdict == "holds"
+    # A small model is not the model class of the claim.
+    small = make_run("latency", [{"model": "toy-100m", "params": 1e8, "tpot_ms_p99": 2.0}])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [small])
+    assert v.verdict == "not measured" and "params >= 4e+08" in v.reason
+    # kv-reuse needs a long shared prefix.
+    reuse = make_run("prefix-reuse", [{"prefix_len": 256, "input_len": 288, "ttft_speedup": 40.0}])
+    v = verify_claim(CLAIMS["kv-reuse"], [reuse])
+    assert v.verdict == "not measured" and "prefix_len >= 1024" in v.reason
+    # A user's own workload file counts when it lists the claim; the tiny model never does.
+    mine = make_run("my-latency", [{"tpot_ms_p99": 8.0}], claims=["edge-latency-10ms"])
+    assert verify_claim(CLAIMS["edge-latency-10ms"], [mine]).verdict == "holds"
+    tiny = make_run("latency", [{"model": "tiny", "params": 1.05e7, "tpot_ms_p99": 1.0}])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [tiny])
+    assert v.verdict == "not measured" and "tiny" in v.reason
+
+
+def test_a_figure_inside_the_confidence_interval_is_inconclusive():
+    """MBU 0.52 against a claimed 0.5: the 95% interval of three spread repetitions includes 0.5."""
+    row = {"mbu": 0.52, "decode_tok_s": 52.0}
+    spread = make_run("throughput", [row], [{"case": 0, "decode_tok_s": v} for v in (40.0, 52.0, 64.0)])
+    v = verify_claim(CLAIMS["utilization-50"], [spread])
+    assert v.verdict == "inconclusive"
+    low, high = v.interval
+    assert low < 0.5 < high and low == pytest.approx(0.52 - 4.3027 * 0.12 / 3 ** 0.5, rel=1e-3)
+    assert "inside the 95% interval" in v.reason and "min_reps" in v.reason
+    tight = make_run("throughput", [row], [{"case": 0, "decode_tok_s": v} for v in (51.9, 52.0, 52.1)])
+    v = verify_claim(CLAIMS["utilization-50"], [tight])
+    assert v.verdict == "holds" and v.interval[0] > 0.5
+    assert v.run == "throughput" and v.conditions.startswith("case 0: throughput llama-3.1-8b")
+
+
+def test_scope_says_whether_the_measurement_is_on_the_claimed_hardware():
+    on_h200 = make_run("latency", [{"tpot_ms_p99": 21.0}])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [on_h200])
+    assert v.where == "figure checked on NVIDIA H200, not the claimed hardware"
+    ascend = make_run("latency", [{"tpot_ms_p99": 8.0, "device_name": "Huawei Ascend 910B"}])
+    assert verify_claim(CLAIMS["edge-latency-10ms"], [ascend]).where.startswith("on the claimed hardware")
+    assert verify_claim(CLAIMS["long-reasoning"], [make_run("long-generation", [
+        {"e2e_ms_p50": 30000.0, "output_len": 2048}])]).where.startswith("general claim")
+
+
+def _root(tmp_path: Path, name: str, device: str, tok_s: list[float]) -> Path:
+    run = tmp_path / name / f"20260101T000000Z-{name}-throughput"
+    run.mkdir(parents=True)
+    rows = [{**BASE, "schema_version": 1, "workload": "throughput", "case": i, "device_name": device,
+             "batch_size": b, "decode_tok_s": t} for i, (b, t) in enumerate(zip((1, 8), tok_s))]
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    return tmp_path / name
+
+
+def test_cross_machine_ratio_claims_from_two_roots(tmp_path):
+    """groq-10x from two results roots: the first is the claimed system; case by case on shared cases."""
+    lpu = _root(tmp_path, "lpu", "Groq LPU", [520.0, 2000.0])
+    gpu = _root(tmp_path, "gpu", "NVIDIA H100", [40.0, 400.0])
+    proc = run_bench("verify", str(lpu), str(gpu), "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(__import__("io").StringIO(proc.stdout)).set_index("claim")
+    # 13x at batch 1 holds, 5x at batch 8 does not: the cases disagree.
+    assert df.loc["groq-10x", "verdict"] == "inconclusive"
+    assert "holds on 1 of 2 shared case(s)" in df.loc["groq-10x", "why"]
+    assert "claimed system: Groq LPU" in df.loc["groq-10x", "why"]
+    assert df.loc["groq-10x", "where"].startswith("on the claimed hardware")
+    fast = _root(tmp_path, "lpu2", "Groq LPU", [520.0, 4400.0])
+    proc = run_bench("verify", str(fast), str(gpu), "--format", "csv")
+    df = pd.read_csv(__import__("io").StringIO(proc.stdout)).set_index("claim")
+    assert df.loc["groq-10x", "verdict"] == "holds"
+    proc = run_bench("verify", str(gpu), "--format", "csv")  # one machine: no ratio to take
+    df = pd.read_csv(__import__("io").StringIO(proc.stdout)).set_index("claim")
+    assert df.loc["groq-10x", "verdict"] == "not measured"
+    assert "CLAIMED_ROOT REFERENCE_ROOT" in df.loc["groq-10x", "why"]
+
+
+SUITE = """
+name = "my-suite"
+kind = "suite"
+[[step]]
+workload = "latency"
+[step.params]
+engine = "simulated"
+batch_size = [1]
+min_seconds = 0.0
+[[step]]
+workload = "throughput"
+[step.cpu]
+engine = "simulated"
+batch_size = [1, 2]
+input_len = [128]
+output_len = [16]
+[[step]]
+workload = "power"
+devices = ["cuda"]
+"""
+
+
+def test_a_users_suite_runs_every_step_into_one_root_then_verdicts_and_report(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE)
+    out = tmp_path / "results"
+    proc = run_bench("run", "--workload", str(path), "--quick", "--set", "idle_seconds=0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (root,) = [p for p in out.iterdir() if p.is_dir()]
+    assert root.name.endswith("-my-suite")
+    runs = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert [r.rsplit("-", 1)[1] for r in runs] == ["latency", "throughput"]
+    assert "not on this device: power (runs on cuda only)" in proc.stderr
+    assert (root / "report.html").is_file() and "claims on" in proc.stdout and "edge-latency-10ms" in proc.stdout
+    throughput = pd.read_csv(root / runs[1] / "results.csv")
+    assert list(throughput["batch_size"]) == [1, 2] and set(throughput["engine"]) == {"simulated"}
+    # A root is accepted wherever runs are.
+    for cmd in (["verify", str(root)], ["compare", str(root)], ["report", str(root), "-o", str(tmp_path / "r.html")]):
+        assert run_bench(*cmd).returncode == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('name = "s"\nkind = "suite"\n', "at least one [[step]]"),
+    ('kind = "suite"\n[[step]]\nworkload = "nope"\n', "unknown workload 'nope'"),
+    ('kind = "suite"\n[[step]]\nworkload = "latency"\n[step.params]\nbatch_size = -1\n', "batch_size"),
+    ('kind = "suite"\n[[step]]\nworkload = "latency"\nspeed = 3\n', "unknown key(s) speed"),
+    ('kind = "suite"\nsteps = 3\n', "unknown key(s) in a suite: steps"),
+])
+def test_a_bad_suite_is_one_line_and_exit_2_before_any_work(tmp_path, text, message):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    proc = run_bench("run", "--workload", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_claims_suite_plans_every_claim_workload_for_this_device():
+    proc = run_bench("run", "--workload", "claims", "--quick", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    for workload in ("membw", "matmul", "edge", "latency", "throughput", "prefix-reuse", "long-generation"):
+        assert f"{workload}:" in proc.stdout
+    assert "tiny" not in proc.stdout  # claims need real models at their real sizes
+    needed = {w for c in CLAIMS.values() for w in c.workloads}
+    assert needed <= {"membw", "matmul", "edge", "latency", "throughput", "prefix-reuse", "long-generation",
+                      "long-context", "power"}
+
+
+def test_the_report_links_each_measured_verdict_to_its_row(tmp_path):
+    run = tmp_path / "root" / "20260101T000000Z-h-latency"
+    run.mkdir(parents=True)
+    pd.DataFrame([{**BASE, "schema_version": 1, "workload": "latency", "case": 0, "tpot_ms_p99": 21.0}]).to_csv(
+        run / "results.csv", index=False)
+    out = tmp_path / "report.html"
+    proc = run_bench("report", str(tmp_path / "root"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    row = next(line for line in text.split("<tr") if 'data-verdict="does not hold"' in line)
+    assert "edge-latency-10ms" in row and "background:#f8d7da" in row
+    assert '<a href="#case-20260101T000000Z-h-latency-0">' in row
+    assert 'id="case-20260101T000000Z-h-latency-0"' in text
