@@ -246,6 +246,8 @@ def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, f
     """
     from scipy import stats
 
+    if metric == "ttft_speedup":
+        return _speedup_interval(run, row)
     source = COLUMNS[metric].sample if metric in COLUMNS else None
     scale = 1.0
     if source is None and metric in PROPORTIONAL_TO:
@@ -265,6 +267,33 @@ def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, f
     mean, sem = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
     return mean - half, mean + half
+
+
+def _case_values(run: Run, case: Any, column: str) -> pd.Series:
+    samples = run.samples
+    if samples.empty or column not in samples.columns or "case" not in samples.columns or pd.isna(case):
+        return pd.Series(dtype=float)
+    return pd.to_numeric(samples.loc[samples["case"] == case, column], errors="coerce").dropna()
+
+
+def _speedup_interval(run: Run, row: pd.Series) -> tuple[float, float] | None:
+    """TTFT recomputing / TTFT reusing, from both cases' repetitions: the ratio of means with a
+    95% interval from the standard error of its logarithm (delta method)."""
+    from scipy import stats
+
+    keys = [k for k in ("model", "dtype", "batch_size", "input_len", "output_len", "prefix_len")
+            if k in run.results.columns]
+    same = (run.results[keys] == row[keys]).all(axis=1) & run.results["ttft_speedup"].isna()
+    recompute = run.results[same & (run.results["status"] == "ok")]
+    if recompute.empty:
+        return None
+    cold, warm = _case_values(run, recompute.iloc[0]["case"], "ttft_ms"), _case_values(run, row.get("case"), "ttft_ms")
+    if len(cold) < 2 or len(warm) < 2 or cold.mean() <= 0 or warm.mean() <= 0:
+        return None
+    ratio = float(cold.mean() / warm.mean())
+    se_log = math.sqrt(cold.var(ddof=1) / len(cold) / cold.mean() ** 2 + warm.var(ddof=1) / len(warm) / warm.mean() ** 2)
+    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, min(len(cold), len(warm)) - 1))
+    return ratio * math.exp(-t * se_log), ratio * math.exp(t * se_log)
 
 
 def _target(claim: Claim) -> float:

@@ -200,3 +200,19 @@ def test_the_report_links_each_measured_verdict_to_its_row(tmp_path):
     assert "edge-latency-10ms" in row and "background:#f8d7da" in row
     assert '<a href="#case-20260101T000000Z-h-latency-0">' in row
     assert 'id="case-20260101T000000Z-h-latency-0"' in text
+
+
+def test_the_prefix_reuse_speedup_has_an_interval_from_both_cases():
+    """kv-reuse: 20x claimed; cold TTFT ~1000 ms, warm ~50 ms with a spread that leaves 20 inside the interval."""
+    rows = [{"prefix_len": 1024, "input_len": 1056, "ttft_speedup": float("nan")},
+            {"prefix_len": 1024, "input_len": 1056, "ttft_speedup": 20.5}]
+    samples = [{"case": 0, "ttft_ms": v} for v in (990.0, 1000.0, 1010.0)] + \
+              [{"case": 1, "ttft_ms": v} for v in (40.0, 50.0, 60.0)]
+    v = verify_claim(CLAIMS["kv-reuse"], [make_run("prefix-reuse", rows, samples)])
+    assert v.verdict == "inconclusive" and v.interval[0] < 20 < v.interval[1]
+    assert (v.interval[0] * v.interval[1]) ** 0.5 == pytest.approx(1000 / 50)  # symmetric in log around the ratio
+    tight = [{"case": 0, "ttft_ms": v} for v in (999.0, 1000.0, 1001.0)] + \
+            [{"case": 1, "ttft_ms": v} for v in (30.0, 30.1, 30.2)]
+    v = verify_claim(CLAIMS["kv-reuse"], [make_run("prefix-reuse", [rows[0], {**rows[1], "ttft_speedup": 33.2}],
+                                                   tight)])
+    assert v.verdict == "holds" and v.interval[0] > 20
