@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="shrink the matrix (the workload's [quick] table)")
     run.add_argument("--out", default="results", help="directory to create the run directory in (default: results)")
     run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+    run.add_argument("--wide", action="store_true", help="every column (default: the key ones, to fit 80 columns)")
 
     lst = sub.add_parser("list", help="list workloads, models, engines or claims")
     lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines", "claims"])
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--metrics", help="comma-separated metrics (default: all measured)")
     cmp_.add_argument("--price-per-hour", type=_price, help="US$/hour to add US$ per million output tokens")
     cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
+    cmp_.add_argument("--wide", action="store_true", help="every column (default: the key ones, to fit 80 columns)")
 
     chk = sub.add_parser("check", help="regression gate: exit 1 on a consistent slowdown beyond the tolerance")
     chk.add_argument("--baseline", required=True, action="append", metavar="RUN|ROOT",
@@ -87,12 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="significance level of the Mann-Whitney test with 5+ repetitions, in (0, 0.5] (default 0.01)")
     chk.add_argument("--metric", help="comma-separated metrics to gate (default: every gated metric measured)")
     chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change too")
+    chk.add_argument("--wide", action="store_true", help="every column (default: the key ones, to fit 80 columns)")
 
     ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
     ver.add_argument("runs", nargs="*", metavar="RUN",
                      help="run directories or results roots; for the cross-machine claims the claimed system's first")
     ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
     ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
+    ver.add_argument("--wide", action="store_true", help="every column (default: the key ones, to fit 80 columns)")
 
     rep = sub.add_parser("report", help="one self-contained HTML report")
     rep.add_argument("runs", nargs="+", metavar="RUN")
@@ -180,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True))
     if outcome.rows:
-        out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
+        out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}", args.wide))
         printers.print_details(Console(stderr=True), outcome.rows)
     console = Console(stderr=True)
     console.print(f"results: {outcome.path}")
@@ -259,16 +263,17 @@ def run_suite(suite: Any, args: argparse.Namespace) -> int:
     for workload, cases in planned:
         outcome = run_session(workload, cases, device, root, console)
         if outcome.rows:
-            out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}"))
+            out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}", args.wide))
+            printers.print_details(console, outcome.rows)
         status = max(status, _exit_status(outcome, console))
         if outcome.interrupted:
             break
     console.print(f"{suite.name}: {time.monotonic() - start:.0f} s; runs in {root}")
-    _verdicts_and_report(root, out, console)
+    _verdicts_and_report(root, console, args.wide)
     return status
 
 
-def _verdicts_and_report(root: Path, out: Any, console: Any) -> None:
+def _verdicts_and_report(root: Path, console: Any, wide: bool) -> None:
     """Print the verdicts on the runs in `root` and write root/report.html."""
     import pandas as pd
 
@@ -279,7 +284,7 @@ def _verdicts_and_report(root: Path, out: Any, console: Any) -> None:
     if not run_dirs_in(root):
         return
     runs = load_runs([str(root)])
-    _print_frame(pd.DataFrame(verdict_rows(verify(runs))), f"claims on {runs[0].device_name}")
+    _print_verdicts(pd.DataFrame(verdict_rows(verify(runs))), f"claims on {runs[0].device_name}", wide)
     report = root / "report.html"
     report.write_text(render(runs), encoding="utf-8")
     console.print(f"report: {report}")
@@ -289,7 +294,10 @@ def _stdout_console() -> Any:
     """rich console for tables; wide when piped, so a saved log keeps every column."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) >= 40 else 200)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -391,18 +399,27 @@ def cmd_env(args: argparse.Namespace) -> int:
 # --- compare / check / verify / report -------------------------------------------------------
 
 
-def _print_frame(df: Any, title: str) -> None:
+def _print_frame(df: Any, title: str, columns: list[str] | None = None) -> None:
+    """A table that folds long cells rather than cutting them; `columns`: only these (the compact view)."""
+    from rich import box
     from rich.table import Table
 
     from bench.render import rows_for_rich
 
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
     cols, rows = rows_for_rich(df)
-    table = Table(title=title)
-    for c in cols:
-        table.add_column(c, overflow="fold")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    for i, c in enumerate(cols):  # the first column names the row: kept whole, the others fold
+        table.add_column(c, overflow="fold", no_wrap=i == 0)
     for r in rows:
         table.add_row(*r)
     _stdout_console().print(table)
+
+
+def compare_compact(n_runs: int) -> list[str]:
+    """Compare's compact view: the case, the metric, each run's value and ratio (no workload column)."""
+    return ["case", "metric", *(f"[{i}]" for i in range(n_runs)), *(f"x{i}/0" for i in range(1, n_runs))]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -423,7 +440,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.format == "table":
         for line in header:
             print(line)
-        _print_frame(long_form(table, len(runs)), "compare (x i/0: run i over run 0)")
+        _print_frame(long_form(table, len(runs)), "compare (x i/0: run i over run 0)",
+                     None if args.wide else compare_compact(len(runs)))
     else:
         prefix = {"markdown": "", "csv": "# ", "html": ""}[args.format]
         if args.format == "html":
@@ -435,6 +453,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         plot_compare(table, runs, args.plot)
     return EXIT_OK
+
+
+CHECK_COMPACT = ["case", "metric", "baseline", "candidate", "worse %", "p", "reps"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -478,12 +499,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     inconclusive = frame[frame["verdict"] == "inconclusive"]
     if not inconclusive.empty:
         _print_frame(inconclusive, f"{len(inconclusive)} inconclusive change(s): beyond the tolerance, "
-                                   "not consistent")
+                                   "not consistent", None if args.wide else CHECK_COMPACT)
         most = max(max(f.reps) for f in findings if f.verdict == "inconclusive")
         print(f"to decide: rerun both with --set min_reps={max(5, 2 * most)} (5 or more repetitions a side "
               "let a Mann-Whitney test judge)")
     if not regressions.empty:
-        _print_frame(regressions, f"{len(regressions)} regression(s)")
+        _print_frame(regressions, f"{len(regressions)} regression(s)", None if args.wide else CHECK_COMPACT)
     floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
     if not floors.empty:
         per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")
@@ -524,10 +545,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     runs = [run for group in groups for run in group]
     frame = pd.DataFrame(verdict_rows(verify(runs, args.price_per_hour, groups=groups)))
     if args.format == "table":
-        _print_frame(frame, "claims")
+        _print_verdicts(frame, "claims", args.wide)
     else:
         print(format_table(frame, "markdown" if args.format == "md" else "csv"))
     return EXIT_OK
+
+
+VERDICT_COMPACT = ["claim", "claimed", "measured", "95% interval", "verdict"]
+
+
+def _print_verdicts(frame: Any, title: str, wide: bool) -> None:
+    """The verdict table: compact (and one line of scope and reason per claim below it), or every column."""
+    if wide:
+        _print_frame(frame, title)
+        return
+    _print_frame(frame, title, VERDICT_COMPACT)
+    console = _stdout_console()
+    for _, row in frame.iterrows():
+        said = "; ".join(str(row[k]) for k in ("where", "why") if str(row.get(k, "")) not in ("", "nan"))
+        if said:
+            console.print(f"  {row['claim']}: {said}", markup=False, highlight=False)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

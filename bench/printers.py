@@ -6,14 +6,18 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.schema import COLUMNS, SUMMARY_COLUMNS, header
+from bench.noise import kinds_in, summary
+from bench.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
 from bench.workload import Case
 
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
 SUMMARY: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in SUMMARY_COLUMNS]
+COMPACT: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in COMPACT_COLUMNS]
+IDENTITY = ("model", "dtype", "compile", "batch_size", "input_len", "output_len")
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "over_budget": "yellow", "skipped": "dim", "error": "red"}
 
@@ -47,26 +51,52 @@ def cases_table(cases: list[Case], title: str, uses_model: bool = True) -> Table
     return table
 
 
-def results_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
-    """The main metrics of each finished case."""
+def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False) -> Table:
+    """The main metrics of each finished case; a row with warnings is marked "!" after its status.
+
+    Compact (the default) fits an 80-column terminal: the key figures only, and an identity
+    column whose value is the same in every row moves into the title. wide: every summary column.
+    """
     rows = list(rows)
-    shown = [c for c in SUMMARY if any(fmt(r.get(c[0])) for r in rows)]
-    table = Table(title=title)
+    spec = SUMMARY if wide else COMPACT
+    shown = [c for c in spec if any(fmt(r.get(c[0])) for r in rows)]
+    if not wide:
+        constant = [c for c in shown if c[0] in IDENTITY and len({fmt(r.get(c[0])) for r in rows}) == 1 and len(rows) > 1]
+        if constant:
+            said = [_identity(c[0], rows[0].get(c[0])) for c in constant]
+            title += " (" + ", ".join(s for s in said if s) + ")"
+            shown = [c for c in shown if c not in constant]
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     for _key, heading, pattern in shown:
-        table.add_column(heading, justify="right" if pattern != "{}" else "left")
+        table.add_column(heading, justify="right" if pattern != "{}" else "left", overflow="fold")
     for r in rows:
         cells = []
         for key, _header, pattern in shown:
             text = fmt(r.get(key), pattern)
             if key == "status":
-                text = f"[{STATUS_STYLE.get(text, 'white')}]{text}[/]"
+                mark = " !" if kinds_in(str(r.get("detail", ""))) else ""
+                text = f"[{STATUS_STYLE.get(text, 'white')}]{text}[/]{mark}"
             cells.append(text)
         table.add_row(*cells)
     return table
 
 
+def _identity(key: str, value: Any) -> str:
+    """A constant identity column said in the title: 'tiny', 'in 64', 'compiled' (nothing when not compiled)."""
+    if key == "compile":
+        return "compiled" if str(value).lower() == "true" else ""
+    label = {"batch_size": "bs", "input_len": "in", "output_len": "out"}.get(key)
+    return f"{label} {fmt(value)}" if label else fmt(value)
+
+
 def print_details(console: Console, rows: Iterable[dict[str, Any]]) -> None:
-    """One line per case that did not end ok, saying why."""
+    """One line per case that did not end ok, saying why; then the warnings, each kind once, with what to do."""
+    rows = list(rows)
     for r in rows:
         if r.get("status") != "ok":
-            console.print(f"  case {r['case']}: {r['status']}: {r.get('detail', '')}")
+            console.print(f"  case {r['case']}: {r['status']}: {r.get('detail', '')}", markup=False)
+    lines = summary(rows)
+    if lines:
+        console.print("[yellow]warnings[/] (cases marked ! in the table; details in results.csv):")
+        for line in lines:
+            console.print(f"  {line}", markup=False)

@@ -20,6 +20,7 @@ from bench.engines import Engine, EngineUnavailable, LoadOptions, device_count, 
 from bench.errors import BadInput, first_line, is_oom
 from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
 from bench.models import ModelSpec, resolve_model
+from bench.noise import OtherLoad, warnings_for
 from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
@@ -175,6 +176,7 @@ class Runner:
         peaks: list[float] = []  # peak memory of each repetition (GB)
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
         self.sampler.sample_now()
+        other_load = OtherLoad()
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
@@ -205,9 +207,10 @@ class Runner:
                                     row["ttft_ms_p50"], self.ceiling.bandwidth, self.ceiling.flops))
         row.update(self.scenario.columns(loaded, case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
-        notes = [n for n in (*engine.notes(), energy_note) if n]
+        notes = [*engine.notes(), *map(str, warnings_for(row, samples, other_load.cores(),
+                                                         self.sampler.backend.other_processes(), energy_note))]
         if notes:
-            row["detail"] = "; ".join([row["detail"], *notes])
+            row["detail"] = "; ".join(n for n in [row["detail"], *notes] if n)
         if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)

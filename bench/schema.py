@@ -64,6 +64,12 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "energy_j_per_token", "mbu", "mfu", "goodput_frac", "max_batch_meeting_slo", "predicted_max_context",
     "measured_max_context", "ttft_speedup", "decode_slowdown", "fits_budget", "bandwidth_gb_s", "tflops", "tags",
 )
+# The default terminal table (80 columns): the key figures; --wide shows SUMMARY_COLUMNS.
+COMPACT_COLUMNS: tuple[str, ...] = (
+    "case", "model", "dtype", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
+    "tpot_ms_p50", "decode_tok_s", "decode_tok_s_cv", "mbu", "measured_max_context", "ttft_speedup",
+    "fits_budget", "bandwidth_gb_s", "tflops",
+)
 IDENTITY_HEADERS = {"case": "#", "compile": "compiled", "batch_size": "bs", "input_len": "in", "output_len": "out"}
 
 

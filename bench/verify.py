@@ -532,7 +532,7 @@ def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
         "claim": v.claim.id,
         "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
         "measured": num(v.measured),
-        "95% interval": f"{num(v.interval[0])}-{num(v.interval[1])}" if v.interval else "",
+        "95% interval": f"{v.interval[0]:.3g} to {v.interval[1]:.3g}" if v.interval else "",
         "verdict": v.verdict,
         "roofline bound": num(v.bound),
         "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions

@@ -39,6 +39,13 @@ initialised = {"count": 0}
 THROTTLE = {0: 0x4 | 0x1, 1: 0x0}  # gpu0: sw power cap (+ idle bit), gpu1: none
 
 
+OTHER_PROCESSES: dict[int, list] = {0: [], 1: []}  # a test puts types.SimpleNamespace(pid=, usedGpuMemory=) here
+
+
+def nvmlDeviceGetComputeRunningProcesses(h):
+    return OTHER_PROCESSES[h]
+
+
 def nvmlInit():
     initialised["count"] += 1
 

@@ -63,6 +63,10 @@ class Backend(ABC):
         """Hardware error counters (e.g. volatile ECC), read before and after a run."""
         return {}
 
+    def other_processes(self) -> list[str]:
+        """Other processes using the devices now ("pid 123 (2.1 GB)"); empty when none or unknown."""
+        return []
+
     def energy_reason(self) -> str:
         """The energy_source text: the method, or 'none: why'."""
         reason = self.capabilities().get("energy_j") and self.capabilities().get("power_w")

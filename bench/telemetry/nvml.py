@@ -156,6 +156,24 @@ class NvmlBackend(Backend):
                              "reason": err1 or err2}
         return counts
 
+    def other_processes(self) -> list[str]:
+        """Compute processes on the cards that are neither this process nor its children (vLLM's engine core)."""
+        import os
+
+        import psutil
+
+        ours = {os.getpid(), *(c.pid for c in psutil.Process().children(recursive=True))}
+        fn = getattr(self.nvml, "nvmlDeviceGetComputeRunningProcesses", None)
+        others = []
+        for label, h in zip(self._labels, self.handles):
+            procs, _ = self._call(fn, h) if fn else (None, None)
+            for p in procs or []:
+                if p.pid not in ours:
+                    used = getattr(p, "usedGpuMemory", None)
+                    gb = f", {used / 1e9:.1f} GB" if isinstance(used, int) else ""
+                    others.append(f"pid {p.pid} on {label}{gb}")
+        return others
+
     def fingerprint(self) -> list[dict[str, Any]]:
         n = self.nvml
         driver, _ = self._call(n.nvmlSystemGetDriverVersion)

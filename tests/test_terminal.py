@@ -1,0 +1,45 @@
+"""What a person sees in an 80-column terminal: no table cell is cut, no line is wider than the terminal."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tests.conftest import run_bench, single_run_dir
+
+NARROW = {"COLUMNS": "80"}
+
+
+def assert_fits(text: str) -> None:
+    assert "…" not in text, text  # rich marks a cut cell with an ellipsis
+    too_wide = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+
+
+def test_run_compare_check_and_verify_fit_80_columns(tmp_path):
+    out = tmp_path / "results"
+    args = ("run", "--engine", "simulated", "--workload", "latency", "--set", "batch_size=1,8,32",
+            "--set", "model=qwen2.5-0.5b,llama-3.2-1b", "--set", "min_reps=3", "--set", "min_seconds=0",
+            "--set", "idle_seconds=0", "--out")
+    first = run_bench(*args, str(out / "a"), env=NARROW)
+    assert first.returncode == 0, first.stderr
+    assert_fits(first.stdout)
+    assert "TTFT p50 ms" in first.stdout and "qwen2.5-0.5b" in first.stdout and "llama-3.2-1b" in first.stdout
+    wide = run_bench(*args, str(out / "b"), "--wide", env=NARROW)
+    assert wide.returncode == 0 and "prefill" in wide.stdout and "prefill" not in first.stdout  # --wide: every column
+    a, b = single_run_dir(out / "a"), single_run_dir(out / "b")
+    for cmd in (["compare", str(a), str(b)], ["check", "--baseline", str(a), str(b)], ["verify", str(a)]):
+        proc = run_bench(*cmd, env=NARROW)
+        assert proc.returncode == 0, proc.stderr
+        assert_fits(proc.stdout)
+    # verify on real-looking rows: every claim id whole in its cell.
+    root = tmp_path / "root" / "20260101T000000Z-h-latency"
+    root.mkdir(parents=True)
+    pd.DataFrame([{"schema_version": 1, "workload": "latency", "case": 0, "status": "ok", "model": "qwen2.5-0.5b",
+                   "params": 4.9e8, "engine": "transformers", "device_name": "Intel(R) Xeon(R) Processor",
+                   "batch_size": 1, "input_len": 128, "output_len": 32, "tpot_ms_p99": 111.3}]).to_csv(
+        root / "results.csv", index=False)
+    proc = run_bench("verify", str(root.parent), env=NARROW)
+    assert_fits(proc.stdout)
+    for claim in ("big-card-long-context", "distilled-fits-small", "nvidia-weak-spots"):
+        assert claim in proc.stdout
+    assert "edge-latency-10ms: figure checked on Intel(R) Xeon(R) Processor" in " ".join(proc.stdout.split())
