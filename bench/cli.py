@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="shrink the matrix (the workload's [quick] table)")
     run.add_argument("--out", default="results", help="directory to create the run directory in (default: results)")
     run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+    run.add_argument("--label", help="a short name for this run in reports and comparisons (stored in run.json)")
     run.add_argument("--wide", action="store_true", help="every column (default: the key ones, to fit 80 columns)")
 
     lst = sub.add_parser("list", help="list workloads, models, engines or claims")
@@ -170,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
     from bench.workload import load_workload
 
+    if args.label is not None and (not args.label.strip() or len(args.label) > 80 or not args.label.isprintable()):
+        raise BadInput(f"--label {args.label!r}: give a short one-line text (at most 80 characters)")
     suite = load_suite(args.workload)
     if suite is not None:
         return run_suite(suite, args)
@@ -182,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})",
                                        scenario_for(workload).uses_model))
         return EXIT_OK
-    outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True))
+    outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True), label=args.label)
     if outcome.rows:
         out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}", args.wide))
         printers.print_details(Console(stderr=True), outcome.rows)
@@ -200,7 +203,9 @@ def plan(workload: Any, overrides: dict[str, Any], quick: bool, device: Any) -> 
     from bench.workload import apply_overrides
 
     workload = apply_overrides(workload, overrides, quick=quick, on_gpu=device.type == "cuda")
-    models = {m: resolve_model(m) for m in _as_list(workload.params["model"])}  # bad names fail before any work
+    p = workload.params
+    models = {m: resolve_model(m, p["allow_download"], p["trust_remote_code"])  # bad names fail before any work
+              for m in _as_list(p["model"])}
     for spec in models.values():
         _ = spec.shape  # reads and checks config.json: a broken one is bad input, not a skipped row
     for engine in _as_list(workload.params["engine"]):
@@ -261,7 +266,7 @@ def run_suite(suite: Any, args: argparse.Namespace) -> int:
     start = time.monotonic()
     status = EXIT_OK
     for workload, cases in planned:
-        outcome = run_session(workload, cases, device, root, console)
+        outcome = run_session(workload, cases, device, root, console, label=args.label)
         if outcome.rows:
             out.print(printers.results_table(outcome.rows, f"{workload.name} on {device.name}", args.wide))
             printers.print_details(console, outcome.rows)
@@ -455,6 +460,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rule(note: str) -> str:
+    """The decision rule a check note names: '(every candidate repetition worse than...)' or the test's p."""
+    inside = note[note.find("(") + 1:note.rfind(")")] if "(" in note else note
+    return inside.split(" = ")[0].split(" p=")[0]
+
+
 CHECK_COMPACT = ["case", "metric", "baseline", "candidate", "worse %", "p", "reps"]
 
 
@@ -505,6 +516,9 @@ def cmd_check(args: argparse.Namespace) -> int:
               "let a Mann-Whitney test judge)")
     if not regressions.empty:
         _print_frame(regressions, f"{len(regressions)} regression(s)", None if args.wide else CHECK_COMPACT)
+        if not args.wide:
+            for rule in sorted({_rule(note) for note in regressions["note"]}):
+                print(f"judged by: {rule} (--wide shows each case's note)")
     floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
     if not floors.empty:
         per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")

@@ -12,12 +12,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BadInput
+from bench.errors import BadInput, first_line
 from bench.paths import models_dir
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
@@ -57,6 +58,7 @@ class ModelSpec:
     name: str
     path: Path
     weights: str  # "random" | "pretrained"
+    trust_remote_code: bool = False  # run the model repository's own Python code (off unless the user sets it)
 
     @cached_property
     def config(self) -> Any:
@@ -66,7 +68,8 @@ class ModelSpec:
         logging.getLogger("transformers").setLevel(logging.ERROR)
         check_config_json(self.path / "config.json", self.name)
         try:
-            return AutoConfig.from_pretrained(self.path, local_files_only=True)
+            return AutoConfig.from_pretrained(self.path, local_files_only=True,
+                                              trust_remote_code=self.trust_remote_code)
         except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
             raise BadInput(f"model '{self.name}': cannot read {self.path / 'config.json'}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -103,7 +106,7 @@ class ModelSpec:
                 return hit
             except TypeError:
                 pass  # written by another version of ModelShape: work it out again
-        derived = {"shape": dataclasses.asdict(model_shape(self.config)),
+        derived = {"shape": dataclasses.asdict(model_shape(self.config, self.trust_remote_code)),
                    "special_token_ids": sorted(special_token_ids(self.config))}
         cache.store("model-shapes", key, derived)
         return derived
@@ -129,14 +132,14 @@ class ModelShape:
         return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_element
 
 
-def model_shape(config: Any) -> ModelShape:
+def model_shape(config: Any, trust_remote_code: bool = False) -> ModelShape:
     """Count parameters by building the model on the meta device (no memory, no time)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     params = sum(p.numel() for p in model.parameters())
     active = params
     experts = getattr(text, "num_local_experts", None)
@@ -165,17 +168,51 @@ def bundled_models() -> dict[str, Path]:
     return {p.parent.name: p.parent for p in sorted(models_dir().glob("*/config.json"))}
 
 
-def resolve_model(name_or_dir: str) -> ModelSpec:
-    """A bundled name or a local directory -> ModelSpec. Raises BadInput when neither works."""
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def resolve_model(name_or_dir: str, allow_download: bool = False, trust_remote_code: bool = False) -> ModelSpec:
+    """A bundled name, a local directory or a Hugging Face hub id (ORG/NAME, from the local cache) -> ModelSpec.
+
+    A hub id is looked up in the cache the hub client uses (HF_HOME / HF_HUB_CACHE); it is downloaded
+    only with allow_download. Raises BadInput when nothing works, saying what to do.
+    """
     path = Path(name_or_dir).expanduser()
     bundled = bundled_models()
     if name_or_dir in bundled:
-        return ModelSpec(name_or_dir, bundled[name_or_dir], "random")
+        return ModelSpec(name_or_dir, bundled[name_or_dir], "random", trust_remote_code)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise BadInput(f"model directory {path} has no config.json")
-        has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
-        return ModelSpec(str(path), path, "pretrained" if has_weights else "random")
+        return _directory(str(path), path, trust_remote_code)
     if path.exists():
         raise BadInput(f"model path {path} is not a directory")
-    raise BadInput(f"unknown model '{name_or_dir}' (bundled: {', '.join(bundled)}; or a local HF directory)")
+    if HUB_ID.fullmatch(name_or_dir):
+        return _directory(name_or_dir, hub_snapshot(name_or_dir, allow_download), trust_remote_code)
+    raise BadInput(f"unknown model '{name_or_dir}' (bundled: {', '.join(bundled)}; a local HF directory; "
+                   "or a hub id ORG/NAME in the Hugging Face cache)")
+
+
+def _directory(name: str, path: Path, trust_remote_code: bool) -> ModelSpec:
+    if not (path / "config.json").is_file():
+        raise BadInput(f"model directory {path} has no config.json")
+    has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
+    return ModelSpec(name, path, "pretrained" if has_weights else "random", trust_remote_code)
+
+
+def hub_snapshot(repo_id: str, allow_download: bool) -> Path:
+    """The cached snapshot directory of a hub model; downloaded first only when allowed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
+    except LocalEntryNotFoundError:
+        if not allow_download:
+            raise BadInput(f"model {repo_id} is not in the Hugging Face cache; download it with "
+                           f"`huggingface-cli download {repo_id}` (or run with --set allow_download=true)") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed cache or id: say so in one line
+        raise BadInput(f"model {repo_id}: cannot read it from the Hugging Face cache ({first_line(exc)})") from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated model...
+        raise BadInput(f"model {repo_id}: download failed ({first_line(exc)})") from None

@@ -1,4 +1,5 @@
-"""Where the project's bundled data lives."""
+"""Where the project's bundled data lives: the checkout's workloads/ and seeds/ folders, or (installed from
+a wheel) the same files mapped into the package as bench/_data/."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+
+
+def _bundled(folder: str) -> Path:
+    """The checkout's folder when bench runs from one (editable install, tests), else the wheel's copy."""
+    checkout = PROJECT_ROOT / folder
+    return checkout if checkout.is_dir() else PACKAGE_DATA / folder
 
 
 def workloads_dir() -> Path:
     """Directory of bundled workload TOML files (override with CLAIMBENCH_WORKLOADS)."""
-    return Path(os.environ.get("CLAIMBENCH_WORKLOADS", PROJECT_ROOT / "workloads"))
+    return Path(os.environ.get("CLAIMBENCH_WORKLOADS", _bundled("workloads")))
 
 
 def models_dir() -> Path:
@@ -20,4 +28,4 @@ def models_dir() -> Path:
 
 def seeds_dir() -> Path:
     """Directory holding claims.toml."""
-    return PROJECT_ROOT / "seeds"
+    return _bundled("seeds")

@@ -1,8 +1,7 @@
-"""One self-contained HTML report (plots inline as PNG data URIs) from runs. Reads results; never measures."""
+"""One self-contained HTML report (plots inline as SVG, text kept as text) from runs. Reads results; never measures."""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import re
@@ -11,29 +10,42 @@ from typing import Any
 
 import pandas as pd
 
-from bench.runs import Run, ok_rows
+from bench.runs import Run, labels, ok_rows
 from bench.verify import Verdict, verdict_rows, verify
 
 
-def _png(draw: Callable) -> str | None:
-    """Run draw(ax) on a new figure; return a data URI, or None if it drew nothing."""
+def _svg(slug: str, draw: Callable) -> str | None:
+    """Run draw(ax) on a new figure; return it as inline SVG (text kept as text, so a browser and a test
+    can read every label), or None if it drew nothing. The legend and axis labels get ids slug-legend,
+    slug-xlabel and slug-ylabel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    drew = draw(ax)
-    if not drew:
+    with plt.rc_context({"svg.fonttype": "none", "font.size": 11, "axes.titlesize": 13, "legend.fontsize": 10}):
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        drew = draw(ax)
+        if not drew:
+            plt.close(fig)
+            return None
+        ax.grid(alpha=0.3)
+        handles, names = ax.get_legend_handles_labels()
+        for other in fig.axes[1:]:  # a twin axis (long-context decode speed) shares the legend
+            h, n = other.get_legend_handles_labels()
+            handles, names = handles + h, names + n
+        if handles:
+            ax.legend(handles, names, loc="best").set_gid(f"{slug}-legend")
+        for i, axis in enumerate(fig.axes):
+            suffix = "" if i == 0 else f"{i + 1}"
+            axis.xaxis.label.set_gid(f"{slug}-xlabel{suffix}")
+            axis.yaxis.label.set_gid(f"{slug}-ylabel{suffix}")
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg")
         plt.close(fig)
-        return None
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
 
 
 def _rows_with(run: Run, *columns: str) -> pd.DataFrame:
@@ -44,65 +56,87 @@ def _rows_with(run: Run, *columns: str) -> pd.DataFrame:
     return rows.dropna(subset=list(columns))
 
 
-def throughput_vs_batch(runs: list[Run]) -> Callable:
+def throughput_vs_batch(runs: list[Run], names: dict[str, str]) -> Callable:
     def draw(ax) -> bool:
         drew = False
         for run in runs:
             df = _rows_with(run, "decode_tok_s", "model", "batch_size", "input_len", "output_len")
             for (model, n_in, n_out), g in df.groupby(["model", "input_len", "output_len"]):
                 g = g.sort_values("batch_size")
-                if len(g) < 1:
-                    continue
                 ax.plot(g["batch_size"], g["decode_tok_s"], marker="o",
-                        label=f"{run.device_name}: {model} {int(n_in)}/{int(n_out)}")
+                        label=f"{names[run.name]}: {model} in {int(n_in)} / out {int(n_out)}")
                 drew = True
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("decode tok/s")
-        ax.set_title("Throughput vs batch")
+        ax.set_xlabel("batch size (requests)")
+        ax.set_ylabel("decode throughput (tok/s)")
+        ax.set_title("Decode throughput vs batch size")
         return drew
     return draw
 
 
-def latency_percentiles(runs: list[Run]) -> Callable:
+def latency_percentiles(runs: list[Run], names: dict[str, str]) -> Callable:
     def draw(ax) -> bool:
         labels, p50, p99 = [], [], []
         for run in runs:
             for _, r in _rows_with(run, "tpot_ms_p50", "tpot_ms_p99").iterrows():
-                labels.append(f"{r['model']} bs{int(r['batch_size'])}\n{run.device_name[:18]}")
+                case = f" #{int(r['case'])}" if pd.notna(r.get("case")) else ""
+                labels.append(f"{names[run.name]}{case}: {r['model']} bs {int(r['batch_size'])}")
                 p50.append(r["tpot_ms_p50"])
                 p99.append(r["tpot_ms_p99"])
         if not labels:
             return False
-        x = range(len(labels))
-        ax.bar([i - 0.2 for i in x], p50, 0.4, label="TPOT p50")
-        ax.bar([i + 0.2 for i in x], p99, 0.4, label="TPOT p99")
-        ax.set_xticks(list(x), labels, fontsize=6, rotation=30, ha="right")
-        ax.set_ylabel("ms")
-        ax.set_title("Latency percentiles")
+        y = range(len(labels))
+        ax.barh([i - 0.2 for i in y], p50, 0.4, label="TPOT p50")
+        ax.barh([i + 0.2 for i in y], p99, 0.4, label="TPOT p99")
+        ax.set_yticks(list(y), labels, fontsize=9)
+        ax.invert_yaxis()
+        ax.figure.set_size_inches(9, max(3.0, 0.45 * len(labels) + 1.5))
+        ax.set_xlabel("time per output token (ms)")
+        ax.set_ylabel("run: model and batch (case)")
+        ax.set_title("Per-token latency, p50 and p99")
         return True
     return draw
 
 
-def power_over_time(runs: list[Run]) -> Callable:
+def _series_over_time(runs: list[Run], names: dict[str, str], column: str) -> Callable[[Any], bool]:
     def draw(ax) -> bool:
         drew = False
         for run in runs:
             tel = run.telemetry()
-            if tel.empty or "device" not in tel.columns:
+            if tel.empty or "device" not in tel.columns or column not in tel.columns:
                 continue
-            column = "power_w" if tel.get("power_w") is not None and tel["power_w"].notna().any() else "mem_used_gb"
             for device, g in tel.groupby("device"):
                 if g[column].notna().any():
-                    ax.plot(g["t"], g[column], label=f"{run.device_name} {device} {column}")
+                    ax.plot(g["t"], g[column], label=f"{names[run.name]}: {device}")
                     drew = True
-        ax.set_xlabel("s since start")
-        ax.set_title("Power over time (memory where no power sensor is readable)")
+        ax.set_xlabel("time since the run started (s)")
         return drew
     return draw
 
 
-def long_context_curve(runs: list[Run]) -> Callable:
+def power_over_time(runs: list[Run], names: dict[str, str]) -> Callable:
+    series = _series_over_time(runs, names, "power_w")
+
+    def draw(ax) -> bool:
+        drew = series(ax)
+        ax.set_ylabel("power (W)")
+        ax.set_title("Device power over time")
+        return drew
+    return draw
+
+
+def memory_over_time(runs: list[Run], names: dict[str, str]) -> Callable:
+    series = _series_over_time(runs, names, "mem_used_gb")
+
+    def draw(ax) -> bool:
+        drew = series(ax)
+        ax.set_ylabel("memory used (GB)")
+        ax.set_title("Device memory over time (host memory on a CPU)")
+        return drew
+    return draw
+
+
+def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
     def draw(ax) -> bool:
         drew = False
         ax2 = None
@@ -111,19 +145,26 @@ def long_context_curve(runs: list[Run]) -> Callable:
             df = df[df["workload"].astype(str).str.contains("long-context")].sort_values("input_len")
             if df.empty:
                 continue
-            line = ax.plot(df["input_len"], df["ttft_ms_p50"], marker="o", label=f"{run.name} TTFT ms")[0]
+            line = ax.plot(df["input_len"], df["ttft_ms_p50"], marker="o", label=f"{names[run.name]}: TTFT")[0]
             ax2 = ax2 or ax.twinx()
             ax2.plot(df["input_len"], df["decode_tok_s"], marker="s", linestyle="--", color=line.get_color(),
-                     label=f"{run.name} decode tok/s")
+                     label=f"{names[run.name]}: decode (dashed)")
             drew = True
         if ax2 is not None:
-            ax2.set_ylabel("decode tok/s (dashed)")
+            ax2.set_ylabel("decode throughput (tok/s)")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("input tokens")
-        ax.set_ylabel("TTFT ms")
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("time to first token, p50 (ms)")
         ax.set_title("Long context: TTFT and decode speed as the context grows")
         return drew
     return draw
+
+
+PLOTS = (("throughput", "Throughput vs batch", throughput_vs_batch),
+         ("latency", "Latency percentiles", latency_percentiles),
+         ("power", "Power over time", power_over_time),
+         ("memory", "Memory over time", memory_over_time),
+         ("long-context", "Long-context curve", long_context_curve))
 
 
 VERDICT_COLOURS = {"holds": "#d4edda", "does not hold": "#f8d7da", "inconclusive": "#fff3cd",
@@ -176,18 +217,18 @@ def cases_table(runs: list[Run]) -> str:
 
 def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None) -> str:
     """The report's HTML text: the verdicts first, then the plots, then every case."""
+    names = labels(runs)
     sections = []
-    for title, drawer in (("Throughput vs batch", throughput_vs_batch), ("Latency percentiles", latency_percentiles),
-                          ("Power over time", power_over_time), ("Long-context curve", long_context_curve)):
-        uri = _png(drawer(runs))
-        body = f'<img class="plot" alt="{title}" src="{uri}">' if uri else \
+    for slug, title, drawer in PLOTS:
+        svg = _svg(slug, drawer(runs, names))
+        body = f'<figure class="plot" id="plot-{slug}">{svg}</figure>' if svg else \
             '<p class="empty">No data for this plot in these runs.</p>'
         sections.append(f"<h2>{title}</h2>{body}")
     verdicts = verify(runs, price_per_hour, groups=groups)
     counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICT_COLOURS}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    runs_list = "".join(f"<li><code>{html.escape(r.name)}</code>: {html.escape(r.device_name)}, "
-                        f"{len(r.results)} case(s)</li>" for r in runs)
+    runs_list = "".join(f"<li><b>{html.escape(names[r.name])}</b>: <code>{html.escape(r.name)}</code> on "
+                        f"{html.escape(r.device_name)}, {len(r.results)} case(s)</li>" for r in runs)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>claimbench report</title>
 <style>
@@ -196,7 +237,7 @@ table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
 th {{ background: #f4f4f4; }}
 #verdicts td.verdict {{ font-weight: bold; white-space: nowrap; }}
-img.plot {{ max-width: 100%; border: 1px solid #eee; }}
+figure.plot {{ margin: 0; }} figure.plot svg {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
 </style></head>
 <body>
 <h1>claimbench report</h1>
@@ -210,10 +251,10 @@ machine; it does not say the vendor's figure is wrong on theirs (see "where").</
 <h2>Cases</h2>
 {cases_table(runs)}
 <script>
-// Marks how many plots decoded, so a headless browser test can check them.
+// Marks how many plots the browser laid out, so a headless browser test can check them.
 window.addEventListener("load", () => {{
-  const imgs = [...document.querySelectorAll("img.plot")];
-  document.body.dataset.plotsLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const plots = [...document.querySelectorAll("figure.plot svg")];
+  document.body.dataset.plotsLoaded = plots.filter(p => p.getBoundingClientRect().width > 0).length;
 }});
 </script>
 </body></html>

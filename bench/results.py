@@ -100,12 +100,12 @@ def new_run_dir(root: Path, name: str) -> Path:
 class RunWriter:
     """Creates results/<run_id>/ and writes results.csv, samples.csv, telemetry.csv and run.json."""
 
-    def __init__(self, root: Path, workload: str) -> None:
+    def __init__(self, root: Path, workload: str, columns: tuple[str, ...] = RESULT_COLUMN_NAMES) -> None:
         path = new_run_dir(root, workload)
         run_id = path.name
         self.run_id = run_id
         self.path = root / run_id
-        self.results = _CsvAppender(self.path / "results.csv", RESULT_COLUMN_NAMES)
+        self.results = _CsvAppender(self.path / "results.csv", columns)
         self.samples = _CsvAppender(self.path / "samples.csv", SAMPLE_COLUMNS)
         self.telemetry = _CsvAppender(self.path / "telemetry.csv", TELEMETRY_COLUMNS)
         self.meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id}
@@ -126,6 +126,10 @@ class RunWriter:
         self.samples.append(samples)
         self.telemetry.append([_telemetry_row(r, case, t0) for r, case in telemetry])
         row["detail"] = redact(str(row.get("detail", "")))  # engine errors may quote a URL with credentials
+        lost = sorted(k for k, v in row.items() if k not in self.results.columns and format_cell(v) != "")
+        if lost:  # a scenario filled a column it did not declare: a bug, never a silent loss
+            raise ValueError(f"row has values for undeclared column(s) {', '.join(lost)}; declare them in the "
+                             "scenario's declared_columns() (and bench.schema)")
         self.results.append([row])  # last: a row in results.csv means the case is complete
 
     def close(self) -> None:

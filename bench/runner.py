@@ -108,7 +108,7 @@ class Runner:
             return
         self._unload()
         self.loaded_key, self.load_error = key, None
-        self.model = resolve_model(case["model"])
+        self.model = resolve_model(case["model"], trust_remote_code=case["trust_remote_code"])
         self.dtype, self.dtype_reason = dev.pick_dtype(case["dtype"], self.device)
         self.progress(case, f"loading {case['model']}")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,29 @@ class Run:
 
     def fingerprint(self) -> dict[str, Any]:
         return self.meta.get("fingerprint", {}) or {}
+
+    @property
+    def label(self) -> str:
+        """A short name for legends: the --label given at run time, else time, host and workload."""
+        given = self.meta.get("label")
+        if isinstance(given, str) and given.strip():
+            return given.strip()
+        match = re.fullmatch(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-(.+)", self.name)
+        if not match:
+            return self.name
+        _, month, day, hour, minute, second, rest = match.groups()
+        return f"{month}-{day} {hour}:{minute}:{second} {rest}"
+
+
+def labels(runs: list[Run]) -> dict[str, str]:
+    """Each run's label, made unique (two runs given the same --label get #2, #3...)."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for run in runs:
+        label = run.label
+        seen[label] = seen.get(label, 0) + 1
+        out[run.name] = label if seen[label] == 1 else f"{label} #{seen[label]}"
+    return out
 
 
 def load_run(spec: str | Path) -> Run:

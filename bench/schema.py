@@ -159,6 +159,29 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
 )
 
 RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
+# The DESIGN.md contract: every results.csv has these; a run adds the columns its scenario declares.
+CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.index("mfu") + 1]
+# Beyond the contract, what every row has (the case's identity) and what every model row has.
+ROW_EXTRAS: tuple[str, ...] = ("compile", "cache", "measured_seconds", "tags")
+MODEL_EXTRAS: tuple[str, ...] = (
+    "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params", "weight_bytes", "kv_bytes_per_token", "load_seconds",
+    "energy_prefill_j", "energy_decode_j", "energy_j_per_token_power", "energy_j_per_token_idle_sub", "temp_c_max",
+    "per_card", "tpot_ms_p90", "itl_ms_p90", "energy_per_answer_j", "model_mem_gb",
+)
+
+
+# Figures derived from measured energy: a run whose telemetry cannot read energy leaves them out.
+ENERGY_EXTRAS: tuple[str, ...] = ("energy_prefill_j", "energy_decode_j", "energy_j_per_token_power",
+                                  "energy_j_per_token_idle_sub", "energy_per_answer_j")
+
+
+def result_columns(declared: set[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A run's results.csv header: the contract, then the declared columns, in schema order."""
+    wanted = set(CONTRACT_COLUMNS) | set(declared)
+    unknown = set(declared) - set(RESULT_COLUMN_NAMES)
+    if unknown:
+        raise ValueError(f"columns not defined in bench.schema: {', '.join(sorted(unknown))}")
+    return tuple(n for n in RESULT_COLUMN_NAMES if n in wanted)
 COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}
 GATED: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS if c.gated}
 

@@ -57,10 +57,17 @@ def needs_ceiling(workload: Workload) -> bool:
         engine_class(name).on_local_device for name in (engines if isinstance(engines, list) else [engines]))
 
 
-def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console) -> Outcome:
+def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console,
+                label: str | None = None) -> Outcome:
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly."""
-    writer = RunWriter(root, workload.name)
+    from bench.scenarios import scenario_for
+    from bench.schema import ENERGY_EXTRAS, result_columns
+
     backend, tried = probe_backend(device.type)
+    declared = scenario_for(workload).declared_columns()
+    if backend.energy_method == "none":
+        declared -= set(ENERGY_EXTRAS)  # nothing could fill them; the contract's energy columns say why
+    writer = RunWriter(root, workload.name, result_columns(declared))
     sampler = Sampler(backend, hz=workload.params["telemetry_hz"])
     warnings: list[str] = []
     ceiling = latest_ceiling(root, device.name, warnings)
@@ -76,6 +83,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         start=datetime.now(timezone.utc).isoformat(), end=None, complete=False,
         errors_before=backend.error_counts(), server=server_info(workload),
     )
+    if label:
+        writer.write_meta(label=label)
     console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
                   f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
     outcome = Outcome(writer.path)

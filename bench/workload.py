@@ -68,6 +68,8 @@ CORE_PARAMS: dict[str, Param] = {
     "max_seconds": Param(float, 120.0, "stop repeating after this many seconds (once min_reps is met)",
                          minimum=0),
     "seed": Param(int, 0, "seed for prompts and random weights"),
+    "allow_download": Param(bool, False, "a hub id (ORG/NAME) missing from the Hugging Face cache may be downloaded"),
+    "trust_remote_code": Param(bool, False, "run a model repository's own Python code (transformers' flag)"),
     "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0),
     "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0),
     "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1),

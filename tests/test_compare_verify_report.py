@@ -1,7 +1,9 @@
 """compare, check, verify and report on runs the real harness made, plus hand-made broken CSVs."""
 
+import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from bench.compare import compare_table
 from bench.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
 from bench.runs import load_run
 from bench.verify import load_claims
-from tests.conftest import run_bench
+from tests.conftest import ROOT, run_bench
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +97,39 @@ def test_cost_model():
     assert pd.isna(usd_per_mtok_owned(1000.0, 8760.0, 1.0, 1.0, float("nan"), 0.1))
 
 
+class _SvgText(HTMLParser):
+    """Text inside each element whose id ends in -legend, -xlabel or -ylabel (matplotlib SVG, text as text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str | None] = []
+        self.texts: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        gid = dict(attrs).get("id") or ""
+        self.stack.append(gid if re.search(r"-(legend|xlabel|ylabel)\d*$", gid) else None)
+
+    def handle_endtag(self, tag):
+        if self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        owner = next((g for g in reversed(self.stack) if g), None)
+        if owner and data.strip():
+            self.texts.setdefault(owner, []).append(data.strip())
+
+
 def test_report_renders_in_headless_chromium(two_runs, tmp_path):
+    """Two runs on one machine: the verdicts first, every plot laid out, legends that tell the runs apart,
+    every axis labelled with a unit; a screenshot is kept in test-artifacts/ for a person to look at."""
     out = tmp_path / "report.html"
     proc = run_bench("report", *map(str, two_runs), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    assert text.count('<img class="plot"') >= 3 and "groq-500-tps" in text
+    plots = text.count('<figure class="plot"')
+    assert plots >= 3 and "groq-500-tps" in text
     # It opens with the answer: the verdict table, one colour-coded row per claim, before any plot.
-    assert text.index('id="verdicts"') < text.index('<img class="plot"')
+    assert text.index('id="verdicts"') < text.index('<figure class="plot"')
     assert text.count('class="verdict" data-verdict=') == len(load_claims())
     assert 'data-verdict="not measured" style="background:#eeeeee"' in text
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -112,11 +139,18 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
-    loaded = int(dom.stdout.split('data-plots-loaded="')[1].split('"')[0])
-    assert loaded == text.count('<img class="plot"')
+    assert int(dom.stdout.split('data-plots-loaded="')[1].split('"')[0]) == plots
     assert dom.stdout.index('id="verdicts"') < dom.stdout.index('class="plot"')
-    shot = tmp_path / "report.png"
-    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", out.as_uri()],
+    parsed = _SvgText()
+    parsed.feed(dom.stdout)
+    legend = parsed.texts["throughput-legend"]
+    assert len(legend) == len(set(legend)) >= 2, legend  # the same machine twice, still two labels
+    labels = {k: " ".join(v) for k, v in parsed.texts.items() if not k.endswith("legend")}
+    assert labels and all(re.search(r"\(.+\)", v) for v in labels.values()), labels  # a unit on every axis
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report.png"
+    subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={shot}", out.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000
 
@@ -153,3 +187,21 @@ def test_compare_bad_metric_and_unwritable_plot(two_runs, tmp_path):
     assert proc.returncode == 2 and "unknown metric" in proc.stderr
     proc = run_bench("compare", *map(str, two_runs), "--plot", str(tmp_path / "missing" / "x.png"))
     assert proc.returncode == 2 and "cannot write plot" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_old_full_width_and_new_sparse_results_read_alike(two_runs, tmp_path):
+    """Runs written before results.csv went sparse have every column; readers take both kinds side by side."""
+    from bench.schema import RESULT_COLUMN_NAMES
+
+    new = two_runs[0]
+    old = tmp_path / "20200101T000000Z-old-quick"
+    shutil.copytree(new, old)
+    df = pd.read_csv(old / "results.csv")
+    assert len(df.columns) < len(RESULT_COLUMN_NAMES)
+    df.reindex(columns=list(RESULT_COLUMN_NAMES)).to_csv(old / "results.csv", index=False)
+    for cmd in (["compare", str(old), str(new)], ["compare", str(new), str(old)],
+                ["check", "--baseline", str(old), str(new)], ["verify", str(old), str(new)],
+                ["report", str(old), str(new), "-o", str(tmp_path / "r.html")]):
+        proc = run_bench(*cmd)
+        assert proc.returncode == 0, (cmd, proc.stderr)
+    assert "decode_tok_s" in run_bench("compare", str(old), str(new)).stdout

@@ -73,19 +73,25 @@ def test_prefix_reuse_speedup_is_the_prefill_saved(tmp_path):
 def test_every_column_a_scenario_writes_is_in_the_schema(workload, virtual_clock):
     """results.csv keeps only schema columns: a key a scenario adds without defining it would vanish silently."""
     from bench.devices import resolve_device
+    from bench.results import format_cell
     from bench.runner import Runner
     from bench.scenarios import scenario_for
-    from bench.schema import RESULT_COLUMN_NAMES
+    from bench.schema import RESULT_COLUMN_NAMES, result_columns
     from bench.telemetry.base import NoTelemetry
     from bench.telemetry.sampler import Sampler
     from bench.workload import apply_overrides, load_workload
 
     w = apply_overrides(load_workload(workload), {"engine": ["simulated"], "model": ["tiny"], "min_seconds": 0,
                                                   "min_reps": 1, "size_mb": 8, "matmul_n": 64}, quick=True)
-    cases = scenario_for(w).expand(lambda m: 4096)[:3]
+    scenario = scenario_for(w)
+    declared = set(result_columns(scenario.declared_columns()))
+    cases = scenario.expand(lambda m: 4096)[:3]
     for result in Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "t").run(cases):
         assert result.row["status"] in ("ok", "oom", "skipped"), result.row["detail"]
         assert set(result.row) <= set(RESULT_COLUMN_NAMES), set(result.row) - set(RESULT_COLUMN_NAMES)
+        # Every value lands in results.csv: the scenario declared each column it fills.
+        filled = {k for k, v in result.row.items() if format_cell(v) != ""}
+        assert filled <= declared, filled - declared
 
 
 def test_run_json_keys_are_the_schema_ones(tmp_path):

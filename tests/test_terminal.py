@@ -24,8 +24,8 @@ def test_run_compare_check_and_verify_fit_80_columns(tmp_path):
     assert first.returncode == 0, first.stderr
     assert_fits(first.stdout)
     assert "TTFT p50 ms" in first.stdout and "qwen2.5-0.5b" in first.stdout and "llama-3.2-1b" in first.stdout
-    wide = run_bench(*args, str(out / "b"), "--wide", env=NARROW)
-    assert wide.returncode == 0 and "prefill" in wide.stdout and "prefill" not in first.stdout  # --wide: every column
+    wide = run_bench(*args, str(out / "b"), "--wide", env={"COLUMNS": "200"})
+    assert wide.returncode == 0 and "prefill tok/s" in wide.stdout and "prefill" not in first.stdout  # every column
     a, b = single_run_dir(out / "a"), single_run_dir(out / "b")
     for cmd in (["compare", str(a), str(b)], ["check", "--baseline", str(a), str(b)], ["verify", str(a)]):
         proc = run_bench(*cmd, env=NARROW)

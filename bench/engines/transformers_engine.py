@@ -65,12 +65,14 @@ class TransformersEngine(Engine):
         logging.getLogger("transformers").setLevel(logging.ERROR)
         torch.manual_seed(options.seed)
         if model.weights == "pretrained":
-            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True)
+            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
+                                                      trust_remote_code=model.trust_remote_code)
             hf = hf.to(device.torch_device)
         else:
             # Build directly on the device: no host copy of a large model.
             with torch.device(device.torch_device):
-                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype)
+                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
+                                                      trust_remote_code=model.trust_remote_code)
         hf.eval()
         self.model, self.device, self.options = hf, device, options
         self._pad = min(model.special_token_ids or {0})

@@ -19,6 +19,7 @@ from bench.engines import Engine, engine_class
 from bench.errors import BadInput
 from bench.metrics import Repetition
 from bench.models import ModelSpec
+from bench.schema import MODEL_EXTRAS, ROW_EXTRAS
 from bench.telemetry.base import Reading
 from bench.workload import Case, Workload, expand
 
@@ -60,6 +61,10 @@ class Scenario:
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
+
+    def declared_columns(self) -> set[str]:
+        """The results.csv columns beyond the DESIGN contract that this scenario's rows can fill."""
+        return {*ROW_EXTRAS, *MODEL_EXTRAS}
 
     def expand(self, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
         """The workload's cases, model-major."""

@@ -20,6 +20,11 @@ NAN = float("nan")
 GB = 1e9
 
 
+def _positive(value: Any) -> bool:
+    """A workload key (scalar or list) with any value above zero."""
+    return any(v > 0 for v in (value if isinstance(value, list) else [value]))
+
+
 class GenerateScenario(Scenario):
     """Generate exactly output_len tokens for batch_size prompts of input_len tokens."""
 
@@ -35,6 +40,18 @@ class GenerateScenario(Scenario):
     def context_group(case: Case) -> tuple:
         """Cases that differ only in input length: a longer one cannot fit where a shorter one did not."""
         return (*load_key(case.params), case["batch_size"], case["output_len"])
+
+    def declared_columns(self) -> set[str]:
+        """Plus the SLO, slice and memory-budget columns when the workload sets those keys."""
+        p = self.workload.params
+        cols = super().declared_columns()
+        if any(_positive(p[k]) for k in ("slo_tpot_ms", "slo_ttft_ms", "slo_itl_ms")):
+            cols |= {"goodput_frac", "max_batch_meeting_slo"}
+        if _positive(p["slice_tokens"]):
+            cols |= {"decode_tok_s_slices", "decode_slowdown"}
+        if _positive(p["fit_budget_gb"]):
+            cols.add("fits_budget")
+        return cols
 
     def predicted_extra_bytes(self, loaded: Loaded, case: Case, input_len: int | None = None) -> float:
         return predicted_extra_bytes(loaded.model.shape, loaded.bytes_per_element, case["batch_size"],

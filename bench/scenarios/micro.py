@@ -13,6 +13,7 @@ from bench.metrics import percentile
 from bench.microbench import copy_bandwidth, matmul_flops
 from bench.roofline import datasheet_peak
 from bench.scenarios.base import Scenario
+from bench.schema import ROW_EXTRAS
 from bench.workload import Case
 
 NAN = float("nan")
@@ -21,6 +22,11 @@ OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
 
 class _Microbenchmark(Scenario):
     uses_model = False
+
+    columns_measured: tuple[str, ...] = ()
+
+    def declared_columns(self) -> set[str]:
+        return {*ROW_EXTRAS, *self.columns_measured}
 
     def check(self, case: Case) -> None:
         """No model, no lengths: nothing to check."""
@@ -51,6 +57,7 @@ class _Microbenchmark(Scenario):
 
 class MembwScenario(_Microbenchmark):
     kind = "membw"
+    columns_measured = ("bandwidth_gb_s", "bandwidth_best_gb_s")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         row["dtype"] = "float32"
@@ -67,6 +74,7 @@ class MembwScenario(_Microbenchmark):
 
 class MatmulScenario(_Microbenchmark):
     kind = "matmul"
+    columns_measured = ("tflops", "tflops_best")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         dtype, _ = dev.pick_dtype(case["dtype"], device)
