@@ -98,42 +98,29 @@ def latency_percentiles(runs: list[Run], names: dict[str, str]) -> Callable:
     return draw
 
 
-def _series_over_time(runs: list[Run], names: dict[str, str], column: str) -> Callable[[Any], bool]:
-    def draw(ax) -> bool:
-        drew = False
-        for run in runs:
-            tel = run.telemetry()
-            if tel.empty or "device" not in tel.columns or column not in tel.columns:
-                continue
-            for device, g in tel.groupby("device"):
-                if g[column].notna().any():
-                    ax.plot(g["t"], g[column], label=f"{names[run.name]}: {device}")
-                    drew = True
-        ax.set_xlabel("time since the run started (s)")
-        return drew
-    return draw
+def _over_time(column: str, ylabel: str, title: str) -> Callable[[list[Run], dict[str, str]], Callable]:
+    """A plot of one telemetry.csv column against time, one line per run and device."""
+    def plot(runs: list[Run], names: dict[str, str]) -> Callable:
+        def draw(ax) -> bool:
+            drew = False
+            for run in runs:
+                tel = run.telemetry()
+                if tel.empty or "device" not in tel.columns or column not in tel.columns:
+                    continue
+                for device, g in tel.groupby("device"):
+                    if g[column].notna().any():
+                        ax.plot(g["t"], g[column], label=f"{names[run.name]}: {device}")
+                        drew = True
+            ax.set_xlabel("time since the run started (s)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            return drew
+        return draw
+    return plot
 
 
-def power_over_time(runs: list[Run], names: dict[str, str]) -> Callable:
-    series = _series_over_time(runs, names, "power_w")
-
-    def draw(ax) -> bool:
-        drew = series(ax)
-        ax.set_ylabel("power (W)")
-        ax.set_title("Device power over time")
-        return drew
-    return draw
-
-
-def memory_over_time(runs: list[Run], names: dict[str, str]) -> Callable:
-    series = _series_over_time(runs, names, "mem_used_gb")
-
-    def draw(ax) -> bool:
-        drew = series(ax)
-        ax.set_ylabel("memory used (GB)")
-        ax.set_title("Device memory over time (host memory on a CPU)")
-        return drew
-    return draw
+power_over_time = _over_time("power_w", "power (W)", "Device power over time")
+memory_over_time = _over_time("mem_used_gb", "memory used (GB)", "Device memory over time (host memory on a CPU)")
 
 
 def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
