@@ -17,7 +17,7 @@ from bench.workload import Case
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
 SUMMARY: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in SUMMARY_COLUMNS]
 COMPACT: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in COMPACT_COLUMNS]
-IDENTITY = ("model", "dtype", "compile", "batch_size", "input_len", "output_len")
+IDENTITY = ("model", "dtype", "quant", "compile", "batch_size", "input_len", "output_len")
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "over_budget": "yellow", "skipped": "dim", "error": "red"}
 
@@ -85,6 +85,8 @@ def _identity(key: str, value: Any) -> str:
     """A constant identity column said in the title: 'tiny', 'in 64', 'compiled' (nothing when not compiled)."""
     if key == "compile":
         return "compiled" if str(value).lower() == "true" else ""
+    if key == "quant":
+        return "" if value in (None, "", "none") else f"{value} weights"
     label = {"batch_size": "bs", "input_len": "in", "output_len": "out"}.get(key)
     return f"{label} {fmt(value)}" if label else fmt(value)
 

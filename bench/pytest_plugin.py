@@ -58,7 +58,7 @@ def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
         engines.append(engine)
         engine.configure({**case.params, "_prefix_caching": scenario.prefix_caching})
         engine.load(model, device, LoadOptions(dtype=dtype, compile=case["compile"], cache=case["cache"],
-                                               seed=case["seed"]))
+                                               seed=case["seed"], quant=case["quant"]))
         loaded = Loaded(model, dtype, engine, device, dev.resident_bytes(device))
         prompts = scenario.prompts(loaded, case, random_prompts(case["batch_size"], case["input_len"],
                                                                 model.shape.vocab, case["seed"],

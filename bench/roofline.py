@@ -74,14 +74,15 @@ def datasheet_peak(device_name: str) -> Peak | None:
     return None
 
 
-def decode_bytes_per_step(shape: ModelShape, weight_bytes_per_param: float, batch: int, context: float) -> float:
+def decode_bytes_per_step(shape: ModelShape, weight_bytes_per_param: float, batch: int, context: float,
+                          kv_bytes_per_element: int | None = None) -> float:
     """Bytes one decode step must read: every weight used once plus each sequence's KV cache.
 
     For mixture-of-experts models a batch touches at most all experts; we count
     the active parameters per token times the batch, capped at the full model.
     """
     params_read = min(shape.params, shape.active_params * batch)
-    kv = batch * context * shape.kv_bytes_per_token(int(weight_bytes_per_param) or 2)
+    kv = batch * context * shape.kv_bytes_per_token(kv_bytes_per_element or int(weight_bytes_per_param) or 2)
     return params_read * weight_bytes_per_param + kv
 
 
@@ -119,14 +120,15 @@ def mfu(flops: float, seconds: float, peak_flops: float) -> float:
     return flops / seconds / peak_flops
 
 
-def roofline_columns(shape: ModelShape, bytes_per_element: int, batch: int, input_len: int, output_len: int,
+def roofline_columns(shape: ModelShape, weight_bytes_per_param: float, batch: int, input_len: int, output_len: int,
                      cached_tokens: int, decode_tok_s: float, ttft_ms: float, bandwidth: float,
-                     flops: float) -> dict[str, float]:
+                     flops: float, kv_bytes_per_element: int | None = None) -> dict[str, float]:
     """roofline_decode_tok_s, mbu and mfu of one generate case (NaN where the ceiling is unknown).
 
     The KV length is its mean over the decode; reused prefix tokens are not recomputed in prefill.
     """
-    per_step = decode_bytes_per_step(shape, bytes_per_element, batch, input_len + output_len / 2)
+    per_step = decode_bytes_per_step(shape, weight_bytes_per_param, batch, input_len + output_len / 2,
+                                     kv_bytes_per_element)
     known_bw = not math.isnan(bandwidth)
     return {
         "roofline_decode_tok_s": decode_bound_tok_s(per_step, batch, bandwidth) if known_bw else NAN,

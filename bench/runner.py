@@ -116,7 +116,8 @@ class Runner:
             engine.configure({**case.params, "_prefix_caching": self.scenario.prefix_caching})
             t0 = clock.now()
             engine.load(self.model, self.device, LoadOptions(dtype=self.dtype, compile=case["compile"],
-                                                             cache=case["cache"], seed=case["seed"]))
+                                                             cache=case["cache"], seed=case["seed"],
+                                                             quant=case["quant"]))
             dev.synchronize(self.device)
             row["load_seconds"] = clock.now() - t0
             self.engine = engine
@@ -155,7 +156,8 @@ class Runner:
             "weights": loaded.model.weights,
             "dtype": loaded.engine.reported_dtype(case["dtype"], dev.dtype_name(loaded.dtype)),
             "params": shape.params,
-            "weight_bytes": shape.params * loaded.bytes_per_element,
+            "weight_bytes": int(loaded.weight_bytes),
+            "quant": case["quant"],
             "kv_bytes_per_token": shape.kv_bytes_per_token(loaded.bytes_per_element),
         }
 
@@ -202,9 +204,10 @@ class Runner:
         why_not = self.sampler.backend.capabilities().get("throttle")
         if why_not and not row["throttled"]:
             row["throttled"] = f"unknown: {why_not}"  # empty would claim "not throttled"
-        row.update(roofline_columns(loaded.model.shape, loaded.bytes_per_element, p["batch_size"], p["input_len"],
-                                    p["output_len"], self.scenario.reused_prefix(case), row["decode_tok_s"],
-                                    row["ttft_ms_p50"], self.ceiling.bandwidth, self.ceiling.flops))
+        row.update(roofline_columns(loaded.model.shape, loaded.weight_bytes / loaded.model.shape.params,
+                                    p["batch_size"], p["input_len"], p["output_len"],
+                                    self.scenario.reused_prefix(case), row["decode_tok_s"], row["ttft_ms_p50"],
+                                    self.ceiling.bandwidth, self.ceiling.flops, loaded.bytes_per_element))
         row.update(self.scenario.columns(loaded, case, row, reps))
         row["status"], row["detail"] = self._verdict(case, row)
         notes = [*engine.notes(), *map(str, warnings_for(row, samples, other_load.cores(),

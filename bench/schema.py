@@ -59,14 +59,14 @@ METRIC_ATTRS: dict[str, dict] = {
 
 # The terminal table after a run: these columns, in this order, where any row has a value.
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "case", "model", "dtype", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
+    "case", "model", "dtype", "quant", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
     "tpot_ms_p50", "itl_ms_p99", "prefill_tok_s", "decode_tok_s", "decode_tok_s_cv", "peak_mem_gb", "power_w_mean",
     "energy_j_per_token", "mbu", "mfu", "goodput_frac", "max_batch_meeting_slo", "predicted_max_context",
     "measured_max_context", "ttft_speedup", "decode_slowdown", "fits_budget", "bandwidth_gb_s", "tflops", "tags",
 )
 # The default terminal table (80 columns): the key figures; --wide shows SUMMARY_COLUMNS.
 COMPACT_COLUMNS: tuple[str, ...] = (
-    "case", "model", "dtype", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
+    "case", "model", "dtype", "quant", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
     "tpot_ms_p50", "decode_tok_s", "decode_tok_s_cv", "mbu", "measured_max_context", "ttft_speedup",
     "fits_budget", "bandwidth_gb_s", "tflops",
 )
@@ -125,6 +125,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("e2e_ms_p99", "ms", "request latency, p99"),
     ("compile", "", "torch.compile used"),
     ("cache", "", "KV cache implementation"),
+    ("quant", "", "weight-only quantization of the linear layers: none | int8 | int4 (torchao)"),
     ("params", "", "model parameters"),
     ("weight_bytes", "B", "bytes of model weights"),
     ("kv_bytes_per_token", "B", "2*layers*kv_heads*head_dim*bytes per element"),
@@ -164,7 +165,7 @@ CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.ind
 # Beyond the contract, what every row has (the case's identity) and what every model row has.
 ROW_EXTRAS: tuple[str, ...] = ("compile", "cache", "measured_seconds", "tags")
 MODEL_EXTRAS: tuple[str, ...] = (
-    "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params", "weight_bytes", "kv_bytes_per_token", "load_seconds",
+    "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params", "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",
     "energy_prefill_j", "energy_decode_j", "energy_j_per_token_power", "energy_j_per_token_idle_sub", "temp_c_max",
     "per_card", "tpot_ms_p90", "itl_ms_p90", "energy_per_answer_j", "model_mem_gb",
 )

@@ -50,6 +50,8 @@ CORE_PARAMS: dict[str, Param] = {
                    choices=("auto", "float32", "bfloat16", "float16")),
     "compile": Param(bool, False, "torch.compile the forward pass (implies a static KV cache)", matrix=True),
     "cache": Param(str, "dynamic", "KV cache implementation", matrix=True, choices=("dynamic", "static")),
+    "quant": Param(str, "none", "weight-only quantization of the linear layers (torchao): none | int8 | int4",
+                   matrix=True, choices=("none", "int8", "int4")),
     "batch_size": Param(int, 1, "concurrent sequences", matrix=True, minimum=1),
     "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1),
     "output_len": Param(int, 32, "generated tokens per sequence (>= 2 for decode metrics)", matrix=True,

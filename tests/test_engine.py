@@ -78,3 +78,41 @@ def test_pretrained_weights_from_a_local_directory(tmp_path):
     for name, p in model.named_parameters():
         assert torch.equal(loaded[name].detach(), p.detach()), name
     assert engine.generate(random_prompts(1, 4, 8192, 0), 3).requests[0].output_len == 3
+
+
+def test_quantized_weights_change_the_bytes_and_the_roofline(tmp_path):
+    """tiny with int8 and int4 weight-only linears: the row says the quantization, weight_bytes is the stored
+    bytes, and MBU is computed from them; the token count is asserted as for any row."""
+    pytest.importorskip("torchao")
+    import pandas as pd
+
+    from bench.models import resolve_model
+    from bench.roofline import decode_bytes_per_step
+    from tests.conftest import FAST, run_bench, single_run_dir
+
+    proc = run_bench("run", "--set", "quant=none,int8,int4", "--set", "batch_size=1", "--set", "output_len=8",
+                     "--out", str(tmp_path), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(single_run_dir(tmp_path) / "results.csv").set_index("quant")
+    assert (df["status"] == "ok").all(), df["detail"]
+    bf16, int8, int4 = (df.loc[q, "weight_bytes"] for q in ("none", "int8", "int4"))
+    shape = resolve_model("tiny").shape
+    assert bf16 == shape.params * 2 and int8 < 0.75 * bf16 and int4 < bf16
+    assert "unpacked in int8" in df.loc["int4", "detail"]
+    for quant, row in df.iterrows():
+        per_step = decode_bytes_per_step(shape, row["weight_bytes"] / shape.params, 1, row["input_len"] + 4, 2)
+        bandwidth = row["decode_tok_s"] * per_step / row["mbu"]
+        assert bandwidth == pytest.approx(df["decode_tok_s"].iloc[0] * decode_bytes_per_step(
+            shape, 2.0, 1, row["input_len"] + 4, 2) / df["mbu"].iloc[0], rel=1e-3), quant  # one ceiling
+
+
+def test_quantization_without_torchao_is_bad_input(tmp_path):
+    """A torchao that cannot be imported (a stand-in module on PYTHONPATH): one line with the install command."""
+    from tests.conftest import run_bench
+
+    fake = tmp_path / "fake" / "torchao"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no torchao here')\n")
+    proc = run_bench("run", "--set", "quant=int8", "--dry-run", env={"PYTHONPATH": str(tmp_path / "fake")})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "bench: error: quant=int8 needs torchao: pip install 'claimbench[quant]' (torchao)"

@@ -8,7 +8,7 @@ from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.engines.registry import ENGINES, engine_class
 
 # What decides a (re)load for every engine; each engine's own options marked reload=True are added.
-LOAD_KEYS = ("model", "engine", "dtype", "compile", "cache", "seed", "trust_remote_code")
+LOAD_KEYS = ("model", "engine", "dtype", "compile", "cache", "seed", "trust_remote_code", "quant")
 
 
 def load_key(params: dict[str, Any]) -> tuple:

@@ -21,6 +21,7 @@ class LoadOptions:
     compile: bool = False
     cache: str = "dynamic"  # "dynamic" | "static"
     seed: int = 0
+    quant: str = "none"  # "none" | "int8" | "int4": weight-only quantization
 
 
 class EngineUnavailable(Exception):
@@ -76,6 +77,11 @@ class Engine(ABC):
         linearly with the context instead of quadratically.
         """
         return False
+
+    def weight_bytes(self) -> float | None:
+        """Bytes the loaded weights take as stored (quantized ones included); None when the engine cannot
+        know (the runner then takes parameters x element size)."""
+        return None
 
     def peak_memory_bytes(self) -> float | None:
         """The engine's own peak memory for the last generate call, where it knows better than the

@@ -120,6 +120,8 @@ class OpenAIEngine(Engine):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """A URL that can be one, and a key variable that is a variable's name (and set, if one was named)."""
+        if params.get("quant", "none") != "none":
+            raise BadInput("quant applies to engines that load the model here; a server quantizes its own weights")
         url = params.get("base_url") or ""
         if not url:
             raise BadInput("the openai engine needs --set base_url=http://HOST:PORT/v1")

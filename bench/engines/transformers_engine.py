@@ -17,6 +17,7 @@ from bench.devices import Device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
+from bench.quant import check_available, quantize, storage_note, weight_bytes
 
 
 class _TimingStreamer:
@@ -74,6 +75,7 @@ class TransformersEngine(Engine):
                 hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
                                                       trust_remote_code=model.trust_remote_code)
         hf.eval()
+        quantize(hf, options.quant, device.type)
         self.model, self.device, self.options = hf, device, options
         self._pad = min(model.special_token_ids or {0})
 
@@ -141,6 +143,17 @@ class TransformersEngine(Engine):
                 f"and {len(streamer.times)} timed steps"
             )
         return batch_repetition(start, streamer.times, batch, input_len)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        check_available(params.get("quant", "none"))
+
+    def notes(self) -> list[str]:
+        note = storage_note(self.options.quant, self.device.type) if self.options and self.device else ""
+        return [note] if note else []
+
+    def weight_bytes(self) -> float | None:
+        return float(weight_bytes(self.model)) if self.model is not None else None
 
     def materializes_attention_scores(self) -> bool:
         impl = getattr(getattr(self.model, "config", None), "_attn_implementation", None)

@@ -57,6 +57,11 @@ class VllmEngine(Engine):
         self.params = params
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        if options.quant != "none":
+            # vLLM's int8/int4 weight-only formats (GPTQ, AWQ, compressed-tensors) are read from checkpoints
+            # quantized beforehand; dummy weights have none, and its online quantization is fp8, not int.
+            raise EngineUnavailable(f"quant={options.quant}: vLLM runs int8/int4 weights only from a checkpoint "
+                                    "quantized beforehand (GPTQ/AWQ/compressed-tensors); give --model DIR of one")
         from vllm import LLM
 
         logging.getLogger("vllm").setLevel(logging.WARNING)
@@ -64,6 +69,7 @@ class VllmEngine(Engine):
         kwargs: dict[str, Any] = {
             "model": str(model.path),
             "skip_tokenizer_init": True,
+            "trust_remote_code": model.trust_remote_code,
             "dtype": dtype_name(options.dtype),
             "seed": options.seed,
             "enable_prefix_caching": bool(p.get("_prefix_caching")),

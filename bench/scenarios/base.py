@@ -45,7 +45,14 @@ class Loaded:
 
     @property
     def bytes_per_element(self) -> int:
+        """Bytes per element of activations and the KV cache (the model's dtype)."""
         return torch.finfo(self.dtype).bits // 8
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of the weights as stored: quantized ones as the engine counts them, else params x dtype size."""
+        known = self.engine.weight_bytes()
+        return known if known is not None else float(self.model.shape.params * self.bytes_per_element)
 
 
 # How the runner measures one case for a scenario that asks for extra cases.

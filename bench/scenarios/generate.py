@@ -79,7 +79,7 @@ class GenerateScenario(Scenario):
         p = case.params
         shape = loaded.model.shape
         batch, total = p["batch_size"], p["input_len"] + p["output_len"]
-        model_mem = shape.params * loaded.bytes_per_element + batch * total * shape.kv_bytes_per_token(
+        model_mem = loaded.weight_bytes + batch * total * shape.kv_bytes_per_token(
             loaded.bytes_per_element)
         cols: dict[str, Any] = {
             "goodput_frac": goodput_fraction(reps, p["slo_tpot_ms"], p["slo_ttft_ms"], p["slo_itl_ms"]),
