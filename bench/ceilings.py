@@ -21,6 +21,10 @@ class Ceiling:
     bandwidth: float = NAN
     flops: float = NAN
     source: str = ""
+    # True where the figure is the datasheet's: a physical limit no measurement can pass. A measured or
+    # probed figure is only what the device once did; going past it means the ceiling was measured low.
+    bandwidth_physical: bool = False
+    flops_physical: bool = False
 
 
 def latest_ceiling(root: Path, device_name: str, warnings: list[str] | None = None) -> Ceiling:
@@ -42,14 +46,15 @@ def latest_ceiling(root: Path, device_name: str, warnings: list[str] | None = No
                 flops = value * unit
             sources.append(f"{what} measured in {run}")
     peak = datasheet_peak(device_name)
+    bandwidth_physical = flops_physical = False
     if peak is not None:
         if math.isnan(bandwidth):
-            bandwidth = peak.bandwidth
+            bandwidth, bandwidth_physical = peak.bandwidth, True
             sources.append(f"bandwidth from {peak.source} ({peak.name})")
         if math.isnan(flops):
-            flops = peak.flops16
+            flops, flops_physical = peak.flops16, True
             sources.append(f"FLOP/s from {peak.source} ({peak.name})")
-    return Ceiling(bandwidth, flops, "; ".join(sources))
+    return Ceiling(bandwidth, flops, "; ".join(sources), bandwidth_physical, flops_physical)
 
 
 def _latest_measurement(root: Path, device_name: str, column: str,
@@ -127,7 +132,9 @@ def fill_missing(ceiling: Ceiling, device: Any) -> Ceiling:
     parts = [ceiling.source] if ceiling.source else []
     missing = [w for w, v in (("bandwidth", ceiling.bandwidth), ("FLOP/s", ceiling.flops)) if not _positive(v)]
     parts.append(f"{' and '.join(missing)} {probe.source}")
-    return Ceiling(bandwidth, flops, "; ".join(parts))
+    return Ceiling(bandwidth, flops, "; ".join(parts),
+                   ceiling.bandwidth_physical and _positive(ceiling.bandwidth),
+                   ceiling.flops_physical and _positive(ceiling.flops))
 
 
 def _positive(value: Any) -> bool:

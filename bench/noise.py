@@ -28,6 +28,7 @@ ADVICE: dict[str, str] = {
     "throttled": "cool the card or check its power limit; compare only runs without throttling",
     "shared-device": "stop the other work or use a dedicated machine, then run again",
     "sparse-telemetry": "the power workload holds the load for seconds and resolves J/token",
+    "ceiling-low": "measure the ceilings again on a quiet machine (membw, matmul) into the same results root",
 }
 
 

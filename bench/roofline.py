@@ -138,14 +138,16 @@ def roofline_columns(shape: ModelShape, weight_bytes_per_param: float, batch: in
     }
 
 
-def above_the_bound(row: dict) -> str | None:
-    """Why a measured row is physically impossible (a measurement bug), or None."""
+def above_the_bound(row: dict) -> list[tuple[str, str]]:
+    """The bounds a measured row passes: ("bandwidth" | "flops", what), none for a possible row."""
+    found = []
     bound = row.get("roofline_decode_tok_s", NAN)
     if not math.isnan(bound) and row["decode_tok_s"] > bound:
-        return f"decode {row['decode_tok_s']:.1f} tok/s is above the memory-bandwidth bound {bound:.1f} tok/s"
+        found.append(("bandwidth", f"decode {row['decode_tok_s']:.1f} tok/s is above the memory-bandwidth bound "
+                                   f"{bound:.1f} tok/s"))
     if not math.isnan(row.get("mfu", NAN)) and row["mfu"] > 1:
-        return f"prefill MFU {row['mfu']:.2f} > 1"
-    return None
+        found.append(("flops", f"prefill MFU {row['mfu']:.2f} > 1"))
+    return found
 
 
 def predicted_extra_bytes(shape: ModelShape, bytes_per_element: int, batch: int, input_len: int,

@@ -20,7 +20,7 @@ from bench.engines import Engine, EngineUnavailable, LoadOptions, device_count, 
 from bench.errors import BadInput, first_line, is_oom
 from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
 from bench.models import ModelSpec, resolve_model
-from bench.noise import OtherLoad, warnings_for
+from bench.noise import NoiseWarning, OtherLoad, warnings_for
 from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
@@ -256,9 +256,16 @@ class Runner:
         notes = [self.dtype_reason] if self.dtype_reason.startswith("auto") else []
         notes.append(f"roofline: {self.ceiling.source}" if self.ceiling.source
                      else "roofline: no ceiling known for this device (run --workload membw / matmul)")
-        bug = above_the_bound(row)
-        if bug:
-            return "error", f"{bug}: a measurement bug; " + "; ".join(notes)
+        physical = {"bandwidth": self.ceiling.bandwidth_physical, "flops": self.ceiling.flops_physical}
+        passed = above_the_bound(row)
+        bugs = [what for figure, what in passed if physical[figure]]
+        if bugs:
+            return "error", f"{'; '.join(bugs)} (the datasheet's): a measurement bug; " + "; ".join(notes)
+        for figure, what in passed:  # past a measured ceiling: the ceiling was measured low, not the row wrong
+            workload = "membw" if figure == "bandwidth" else "matmul"
+            notes.append(str(NoiseWarning("ceiling-low", f"{what}, a {figure} ceiling measured on this machine, "
+                                                         f"so that ceiling was measured low (busy at the time?): "
+                                                         f"bench run --workload {workload} on a quiet machine")))
         budget = case["max_mem_gb"]
         if budget > 0 and row["peak_mem_gb"] > budget:
             predicted = row.get("predicted_peak_mem_gb")

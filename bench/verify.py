@@ -190,6 +190,8 @@ def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
     if not measures(run, claim):
         return rows.iloc[0:0]
     rows = _real(rows)
+    if claim.metric in ("mbu", "mfu") and "detail" in rows.columns:  # a ceiling measured low inflates both
+        rows = rows[~rows["detail"].astype(str).str.contains("warning ceiling-low", regex=False)]
     return rows[_matches(rows, claim.conditions)]
 
 

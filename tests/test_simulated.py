@@ -112,3 +112,24 @@ def test_run_json_keys_are_the_schema_ones(tmp_path):
     with pytest.raises(BadInput, match="'cases' should be a int"):
         read_meta(writer.path / "run.json")
     writer.close()
+
+
+@pytest.mark.parametrize(("physical", "status"), [(True, "error"), (False, "ok")])
+def test_past_the_roofline_is_a_bug_only_against_the_datasheet(physical, status, virtual_clock):
+    """A bandwidth of 1 MB/s puts every decode above the bound: against a datasheet figure that is a
+    measurement bug (error); against a figure this machine measured, the ceiling was measured low."""
+    from bench.ceilings import Ceiling
+    from bench.devices import resolve_device
+    from bench.runner import Runner
+    from bench.scenarios import scenario_for
+    from bench.telemetry.base import NoTelemetry
+    from bench.telemetry.sampler import Sampler
+    from bench.workload import apply_overrides, load_workload
+
+    w = apply_overrides(load_workload("quick"), {"engine": ["simulated"], "batch_size": [1], "min_seconds": 0,
+                                                 "min_reps": 2}, quick=True)
+    ceiling = Ceiling(1e6, float("nan"), "test ceiling", bandwidth_physical=physical)
+    (result,) = Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "t", ceiling).run(scenario_for(w).expand())
+    assert result.row["status"] == status
+    assert "above the memory-bandwidth bound" in result.row["detail"]
+    assert ("warning ceiling-low" in result.row["detail"]) is not physical
