@@ -322,7 +322,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         table = Table(title="workloads")
         for col in ("name", "kind", "claims", "description"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col == "name")
         for name, path in available_workloads().items():
             suite = load_suite(str(path))
             if suite is not None:
@@ -336,7 +336,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table = Table(title="bundled models (random weights; --model DIR for real ones)")
         for col in ("name", "architecture", "params", "layers", "kv heads", "head dim", "max positions",
                     "KV bytes/token (bf16)"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col == "name")
         for name in bundled_models():
             spec = resolve_model(name)
             s = spec.shape
@@ -347,7 +347,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         table = Table(title="claims (seeds/claims.toml)")
         for col in ("id", "claimed", "metric", "workloads", "conditions", "source"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, overflow="fold", no_wrap=col == "id")
         for c in load_claims():
             table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", c.metric, ", ".join(c.workloads),
                           ", ".join(f"{k}={v}" for k, v in c.conditions.items()), c.source)

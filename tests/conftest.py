@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# pytest-xdist workers set COLUMNS=80: tests that want a terminal width ask for one themselves.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # One cache for the whole session (model shapes, probed ceilings), never the user's own.
 os.environ["CLAIMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="claimbench-cache-")

@@ -70,7 +70,7 @@ def test_identical_runs_pass_and_a_2x_slowdown_fails(sim_run, tmp_path):
     proc = run_bench("check", "--baseline", str(sim_run), str(slow))
     assert proc.returncode == 1, proc.stdout
     assert "regression" in proc.stdout and "decode_tok_s" in proc.stdout and "every candidate repetition" in proc.stdout
-    wide = run_bench("check", "--baseline", str(sim_run), str(slow), "--wide").stdout
+    wide = run_bench("check", "--baseline", str(sim_run), str(slow), "--wide", env={"COLUMNS": "400"}).stdout
     assert "worse by 100.0% (every candidate repetition worse than every baseline one)" in wide
     assert run_bench("check", "--baseline", str(sim_run), str(slow), "--tolerance", "150%").returncode == 0
     faster = slowed(sim_run, tmp_path / "fast", 2.0)

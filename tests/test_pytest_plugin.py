@@ -13,9 +13,10 @@ EXAMPLE = ROOT / "examples" / "test_claimbench_benchmarks.py"
 
 
 def pytest_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # Not an xdist worker's environment: pytest-benchmark turns itself off under xdist.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "pytest", str(EXAMPLE), "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+                           "-o", "addopts=", "-p", "no:xdist", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 def test_save_compare_and_fail_on_a_slowdown(tmp_path):
