@@ -199,9 +199,12 @@ def plan(workload: Any, overrides: dict[str, Any], quick: bool, device: Any) -> 
     before any work starts."""
     from bench.engines import engine_names
     from bench.models import resolve_model
+    from bench.quant import check_available
     from bench.scenarios import scenario_for
     from bench.workload import apply_overrides
 
+    for quant in _as_list(overrides.get("quant", [])):  # asked for on the command line: must be possible
+        check_available(quant)
     workload = apply_overrides(workload, overrides, quick=quick, on_gpu=device.type == "cuda")
     p = workload.params
     models = {m: resolve_model(m, p["allow_download"], p["trust_remote_code"])  # bad names fail before any work

@@ -1,7 +1,8 @@
 """Weight-only quantization of a loaded transformers model with torchao, and the bytes its weights take.
 
-int8: torchao's Int8WeightOnlyConfig on every device. int4: Int4WeightOnlyConfig (group 128) on CUDA;
-on a CPU, where torchao 0.18's int4 kernels need packages it does not ship, IntxWeightOnlyConfig with
+int8: torchao's Int8WeightOnlyConfig on every device. int4: Int4WeightOnlyConfig (group 128) in
+tinygemm's tile-packed format on CUDA (the default plain format needs the mslk package; not yet run on a
+card); on a CPU, where torchao 0.18's int4 formats all need CUDA or mslk, IntxWeightOnlyConfig with
 int4 values in groups of 32 (unpacked into int8 storage). The output projection (lm_head) stays in
 the model's dtype, as in transformers' own torchao integration. A path torchao cannot take here is
 an EngineUnavailable with the reason: its cases become skipped rows.
@@ -44,7 +45,10 @@ def quantize(model: Any, quant: str, device_type: str) -> None:
         return
     import torch
 
-    torchao = _import_torchao()
+    try:
+        torchao = _import_torchao()
+    except ImportError:
+        raise EngineUnavailable(f"quant={quant} needs torchao: {INSTALL}") from None
     from torchao.quantization import (
         Int4WeightOnlyConfig,
         Int8WeightOnlyConfig,
@@ -56,7 +60,8 @@ def quantize(model: Any, quant: str, device_type: str) -> None:
     if quant == "int8":
         config: Any = Int8WeightOnlyConfig()
     elif device_type == "cuda":
-        config = Int4WeightOnlyConfig(group_size=128)
+        # tinygemm's packing: its kernel ships with torch's CUDA build (the default "plain" needs mslk).
+        config = Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
     else:
         config = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32))
 

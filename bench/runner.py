@@ -141,7 +141,8 @@ class Runner:
 
     def _base_row(self, case: Case) -> dict[str, Any]:
         p = case.params
-        return {
+        model_identity = {"quant": p["quant"]} if self.scenario.uses_model else {}
+        return {**model_identity,
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "workload": self.workload.name,
             "case": case.index, "model": p["model"], "engine": p["engine"], "device": str(self.device),
             "device_name": self.device.name, "device_count": device_count(p), "dtype": p["dtype"],

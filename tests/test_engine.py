@@ -116,3 +116,24 @@ def test_quantization_without_torchao_is_bad_input(tmp_path):
     proc = run_bench("run", "--set", "quant=int8", "--dry-run", env={"PYTHONPATH": str(tmp_path / "fake")})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "bench: error: quant=int8 needs torchao: pip install 'claimbench[quant]' (torchao)"
+
+
+def test_a_workload_that_lists_quantizations_runs_without_torchao_as_skipped_rows(monkeypatch):
+    """Only a --set asks for quantization outright; a workload file's list (edge's) without torchao gives
+    skipped rows that say how to install it, and the bf16 case still runs (the real engine, tiny model)."""
+    from bench import quant
+    from bench.runner import Runner
+    from bench.scenarios import scenario_for
+    from bench.telemetry.base import NoTelemetry
+    from bench.telemetry.sampler import Sampler
+    from bench.workload import apply_overrides, load_workload
+
+    def no_torchao():
+        raise ImportError("No module named 'torchao'")
+
+    monkeypatch.setattr(quant, "_import_torchao", no_torchao)
+    w = apply_overrides(load_workload("quick"), {"quant": ["none", "int8"], "batch_size": [1], "output_len": [4],
+                                                 "min_reps": 1, "min_seconds": 0, "warmup": 0})
+    rows = [r.row for r in Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "t").run(scenario_for(w).expand())]
+    assert [(r["quant"], r["status"]) for r in rows] == [("none", "ok"), ("int8", "skipped")]
+    assert "pip install 'claimbench[quant]'" in rows[1]["detail"]

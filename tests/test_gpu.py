@@ -130,3 +130,29 @@ def test_real_gpu_run_measures_energy_per_window(tmp_path):
     assert meta["fingerprint"]["allocator_conf"] == {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
     tel = pd.read_csv(run / "telemetry.csv")
     assert tel["energy_j"].is_monotonic_increasing
+
+
+@pytest.mark.gpu
+def test_quantized_weights_on_the_card(tmp_path):
+    """int8 and int4 (tinygemm's packing) on CUDA: rows ok, or skipped with torchao's reason; stored bytes shrink."""
+    import pandas as pd
+
+    from tests.conftest import run_bench, single_run_dir
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    pytest.importorskip("torchao")
+    proc = run_bench("run", "--device", "cuda", "--model", "qwen2.5-0.5b", "--set", "quant=none,int8,int4",
+                     "--set", "batch_size=1", "--set", "min_reps=3", "--set", "min_seconds=0", "--set", "idle_seconds=0",
+                     "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(single_run_dir(tmp_path) / "results.csv").set_index("quant")
+    print(df[["status", "weight_bytes", "decode_tok_s", "mbu", "detail"]].to_string())
+    assert df.loc["none", "status"] == "ok"
+    for quant in ("int8", "int4"):
+        row = df.loc[quant]
+        assert row["status"] in ("ok", "skipped"), row["detail"]
+        if row["status"] == "ok":
+            assert row["weight_bytes"] < df.loc["none", "weight_bytes"]
+        else:
+            assert "torchao" in row["detail"]

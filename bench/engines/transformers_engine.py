@@ -17,7 +17,7 @@ from bench.devices import Device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
-from bench.quant import check_available, quantize, storage_note, weight_bytes
+from bench.quant import quantize, storage_note, weight_bytes
 
 
 class _TimingStreamer:
@@ -143,10 +143,6 @@ class TransformersEngine(Engine):
                 f"and {len(streamer.times)} timed steps"
             )
         return batch_repetition(start, streamer.times, batch, input_len)
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        check_available(params.get("quant", "none"))
 
     def notes(self) -> list[str]:
         note = storage_note(self.options.quant, self.device.type) if self.options and self.device else ""
