@@ -132,6 +132,12 @@ class RunWriter:
                              "scenario's declared_columns() (and bench.schema)")
         self.results.append([row])  # last: a row in results.csv means the case is complete
 
+    def cases_written(self) -> int:
+        """Rows in results.csv as it is on disk: a Ctrl-C between writing a row and counting it cannot
+        make run.json disagree with the file."""
+        with (self.path / "results.csv").open(newline="", encoding="utf-8") as f:
+            return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
     def close(self) -> None:
         for f in (self.results, self.samples, self.telemetry):
             f.close()

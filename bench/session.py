@@ -112,7 +112,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     finally:
         sampler.stop()
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
-                          interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion", finished_cases=len(outcome.rows),
+                          interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion",
+                          finished_cases=writer.cases_written(),
                           errors_after=backend.error_counts())
         writer.close()
         backend.close()
