@@ -208,7 +208,7 @@ def hub_snapshot(repo_id: str, allow_download: bool) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
     except LocalEntryNotFoundError:
         if not allow_download:
-            raise BadInput(f"model {repo_id} is not in the Hugging Face cache; download it with "
+            raise BadInput(f"model {repo_id} is neither a local directory nor in the Hugging Face cache; download it with "
                            f"`huggingface-cli download {repo_id}` (or run with --set allow_download=true)") from None
     except Exception as exc:  # noqa: BLE001 - a malformed cache or id: say so in one line
         raise BadInput(f"model {repo_id}: cannot read it from the Hugging Face cache ({first_line(exc)})") from None

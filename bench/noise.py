@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.compare import FEW as GATE_REPS  # bench check's rank test needs this many repetitions a side
+
 CV_LIMIT = 0.10  # decode tok/s varying more than this between repetitions
 Z_LIMIT = 3.5  # modified z-score of an outlier repetition (Iglewicz and Hoaglin)
 SLOW_FIRST = 1.5  # first repetition this much slower than the median of the others
-GATE_REPS = 5  # bench check's rank test needs this many repetitions a side (compare.FEW)
 SHARED_CORES = 0.5  # other processes using more than this many cores during the case
 SHARED_LOAD = 0.5  # on a GPU: other compute processes on the card
 
@@ -101,7 +102,14 @@ class OtherLoad:
         cpu = self._psutil.cpu_times()
         busy = sum(cpu) - cpu.idle - getattr(cpu, "iowait", 0.0)
         own = self._process.cpu_times()
-        return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+        mine = own.user + own.system + own.children_user + own.children_system
+        for child in self._process.children(recursive=True):  # vLLM's engine core is ours, not another's
+            try:
+                times = child.cpu_times()
+                mine += times.user + times.system
+            except self._psutil.Error:
+                pass  # it ended meanwhile: its time is in children_* once reaped
+        return time.monotonic(), busy, mine
 
     def cores(self) -> float | None:
         """Average cores used by other processes since creation (None over too short a window)."""

@@ -258,11 +258,9 @@ def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, f
         if not row.get(base) or pd.isna(row.get(base)) or pd.isna(row.get(metric)):
             return None
         scale = float(row[metric]) / float(row[base])
-    samples = run.samples
-    if source is None or samples.empty or source not in samples.columns or "case" not in samples.columns \
-            or pd.isna(row.get("case")):
+    if source is None:
         return None
-    values = pd.to_numeric(samples.loc[samples["case"] == row["case"], source], errors="coerce").dropna() * scale
+    values = _case_values(run, row.get("case"), source) * scale
     n = len(values)
     if n < 2:
         return None
@@ -272,6 +270,7 @@ def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, f
 
 
 def _case_values(run: Run, case: Any, column: str) -> pd.Series:
+    """One value per repetition of a case (samples.csv); empty when the run has none."""
     samples = run.samples
     if samples.empty or column not in samples.columns or "case" not in samples.columns or pd.isna(case):
         return pd.Series(dtype=float)

@@ -81,3 +81,4 @@ def test_warnings_reach_the_row_the_table_and_the_end_of_the_run(tmp_path):
     assert "warning few-reps: 3 repetitions" in row["detail"]
     assert "ok !" in proc.stdout  # the status cell marks a row with warnings
     assert "few-reps in case(s) 0: --set min_reps=5" in " ".join(proc.stderr.split())
+
