@@ -21,6 +21,10 @@ SLOW_FIRST = 1.5  # first repetition this much slower than the median of the oth
 SHARED_CORES = 0.5  # other processes using more than this many cores during the case
 SHARED_LOAD = 0.5  # on a GPU: other compute processes on the card
 
+# Kinds that say what a run can support rather than doubt a figure: listed at the end as notes, the row not
+# marked "!" (few-reps fires on every default CPU run, and a mark on every row would teach people to ignore it).
+ADVISORY = frozenset({"few-reps"})
+
 ADVICE: dict[str, str] = {
     "high-cv": "more repetitions (--set min_reps=10), a longer --set min_seconds, or a quieter machine",
     "outlier": "a quiet machine, then run again; every repetition stays in samples.csv to inspect",
@@ -120,13 +124,20 @@ class OtherLoad:
         return max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
 
 
-def summary(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per warning kind seen in the rows: how many cases, and what to do."""
+def summary(rows: list[dict[str, Any]], advisory: bool | None = None) -> list[str]:
+    """One line per warning kind seen in the rows: how many cases, and what to do.
+    advisory: True lists only the ADVISORY kinds, False only the others, None all."""
     cases: dict[str, list[str]] = {}
     for row in rows:
         for kind in kinds_in(str(row.get("detail", ""))):
-            cases.setdefault(kind, []).append(str(row.get("case", "?")))
+            if advisory is None or (kind in ADVISORY) == advisory:
+                cases.setdefault(kind, []).append(str(row.get("case", "?")))
     return [f"{kind} in case(s) {', '.join(numbers)}: {ADVICE.get(kind, '')}" for kind, numbers in cases.items()]
+
+
+def doubts(detail: str) -> bool:
+    """Whether a row's detail holds a warning that questions its figures (not only an ADVISORY note)."""
+    return any(kind not in ADVISORY for kind in kinds_in(detail))
 
 
 def kinds_in(detail: str) -> list[str]:

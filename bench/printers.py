@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.noise import kinds_in, summary
+from bench.noise import doubts, summary
 from bench.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
 from bench.workload import Case
 
@@ -74,7 +74,7 @@ def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False
         for key, _header, pattern in shown:
             text = fmt(r.get(key), pattern)
             if key == "status":
-                mark = " !" if kinds_in(str(r.get("detail", ""))) else ""
+                mark = " !" if doubts(str(r.get("detail", ""))) else ""
                 text = f"[{STATUS_STYLE.get(text, 'white')}]{text}[/]{mark}"
             cells.append(text)
         table.add_row(*cells)
@@ -97,8 +97,13 @@ def print_details(console: Console, rows: Iterable[dict[str, Any]]) -> None:
     for r in rows:
         if r.get("status") != "ok":
             console.print(f"  case {r['case']}: {r['status']}: {r.get('detail', '')}", markup=False)
-    lines = summary(rows)
+    lines = summary(rows, advisory=False)
     if lines:
         console.print("[yellow]warnings[/] (cases marked ! in the table; details in results.csv):")
         for line in lines:
+            console.print(f"  {line}", markup=False)
+    notes = summary(rows, advisory=True)
+    if notes:
+        console.print("notes (the figures stand; what the run can support):")
+        for line in notes:
             console.print(f"  {line}", markup=False)

@@ -36,11 +36,11 @@ def test_every_claim_states_its_conditions():
 
 
 def test_a_claim_needs_its_own_workload_model_class_and_lengths():
-    edge = make_run("edge", [{"model": "llama-3.2-1b", "params": 1.24e9, "tpot_ms_p99": 9.0}])
+    edge = make_run("edge", [{"model": "llama-3.2-1b", "params": 1.24e9, "itl_ms_p99": 9.0}])
     v = verify_claim(CLAIMS["edge-latency-10ms"], [edge])
     assert v.verdict == "not measured" and "latency workload" in v.reason
     assert "bench run --workload latency --model qwen2.5-0.5b" in v.reason  # the command that measures it
-    latency = make_run("latency", [{"tpot_ms_p99": 21.0}])
+    latency = make_run("latency", [{"itl_ms_p99": 21.0}])
     assert verify_claim(CLAIMS["edge-latency-10ms"], [edge, latency]).verdict == "does not hold"
     # A long prefill is not a long answer.
     short = make_run("long-generation", [{"e2e_ms_p50": 17000.0, "output_len": 16}])
@@ -49,7 +49,7 @@ def test_a_claim_needs_its_own_workload_model_class_and_lengths():
     long = make_run("long-generation", [{"e2e_ms_p50": 30000.0, "output_len": 2048}])
     assert verify_claim(CLAIMS["long-reasoning"], [long]).verdict == "holds"
     # A small model is not the model class of the claim.
-    small = make_run("latency", [{"model": "toy-100m", "params": 1e8, "tpot_ms_p99": 2.0}])
+    small = make_run("latency", [{"model": "toy-100m", "params": 1e8, "itl_ms_p99": 2.0}])
     v = verify_claim(CLAIMS["edge-latency-10ms"], [small])
     assert v.verdict == "not measured" and "params >= 4e+08" in v.reason
     # kv-reuse needs a long shared prefix.
@@ -57,9 +57,9 @@ def test_a_claim_needs_its_own_workload_model_class_and_lengths():
     v = verify_claim(CLAIMS["kv-reuse"], [reuse])
     assert v.verdict == "not measured" and "prefix_len >= 1024" in v.reason
     # A user's own workload file counts when it lists the claim; the tiny model never does.
-    mine = make_run("my-latency", [{"tpot_ms_p99": 8.0}], claims=["edge-latency-10ms"])
+    mine = make_run("my-latency", [{"itl_ms_p99": 8.0}], claims=["edge-latency-10ms"])
     assert verify_claim(CLAIMS["edge-latency-10ms"], [mine]).verdict == "holds"
-    tiny = make_run("latency", [{"model": "tiny", "params": 1.05e7, "tpot_ms_p99": 1.0}])
+    tiny = make_run("latency", [{"model": "tiny", "params": 1.05e7, "itl_ms_p99": 1.0}])
     v = verify_claim(CLAIMS["edge-latency-10ms"], [tiny])
     assert v.verdict == "not measured" and "tiny" in v.reason
 
@@ -79,11 +79,22 @@ def test_a_figure_inside_the_confidence_interval_is_inconclusive():
     assert v.run == "throughput" and v.conditions.startswith("case 0: throughput llama-3.1-8b")
 
 
+def test_a_tail_latency_claim_gets_an_interval_from_each_repetitions_p99():
+    """edge-latency-10ms reads ITL p99 (99% of token gaps inside 10 ms); samples.csv holds each repetition's p99."""
+    row = {"itl_ms_p99": 9.5}
+    spread = make_run("latency", [row], [{"case": 0, "itl_ms_p99": v} for v in (8.0, 9.5, 11.5)])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [spread])
+    assert v.verdict == "inconclusive" and v.interval[0] < 10 < v.interval[1]
+    tight = make_run("latency", [row], [{"case": 0, "itl_ms_p99": v} for v in (9.4, 9.5, 9.6)])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [tight])
+    assert v.verdict == "holds" and v.interval[1] < 10
+
+
 def test_scope_says_whether_the_measurement_is_on_the_claimed_hardware():
-    on_h200 = make_run("latency", [{"tpot_ms_p99": 21.0}])
+    on_h200 = make_run("latency", [{"itl_ms_p99": 21.0}])
     v = verify_claim(CLAIMS["edge-latency-10ms"], [on_h200])
     assert v.where == "figure checked on NVIDIA H200, not the claimed hardware"
-    ascend = make_run("latency", [{"tpot_ms_p99": 8.0, "device_name": "Huawei Ascend 910B"}])
+    ascend = make_run("latency", [{"itl_ms_p99": 8.0, "device_name": "Huawei Ascend 910B"}])
     assert verify_claim(CLAIMS["edge-latency-10ms"], [ascend]).where.startswith("on the claimed hardware")
     assert verify_claim(CLAIMS["long-reasoning"], [make_run("long-generation", [
         {"e2e_ms_p50": 30000.0, "output_len": 2048}])]).where.startswith("general claim")
@@ -190,7 +201,7 @@ def test_the_claims_suite_plans_every_claim_workload_for_this_device():
 def test_the_report_links_each_measured_verdict_to_its_row(tmp_path):
     run = tmp_path / "root" / "20260101T000000Z-h-latency"
     run.mkdir(parents=True)
-    pd.DataFrame([{**BASE, "schema_version": 1, "workload": "latency", "case": 0, "tpot_ms_p99": 21.0}]).to_csv(
+    pd.DataFrame([{**BASE, "schema_version": 1, "workload": "latency", "case": 0, "itl_ms_p99": 21.0}]).to_csv(
         run / "results.csv", index=False)
     out = tmp_path / "report.html"
     proc = run_bench("report", str(tmp_path / "root"), "-o", str(out))

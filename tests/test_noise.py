@@ -68,8 +68,28 @@ def test_another_process_on_the_card_is_named_through_nvml():
         fake_nvml.OTHER_PROCESSES[0] = []
 
 
+def test_a_warning_marks_its_row_and_a_note_does_not():
+    """A doubt about a figure (high-cv) marks the status cell; few-reps, on every default CPU run, is a note."""
+    from rich.console import Console
+
+    from bench.printers import print_details, results_table
+
+    rows = [{"case": 0, "status": "ok", "decode_tok_s": 10.0, "detail": "warning few-reps: 3 repetitions"},
+            {"case": 1, "status": "ok", "decode_tok_s": 9.0, "detail": "warning high-cv: 12%; warning few-reps: 3"}]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(results_table(rows, "t"))
+    print_details(console, rows)
+    text = console.export_text()
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()[:1].isdigit()}
+    assert lines["0"].split()[:2] == ["0", "ok"] and lines["0"].split()[2] != "!"
+    assert lines["1"].split()[:3] == ["1", "ok", "!"]
+    warned, noted = text.split("notes")
+    assert "high-cv in case(s) 1" in warned and "few-reps" not in warned
+    assert "few-reps in case(s) 0, 1" in noted
+
+
 def test_warnings_reach_the_row_the_table_and_the_end_of_the_run(tmp_path):
-    """Three repetitions on the simulated engine: few-reps, in detail, marked in the table, listed at the end."""
+    """Three repetitions on the simulated engine: few-reps, in detail, listed at the end as a note."""
     import pandas as pd
 
     from tests.conftest import run_bench, single_run_dir
@@ -79,6 +99,6 @@ def test_warnings_reach_the_row_the_table_and_the_end_of_the_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
     assert "warning few-reps: 3 repetitions" in row["detail"]
-    assert "ok !" in proc.stdout  # the status cell marks a row with warnings
+    assert "ok !" not in proc.stdout  # a note, not a doubt about the figures
     assert "few-reps in case(s) 0: --set min_reps=5" in " ".join(proc.stderr.split())
 

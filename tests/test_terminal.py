@@ -36,7 +36,7 @@ def test_run_compare_check_and_verify_fit_80_columns(tmp_path):
     root.mkdir(parents=True)
     pd.DataFrame([{"schema_version": 1, "workload": "latency", "case": 0, "status": "ok", "model": "qwen2.5-0.5b",
                    "params": 4.9e8, "engine": "transformers", "device_name": "Intel(R) Xeon(R) Processor",
-                   "batch_size": 1, "input_len": 128, "output_len": 32, "tpot_ms_p99": 111.3}]).to_csv(
+                   "batch_size": 1, "input_len": 128, "output_len": 32, "itl_ms_p99": 111.3}]).to_csv(
         root / "results.csv", index=False)
     proc = run_bench("verify", str(root.parent), env=NARROW)
     assert_fits(proc.stdout)
