@@ -412,10 +412,12 @@ def _print_frame(df: Any, title: str, columns: list[str] | None = None) -> None:
     from rich import box
     from rich.table import Table
 
-    from bench.render import rows_for_rich
+    from bench.render import factor_cases, rows_for_rich
 
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
+        df, common = factor_cases(df)
+        title += f": {common}" if common else ""
     cols, rows = rows_for_rich(df)
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     for i, c in enumerate(cols):  # the first column names the row: kept whole, the others fold
@@ -440,7 +442,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = compare_table(runs, metrics, args.price_per_hour)
     if not any(" x" in c and table[c].notna().any() for c in table.columns):
         print("warning: the runs share no measured case (same workload, model, engine, dtype, batch, "
-              "lengths); nothing to compare", file=sys.stderr)
+              "lengths and parameters such as quant); nothing to compare", file=sys.stderr)
     diffs = fingerprint_differences(runs)
     header = [f"[{i}] {r.name} ({r.device_name})" for i, r in enumerate(runs)]
     header += [f"differs: {k}: " + " | ".join(v or "-" for v in values) for k, values in diffs] or \

@@ -11,11 +11,11 @@ import pandas as pd
 
 from bench.cost import usd_per_mtok_rented
 from bench.errors import BadInput
-from bench.runs import Run, case_label, ok_rows
+from bench.runs import Run, case_label, ok_rows, param_text, with_case_params
 from bench.schema import CASE_KEYS as SCHEMA_CASE_KEYS
-from bench.schema import GATED
+from bench.schema import CASE_PARAMS, GATED
 
-CASE_KEYS = list(SCHEMA_CASE_KEYS)
+CASE_KEYS = [*SCHEMA_CASE_KEYS, *CASE_PARAMS]
 
 # metric -> (direction: +1 higher is better / -1 lower is better, samples.csv column or None), from the schema.
 METRICS: dict[str, tuple[int, str | None]] = {name: (c.direction, c.sample) for name, c in GATED.items()}
@@ -47,7 +47,7 @@ def fingerprint_differences(runs: list[Run]) -> list[tuple[str, list[str]]]:
 
 
 def _ok(run: Run) -> pd.DataFrame:
-    df = ok_rows(run).copy()
+    df = with_case_params(run, ok_rows(run))
     for key in CASE_KEYS:
         if key not in df.columns:
             df[key] = np.nan
@@ -88,7 +88,9 @@ def compare_table(runs: list[Run], metrics: list[str] | None = None, price_per_h
     table = table[[c for c in ordered if c in table.columns]]
     value_cols = [c for c in table.columns if c not in CASE_KEYS]
     table = table.dropna(how="all", subset=value_cols)
-    return table.reset_index(drop=True)
+    # A case parameter at its default in every row says nothing; one that varies or is set stays.
+    quiet = [k for k, default in CASE_PARAMS.items() if set(table[k]) <= {param_text(default), ""}]
+    return table.drop(columns=quiet).reset_index(drop=True)
 
 
 # --- regression gate -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False
     spec = SUMMARY if wide else COMPACT
     shown = [c for c in spec if any(fmt(r.get(c[0])) for r in rows)]
     if not wide:
-        constant = [c for c in shown if c[0] in IDENTITY and len({fmt(r.get(c[0])) for r in rows}) == 1 and len(rows) > 1]
+        constant = [c for c in shown if c[0] in IDENTITY and len({fmt(r.get(c[0])) for r in rows}) == 1]
         if constant:
             said = [_identity(c[0], rows[0].get(c[0])) for c in constant]
             title += " (" + ", ".join(s for s in said if s) + ")"

@@ -14,6 +14,16 @@ from bench.errors import BadInput
 from bench.runs import Run, case_label
 
 
+def num(value: object, digits: int = 4) -> str:
+    """A figure for people: `digits` significant digits, but a number with more whole digits than that
+    in full (131056 tokens, 135915 ms, never 1.311e+05); "" for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    v = float(value)  # type: ignore[arg-type]
+    text = f"{v:.{digits}g}"
+    return f"{v:.0f}" if "e+" in text and abs(v) < 1e15 else text
+
+
 def long_form(table: pd.DataFrame, n_runs: int) -> pd.DataFrame:
     """One row per case and metric, with each run's value and its ratio to run 0 (readable in a terminal)."""
     metrics = sorted({c.split(" [")[0] for c in table.columns if " [" in c},
@@ -70,7 +80,7 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     shown = df.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+            shown[col] = shown[col].map(num)
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "html":
@@ -81,11 +91,25 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     return "\n".join([header, sep, *body])
 
 
+def factor_cases(frame: pd.DataFrame, column: str = "case") -> tuple[pd.DataFrame, str]:
+    """Case labels for a narrow terminal: the words every label shares go to the caller's title (returned),
+    each label keeps what sets it apart, and a label repeating the row above is left blank."""
+    if column not in frame.columns or frame.empty:
+        return frame, ""
+    words = [str(label).split() for label in frame[column]]
+    common = [w for w in words[0] if all(w in other for other in words[1:])]
+    short = [" ".join(w for w in ws if w not in common) for ws in words]
+    out = frame.copy()
+    out[column] = ["" if i and s == short[i - 1] else s for i, s in enumerate(short)]
+    if not any(out[column]):
+        out = out.drop(columns=[column])
+    return out, " ".join(common)
+
+
 def rows_for_rich(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Columns and stringified rows for a rich table."""
     cols = [str(c) for c in df.columns]
     rows = []
     for values in df.itertuples(index=False):
-        rows.append(["" if (isinstance(v, float) and math.isnan(v)) else (f"{v:.4g}" if isinstance(v, float)
-                                                                          else str(v)) for v in values])
+        rows.append([num(v) if isinstance(v, float) else str(v) for v in values])
     return cols, rows

@@ -33,6 +33,7 @@ NAN = float("nan")
 GB = 1e9
 
 ProgressFn = Callable[[Case, str], None]
+TokenFn = Callable[[int, float], None]  # (tokens generated so far in this call, when): kept cheap, it runs per token
 
 
 class Runner:
@@ -40,7 +41,7 @@ class Runner:
 
     def __init__(self, workload: Workload, device: dev.Device, sampler: Sampler, run_id: str,
                  ceiling: Ceiling | None = None, idle_power: dict[str, float] | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, on_token: TokenFn | None = None) -> None:
         self.workload = workload
         self.scenario = scenario_for(workload)
         self.device = device
@@ -49,6 +50,7 @@ class Runner:
         self.ceiling = ceiling or Ceiling()
         self.idle_power = idle_power or {}
         self.progress = progress or (lambda case, msg: None)
+        self.on_token = on_token
         self.engine: Engine | None = None
         self.model: ModelSpec | None = None
         self.dtype = torch.float32
@@ -174,7 +176,7 @@ class Runner:
         self.sampler.case = str(case.index)
         for i in range(p["warmup"]):
             self.progress(case, f"warm-up {i + 1}/{p['warmup']}")
-            engine.generate(prompts, p["output_len"], reuse_prefix=reuse)
+            engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse)
         reps: list[Repetition] = []
         peaks: list[float] = []  # peak memory of each repetition (GB)
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
@@ -185,10 +187,10 @@ class Runner:
                                      p["max_reps"], p["max_seconds"]):
             dev.reset_peak_memory(self.device)
             dev.reset_host_peak_rss()
-            reps.append(engine.generate(prompts, p["output_len"], reuse_prefix=reuse))
+            self.progress(case, f"rep {len(reps) + 1}" + (f" of {p['min_reps']}+" if len(reps) < p["min_reps"] else ""))
+            reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
             peaks.append(self._peak_gb(engine))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
-            self.progress(case, f"rep {len(reps)}")
         row["measured_seconds"] = clock.now() - t_start
         self.sampler.sample_now()
         self.sampler.pause(False)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.errors import BadInput
 from bench.results import read_meta, read_results, read_table, results_csv_path
-from bench.schema import SAMPLE_COLUMNS, TELEMETRY_COLUMNS
+from bench.schema import CASE_PARAMS, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
 
 
 @dataclass
@@ -113,8 +113,57 @@ def ok_rows(run: Run) -> pd.DataFrame:
     return results[results["status"] == "ok"]
 
 
+def param_text(value: Any) -> str:
+    """A case parameter as text that is the same whoever wrote it: True/'True' -> 'true', 8192.0 -> '8192'."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return str(bool(value)).lower()
+    if isinstance(value, int | float) or type(value).__module__ == "numpy":
+        return f"{float(value):g}"
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
+def with_case_params(run: Run, rows: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
+    """The rows (of this run) with every schema.CASE_PARAMS column present, so that cases match across
+    runs of any version: a value a row lacks is the one the run's workload (run.json) gave every case,
+    else the parameter's default. An older prefix-reuse row without `reuse` reused its prefix when it
+    has a ttft_speedup (only the reusing case of a pair has one). as_text: every one as param_text
+    (for matching); otherwise only the missing values are filled, in their own type."""
+    params = (run.meta.get("workload") or {}).get("params") or {}
+    out = rows.copy()
+    for name, default in CASE_PARAMS.items():
+        given = params.get(name, default)
+        values = given if isinstance(given, list) else [given]
+        fill = values[0] if len(values) == 1 else default
+        if name not in out.columns and name == "reuse" and len(values) > 1 and "ttft_speedup" in out.columns:
+            column = list(out["ttft_speedup"].notna())
+        else:
+            column = list(out[name]) if name in out.columns else [None] * len(out)
+        filled = [fill if param_text(v) == "" else v for v in column]
+        out[name] = [param_text(v) for v in filled] if as_text else pd.Series(filled, index=out.index, dtype=object)
+    return out
+
+
 def case_label(row: Any, workload: bool = True) -> str:
-    """One way to name a case everywhere: [workload] model dtype bs= in= out=."""
+    """One way to name a case everywhere: [workload] model dtype bs= in= out=, then the parameters
+    that set it apart from the default case (int4, compiled, prefix=8192 reused, n=8192...)."""
     text = f"{row['model']} {row.get('dtype', '')} bs={row.get('batch_size', '')} in={row.get('input_len', '')} " \
            f"out={row.get('output_len', '')}"
+    extras = []
+    quant = param_text(row.get("quant"))
+    if quant not in ("", "none"):
+        extras.append(quant)
+    if param_text(row.get("compile")) == "true":
+        extras.append("compiled")
+    prefix = param_text(row.get("prefix_len"))
+    if prefix not in ("", "0"):
+        extras.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))
+    size, n = param_text(row.get("size_mb")), param_text(row.get("matmul_n"))
+    if size and param_text(row.get("bandwidth_gb_s")):  # a membw row: its buffer size
+        extras.append(f"{size} MiB")
+    if n and param_text(row.get("tflops")):  # a matmul row: its matrix size
+        extras.append(f"n={n}")
+    text = " ".join([text, *extras])
     return f"{row['workload']} {text}" if workload and "workload" in row else text

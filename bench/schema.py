@@ -7,6 +7,7 @@ Every writer and reader of run directories imports from here, so a column is nam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -138,6 +139,8 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("energy_j_per_token_idle_sub", "J/token", "decode energy above idle baseline per decode token"),
     ("temp_c_max", "C", "highest device temperature seen"),
     ("per_card", "", "per card: mean/peak power (W), energy (J), peak temperature (C)"),
+    ("size_mb", "MiB", "membw: buffer copied device to device"),
+    ("matmul_n", "", "matmul: n of the n x n x n products"),
     ("bandwidth_gb_s", "GB/s", "membw: measured device memory bandwidth (bytes read + written)"),
     ("tflops", "TFLOP/s", "matmul: measured dense matrix-multiply throughput"),
     ("bandwidth_best_gb_s", "GB/s", "membw: the fastest repetition; later runs take it as the roofline's bandwidth"),
@@ -150,6 +153,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("predicted_peak_mem_gb", "GB", "long-context: predicted peak memory of the case, beside peak_mem_gb"),
     ("measured_max_context", "tokens", "longest input that ran, bisected between last ok and first OOM"),
     ("prefix_len", "tokens", "prefix-reuse: tokens of the shared prefix (computed once when reused)"),
+    ("reuse", "", "prefix-reuse: the prefix's KV cache reused (True) or recomputed (False)"),
     ("ttft_speedup", "", "prefix-reuse: TTFT recomputing the prefix / TTFT reusing its KV cache"),
     ("decode_tok_s_slices", "tok/s", "long generation: decode tok/s per slice of slice_tokens tokens"),
     ("decode_slowdown", "", "long generation: last slice tok/s / first slice tok/s"),
@@ -186,8 +190,13 @@ def result_columns(declared: set[str] | tuple[str, ...]) -> tuple[str, ...]:
 COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}
 GATED: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS if c.gated}
 
-# What makes two rows the same case across runs (compare, check, verify's cross-machine claims).
+# What makes two rows the same case across runs (compare, check, verify's cross-machine claims): these
+# columns, which every row has, and the parameters below, which only some rows carry. A row without one of
+# those (an older writer, or a scenario that does not declare it) takes the default, the workload's default:
+# int4 weights, a compiled model, a reused prefix or another buffer size is another case, never the same one.
 CASE_KEYS: tuple[str, ...] = ("workload", "model", "engine", "dtype", "batch_size", "input_len", "output_len")
+CASE_PARAMS: dict[str, Any] = {"quant": "none", "compile": False, "cache": "dynamic", "prefix_len": 0,
+                               "reuse": False, "size_mb": 1024, "matmul_n": 2048}
 
 
 def header(name: str) -> str:
@@ -201,7 +210,7 @@ NUMERIC_COLUMNS: frozenset[str] = frozenset(
     for c in RESULT_COLUMNS
     if (c.unit and c.name not in {"decode_tok_s_slices"})  # a ;-separated list of numbers is text
     or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params", "ttft_speedup",
-                  "decode_slowdown", "goodput_frac", "tok_s_per_w"}
+                  "decode_slowdown", "goodput_frac", "tok_s_per_w", "matmul_n"}
 )
 
 # One row per measured repetition.

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TimeElapsedColumn
+from rich.table import Column
+from rich.text import Text
 
 from bench import clock
 from bench.ceilings import fill_missing, latest_ceiling
@@ -24,6 +26,25 @@ from bench.runner import Runner
 from bench.telemetry.probe import probe_backend
 from bench.telemetry.sampler import Sampler
 from bench.workload import Case, Workload
+
+
+class CaseStepColumn(ProgressColumn):
+    """The step, while a call generates its token count, then the case; cut with an ellipsis at the end,
+    so the elapsed time, the count of cases and what is happening stay whole in a narrow terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
+        self.tokens = 0  # set per token by the runner's on_token (a plain store: it runs inside the timed loop)
+        self.of = 0
+
+    def on_token(self, count: int, _when: float) -> None:
+        self.tokens = count
+
+    def render(self, task: Task) -> Text:
+        step = str(task.fields.get("step", ""))
+        if self.tokens:
+            step += f" token {self.tokens}/{self.of}"
+        return Text(f"{step} · {task.description}" if step else task.description)
 
 
 @dataclass
@@ -95,14 +116,16 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         if workload.params["telemetry"] and workload.params["idle_seconds"] > 0:
             idle = sampler.idle_baseline(workload.params["idle_seconds"])
             writer.write_meta(idle_power_w=idle)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[step]}"), console=console, transient=True) as progress:
+        steps = CaseStepColumn()
+        with Progress(TimeElapsedColumn(), MofNCompleteColumn(), BarColumn(bar_width=10), steps, console=console,
+                      transient=True, expand=True) as progress:
             task = progress.add_task(workload.name, total=len(cases), step="")
 
             def on_progress(case: Case, step: str) -> None:
+                steps.tokens, steps.of = 0, case["output_len"] if "output_len" in case.params else 0
                 progress.update(task, description=f"case {case.index}: {case.label()}", step=step)
 
-            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress)
+            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress, steps.on_token)
             for result in runner.run(cases):
                 writer.append_case(result.row, result.samples, result.telemetry, t0)
                 outcome.rows.append(result.row)

@@ -24,8 +24,8 @@ import pandas as pd
 from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
 from bench.paths import seeds_dir
-from bench.runs import Run, case_label, ok_rows
-from bench.schema import COLUMNS
+from bench.runs import Run, case_label, ok_rows, with_case_params
+from bench.schema import CASE_PARAMS, COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -189,7 +189,7 @@ def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
     rows = ok_rows(run)
     if not measures(run, claim):
         return rows.iloc[0:0]
-    rows = _real(rows)
+    rows = with_case_params(run, _real(rows), as_text=False)  # an older run's prefix_len, from its run.json
     if claim.metric in ("mbu", "mfu") and "detail" in rows.columns:  # a ceiling measured low inflates both
         rows = rows[~rows["detail"].astype(str).str.contains("warning ceiling-low", regex=False)]
     return rows[_matches(rows, claim.conditions)]
@@ -203,7 +203,7 @@ def _why_not(claim: Claim, runs: list[Run]) -> str:
     own = [r for r in runs if measures(r, claim)]
     if not own:
         return f"no run of the {'/'.join(claim.workloads)} workload, the one that answers this claim ({measure})"
-    rows = pd.concat([r.results for r in own], ignore_index=True)
+    rows = pd.concat([with_case_params(r, r.results, as_text=False) for r in own], ignore_index=True)
     cond = claim.conditions
     if "device" in cond and not rows["device_name"].astype(str).str.contains(cond["device"], case=False).any():
         return f"needs a device matching '{cond['device']}'; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
@@ -282,8 +282,8 @@ def _speedup_interval(run: Run, row: pd.Series) -> tuple[float, float] | None:
     95% interval from the standard error of its logarithm (delta method)."""
     from scipy import stats
 
-    keys = [k for k in ("model", "dtype", "batch_size", "input_len", "output_len", "prefix_len")
-            if k in run.results.columns]
+    keys = [k for k in ("model", "engine", "dtype", "quant", "compile", "cache", "batch_size", "input_len",
+                        "output_len", "prefix_len") if k in run.results.columns]
     same = (run.results[keys] == row[keys]).all(axis=1) & run.results["ttft_speedup"].isna()
     recompute = run.results[same & (run.results["status"] == "ok")]
     if recompute.empty:
@@ -316,7 +316,9 @@ def _judge(claim: Claim, value: float, bound: float, conditions: str, run: str,
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+    from bench.render import num
+
+    return num(value)
 
 
 def _where(claim: Claim, device_names: list[str]) -> str:
@@ -438,7 +440,7 @@ def _bound_unmeasured(claim: Claim, runs: list[Run]) -> float:
     return decode_bound_tok_s(decode_bytes_per_step(shape, 2, 1, 0), 1, bandwidth)
 
 
-RATIO_KEYS = ["model", "dtype", "batch_size", "input_len", "output_len"]
+RATIO_KEYS = ["model", "dtype", "batch_size", "input_len", "output_len", *CASE_PARAMS]  # the same case, any machine
 
 
 def _by_device(runs: list[Run]) -> list[list[Run]]:
@@ -455,12 +457,12 @@ def _verify_ratio(claim: Claim, groups: list[list[Run]]) -> Verdict:
     if len(groups) < 2:
         runs = groups[0] if groups else []
         return Verdict(claim, "not measured", reason=how + (f"; all runs are on {runs[0].device_name}" if runs else ""))
-    claimed = [candidate_rows(r, claim).assign(_run=r.name) for r in groups[0]]
+    claimed = [with_case_params(r, candidate_rows(r, claim)).assign(_run=r.name) for r in groups[0]]
     claimed_rows = pd.concat(claimed, ignore_index=True) if claimed else pd.DataFrame()
     claimed_device = ", ".join(sorted({r.device_name for r in groups[0]}))
     cases: list[tuple[float, str, str]] = []
     for reference in groups[1:]:
-        ref = [candidate_rows(r, claim).assign(_run=r.name) for r in reference]
+        ref = [with_case_params(r, candidate_rows(r, claim)).assign(_run=r.name) for r in reference]
         ref_rows = pd.concat(ref, ignore_index=True) if ref else pd.DataFrame()
         if claimed_rows.empty or ref_rows.empty or claim.metric not in claimed_rows.columns \
                 or claim.metric not in ref_rows.columns:
@@ -470,8 +472,7 @@ def _verify_ratio(claim: Claim, groups: list[list[Run]]) -> Verdict:
         merged = merged[merged[claim.metric].notna() & merged[f"{claim.metric}_ref"].notna()]
         for _, row in merged.iterrows():
             ratio = float(row[claim.metric]) / float(row[f"{claim.metric}_ref"])
-            label = f"{row['model']} bs={row['batch_size']} in={row['input_len']} out={row['output_len']}: " \
-                    f"{ratio:.3g}x ({row['device_name']} vs {row['device_name_ref']})"
+            label = f"{case_label(row, workload=False)}: {ratio:.3g}x ({row['device_name']} vs {row['device_name_ref']})"
             cases.append((ratio, label, row["_run"]))
     if not cases:
         return Verdict(claim, "not measured", conditions=describe(claim.conditions),
@@ -526,14 +527,13 @@ def verify(runs: list[Run], price_per_hour: float | None = None, claims: list[Cl
 
 def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
     """Plain rows for printing (rich, markdown, html)."""
-    def num(v: float) -> str:
-        return "" if v is None or math.isnan(v) else f"{v:.4g}"
+    from bench.render import num
 
     return [{
         "claim": v.claim.id,
         "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
         "measured": num(v.measured),
-        "95% interval": f"{v.interval[0]:.3g} to {v.interval[1]:.3g}" if v.interval else "",
+        "95% interval": f"{num(v.interval[0], 3)} to {num(v.interval[1], 3)}" if v.interval else "",
         "verdict": v.verdict,
         "roofline bound": num(v.bound),
         "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions

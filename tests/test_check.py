@@ -148,3 +148,71 @@ def test_the_ci_template_runs_the_commands_these_tests_run(sim_run, tmp_path):
             args += SIM  # the template's workload, on the simulated engine to keep this test fast
         proc = run_bench(*args, cwd=tmp_path)
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+
+
+def _quant_run(tmp_path, name: str, decode: dict[str, float], quant_column: bool = True) -> str:
+    """A run of one shape at two weight formats (none, int4): same model, dtype, batch and lengths."""
+    run = tmp_path / f"20260101T00000{len(name)}Z-{name}-edge"
+    run.mkdir(parents=True)
+    base = {"schema_version": 1, "run_id": run.name, "workload": "edge", "model": "qwen2.5-0.5b", "engine": "transformers",
+            "device_name": "cpu", "dtype": "bfloat16", "batch_size": 1, "input_len": 64, "output_len": 16,
+            "status": "ok", "repetitions": 3}
+    rows, samples = [], []
+    for case, (quant, tok_s) in enumerate(decode.items()):
+        rows.append({**base, "case": case, "decode_tok_s": tok_s, **({"quant": quant} if quant_column else {})})
+        samples += [{"run_id": run.name, "case": case, "repetition": i, "decode_tok_s": tok_s * f}
+                    for i, f in enumerate((0.99, 1.0, 1.01))]
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    pd.DataFrame(samples).to_csv(run / "samples.csv", index=False)
+    return str(run)
+
+
+def test_cases_that_differ_only_in_a_parameter_are_never_pooled(tmp_path):
+    """quant none and int4 share model, dtype, batch and lengths: a 20% slowdown of the bf16 case is a
+    regression of that case, not hidden in a baseline pooled with the int4 one (whose median is far lower)."""
+    from bench.compare import check, compare_table
+    from bench.runs import load_run
+
+    before = load_run(_quant_run(tmp_path, "before", {"none": 10.0, "int4": 3.0}))
+    after = load_run(_quant_run(tmp_path, "after", {"none": 8.0, "int4": 3.0}))
+    findings = {(f.case, f.metric): f for f in check(before, after, {})}
+    none = findings[("edge qwen2.5-0.5b bfloat16 bs=1 in=64 out=16", "decode_tok_s")]
+    int4 = findings[("edge qwen2.5-0.5b bfloat16 bs=1 in=64 out=16 int4", "decode_tok_s")]
+    assert none.verdict == "regression" and none.baseline == 10.0 and none.worse_pct == pytest.approx(20)
+    assert int4.verdict == "ok" and int4.baseline == 3.0
+    table = compare_table([before, after], ["decode_tok_s"])
+    assert list(table["quant"]) == ["none", "int4"] and list(table["decode_tok_s x1/0"]) == [0.8, 1.0]
+    # A run written before the quant column existed is bf16 weights: it matches the new run's none case.
+    old = load_run(_quant_run(tmp_path, "old", {"none": 10.0}, quant_column=False))
+    table = compare_table([old, after], ["decode_tok_s"])
+    assert table["decode_tok_s x1/0"].tolist()[0] == 0.8
+    assert "quant" not in compare_table([old, old], ["decode_tok_s"]).columns  # every row at the default
+
+
+def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
+    """A run written before prefix_len and reuse were columns: run.json's workload gave one prefix_len, and
+    only the reusing case of a pair has a ttft_speedup."""
+    import json
+
+    from bench.runs import load_run, param_text, with_case_params
+
+    run = tmp_path / "20260101T000000Z-h-prefix-reuse"
+    run.mkdir()
+    base = {"schema_version": 1, "workload": "prefix-reuse", "model": "llama-3.1-8b", "status": "ok", "batch_size": 1,
+            "input_len": 8256, "output_len": 16, "params": 8.03e9, "engine": "transformers"}
+    pd.DataFrame([{**base, "case": 0, "ttft_ms_p50": 254.0}, {**base, "case": 1, "ttft_ms_p50": 26.0,
+                                                               "ttft_speedup": 9.77}]).to_csv(run / "results.csv",
+                                                                                              index=False)
+    (run / "run.json").write_text(json.dumps({"workload": {"name": "prefix-reuse", "kind": "prefix-reuse", "params": {
+        "prefix_len": [8192], "reuse": [False, True], "quant": "none"}}}))
+    loaded = load_run(run)
+    filled = with_case_params(loaded, loaded.results)
+    assert list(filled["prefix_len"]) == ["8192", "8192"] and list(filled["reuse"]) == ["false", "true"]
+    assert [param_text(v) for v in (True, "True", 8192.0, np.int64(3), "int4", float("nan"))] == \
+        ["true", "true", "8192", "3", "int4", ""]
+    # So kv-reuse (prefix_len >= 1024) is answered by it, as by a run that wrote the columns.
+    from bench.verify import load_claims, verify_claim
+
+    (kv_reuse,) = [c for c in load_claims() if c.id == "kv-reuse"]
+    verdict = verify_claim(kv_reuse, [loaded])
+    assert verdict.verdict == "does not hold" and verdict.measured == 9.77 and "prefix=8192 reused" in verdict.conditions

@@ -205,3 +205,10 @@ def test_old_full_width_and_new_sparse_results_read_alike(two_runs, tmp_path):
         proc = run_bench(*cmd)
         assert proc.returncode == 0, (cmd, proc.stderr)
     assert "decode_tok_s" in run_bench("compare", str(old), str(new)).stdout
+
+
+def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
+    from bench.render import num
+
+    assert num(131056.0) == "131056" and num(135915.3) == "135915" and num(999.6, 3) == "1000"
+    assert num(0.6252) == "0.6252" and num(8.5374) == "8.537" and num(float("nan")) == "" and num(None) == ""

@@ -57,10 +57,10 @@ class _Microbenchmark(Scenario):
 
 class MembwScenario(_Microbenchmark):
     kind = "membw"
-    columns_measured = ("bandwidth_gb_s", "bandwidth_best_gb_s")
+    columns_measured = ("size_mb", "bandwidth_gb_s", "bandwidth_best_gb_s")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
-        row["dtype"] = "float32"
+        row["dtype"], row["size_mb"] = "float32", case["size_mb"]
         return copy_bandwidth(device, case["size_mb"], **timing)
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
@@ -74,11 +74,11 @@ class MembwScenario(_Microbenchmark):
 
 class MatmulScenario(_Microbenchmark):
     kind = "matmul"
-    columns_measured = ("tflops", "tflops_best")
+    columns_measured = ("matmul_n", "tflops", "tflops_best")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         dtype, _ = dev.pick_dtype(case["dtype"], device)
-        row["dtype"] = dev.dtype_name(dtype)
+        row["dtype"], row["matmul_n"] = dev.dtype_name(dtype), case["matmul_n"]
         return matmul_flops(device, case["matmul_n"], dtype, **timing)
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:

@@ -44,14 +44,14 @@ class PrefixReuseScenario(GenerateScenario):
         return out
 
     def declared_columns(self) -> set[str]:
-        return super().declared_columns() | {"prefix_len", "ttft_speedup"}
+        return super().declared_columns() | {"prefix_len", "reuse", "ttft_speedup"}
 
     def reused_prefix(self, case: Case) -> int:
         return case["prefix_len"] if case["reuse"] else 0
 
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
         cols = super().columns(loaded, case, row, reps)
-        cols["prefix_len"] = case["prefix_len"]
+        cols["prefix_len"], cols["reuse"] = case["prefix_len"], bool(case["reuse"])
         pair = (*self.context_group(case), case["input_len"], case["prefix_len"])
         if not case["reuse"]:
             self.recompute_ttft[pair] = row["ttft_ms_p50"]
