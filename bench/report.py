@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.runs import Run, labels, ok_rows
+from bench.runs import Run, case_label, labels, ok_rows, with_case_params
+from bench.schema import CASE_PARAMS
 from bench.verify import Verdict, verdict_rows, verify
 
 
@@ -60,11 +61,15 @@ def throughput_vs_batch(runs: list[Run], names: dict[str, str]) -> Callable:
     def draw(ax) -> bool:
         drew = False
         for run in runs:
-            df = _rows_with(run, "decode_tok_s", "model", "batch_size", "input_len", "output_len")
-            for (model, n_in, n_out), g in df.groupby(["model", "input_len", "output_len"]):
+            df = with_case_params(run, _rows_with(run, "decode_tok_s", "model", "batch_size", "input_len",
+                                                  "output_len"))
+            # One line per case apart from its batch size: int4 weights or a compiled model is another line.
+            for _, g in df.groupby(["model", "input_len", "output_len", *CASE_PARAMS], sort=False):
                 g = g.sort_values("batch_size")
+                first = g.iloc[0].copy()
+                first["batch_size"] = "*"
                 ax.plot(g["batch_size"], g["decode_tok_s"], marker="o",
-                        label=f"{names[run.name]}: {model} in {int(n_in)} / out {int(n_out)}")
+                        label=f"{names[run.name]}: {case_label(first, workload=False).replace(' bs=* ', ' ')}")
                 drew = True
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (requests)")
@@ -184,8 +189,8 @@ def verdict_table(verdicts: list[Verdict]) -> str:
 
 def cases_table(runs: list[Run]) -> str:
     """Every case of every run, one anchor per row so verdicts can link to it."""
-    columns = ["workload", "model", "batch_size", "input_len", "output_len", "status", "decode_tok_s",
-               "ttft_ms_p50", "tpot_ms_p50", "peak_mem_gb"]
+    columns = ["workload", "model", "quant", "compile", "batch_size", "input_len", "output_len", "status",
+               "decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "peak_mem_gb"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", "case", *columns])
     body = []
     for run in runs:
