@@ -536,20 +536,29 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _baseline_history(specs: list[str], candidate: Any, newest: int) -> list:
-    """The baseline runs: each run given, and from each results root the newest runs on the candidate's device."""
+    """The baseline runs: each run given, and from each results root the newest runs of the candidate's
+    workload on the candidate's device (a root may hold other workloads' runs: they share no case)."""
     from bench.runs import load_run, run_dirs_in
+
+    def workloads(run: Any) -> set[str]:
+        return set(run.results["workload"].dropna().astype(str))
 
     runs = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir() and not (path / "results.csv").exists():
             same = [r for r in (load_run(d) for d in run_dirs_in(path))
-                    if r.device_name == candidate.device_name and r.path.resolve() != candidate.path.resolve()]
+                    if r.device_name == candidate.device_name and r.path.resolve() != candidate.path.resolve()
+                    and workloads(r) & workloads(candidate)]
             if not same:
-                raise BadInput(f"{path}: no run on {candidate.device_name} to use as a baseline")
+                raise BadInput(f"{path}: no run of {', '.join(sorted(workloads(candidate)))} on "
+                               f"{candidate.device_name} to use as a baseline")
             runs.extend(same[-newest:])
         else:
-            runs.append(load_run(spec))
+            run = load_run(spec)
+            if run.path.resolve() == candidate.path.resolve():
+                raise BadInput(f"--baseline {spec} is the candidate run itself: nothing to gate")
+            runs.append(run)
     return runs
 
 

@@ -114,6 +114,17 @@ def test_a_results_root_is_a_pooled_history(sim_run, tmp_path):
     assert proc.returncode == 1 and "decode_tok_s" in proc.stdout, proc.stdout
     assert "9/3" in proc.stdout  # 3 runs x 3 repetitions pooled against the candidate's 3
     assert run_bench("check", "--baseline", str(root), str(slow), "--history", "0").returncode == 2
+    # A newer run of another workload in the root is not history: it shares no case with the candidate.
+    other = root / "29991231T000000Z-h-latency"
+    shutil.copytree(sim_run, other)
+    results = pd.read_csv(other / "results.csv")
+    results["workload"] = "latency"
+    results.to_csv(other / "results.csv", index=False)
+    proc = run_bench("check", "--baseline", str(root), str(slow), "--metric", "decode_tok_s", "--history", "1")
+    assert proc.returncode == 1 and "3/3" in proc.stdout, proc.stdout + proc.stderr
+    # The candidate as its own baseline gates nothing: bad input.
+    proc = run_bench("check", "--baseline", str(slow), str(slow))
+    assert proc.returncode == 2 and "candidate run itself" in proc.stderr
 
 
 def test_other_hardware_warns_or_with_require_same_hardware_fails(sim_run, tmp_path):
