@@ -407,8 +407,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 # --- compare / check / verify / report -------------------------------------------------------
 
 
-def _print_frame(df: Any, title: str, columns: list[str] | None = None) -> None:
-    """A table that folds long cells rather than cutting them; `columns`: only these (the compact view)."""
+def _print_frame(df: Any, title: str, columns: list[str] | None = None, whole: tuple[str, ...] = ()) -> None:
+    """A table that folds long cells rather than cutting them; `columns`: only these (the compact view);
+    `whole`: columns kept on one line besides the first (a verdict reads badly as "does not / hold")."""
     from rich import box
     from rich.table import Table
 
@@ -421,7 +422,7 @@ def _print_frame(df: Any, title: str, columns: list[str] | None = None) -> None:
     cols, rows = rows_for_rich(df)
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     for i, c in enumerate(cols):  # the first column names the row: kept whole, the others fold
-        table.add_column(c, overflow="fold", no_wrap=i == 0)
+        table.add_column(c, overflow="fold", no_wrap=i == 0 or c in whole)
     for r in rows:
         table.add_row(*r)
     _stdout_console().print(table)
@@ -587,7 +588,7 @@ def _print_verdicts(frame: Any, title: str, wide: bool) -> None:
     if wide:
         _print_frame(frame, title)
         return
-    _print_frame(frame, title, VERDICT_COMPACT)
+    _print_frame(frame, title, VERDICT_COMPACT, whole=("verdict",))
     console = _stdout_console()
     for _, row in frame.iterrows():
         said = "; ".join(str(row[k]) for k in ("where", "why") if str(row.get(k, "")) not in ("", "nan"))
