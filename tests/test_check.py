@@ -64,7 +64,7 @@ def slowed(run, dest, factor: float, spread: list[float] | None = None):
 
 
 def test_identical_runs_pass_and_a_2x_slowdown_fails(sim_run, tmp_path):
-    proc = run_bench("check", "--baseline", str(sim_run), str(sim_run))
+    proc = run_bench("check", "--baseline", str(sim_run), str(slowed(sim_run, tmp_path / "same", 1.0)))
     assert proc.returncode == 0 and "ok:" in proc.stdout, proc.stdout + proc.stderr
     slow = slowed(sim_run, tmp_path / "slow", 0.5)
     proc = run_bench("check", "--baseline", str(sim_run), str(slow))
@@ -95,8 +95,9 @@ def test_bad_gate_settings_are_exit_2(sim_run, flag):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
-def test_percent_sign_is_accepted(sim_run):
-    proc = run_bench("check", "--baseline", str(sim_run), str(sim_run), "--tolerance", "10%",
+def test_percent_sign_is_accepted(sim_run, tmp_path):
+    same = slowed(sim_run, tmp_path / "same", 1.0)
+    proc = run_bench("check", "--baseline", str(sim_run), str(same), "--tolerance", "10%",
                      "--tolerance", "ttft_ms_p50=5%")
     assert proc.returncode == 0, proc.stderr
 

@@ -47,7 +47,7 @@ def doctor(run_dir, dest, factor):
 
 def test_check_passes_identical_and_fails_a_doctored_slower_run(two_runs, tmp_path):
     base = two_runs[0]
-    proc = run_bench("check", "--baseline", str(base), str(base))
+    proc = run_bench("check", "--baseline", str(base), str(doctor(base, tmp_path / "same", 1.0)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     slower = doctor(base, tmp_path / "slower", 0.7)
     proc = run_bench("check", "--baseline", str(base), str(slower))
