@@ -12,6 +12,8 @@ import pandas as pd
 
 from bench.errors import BadInput
 from bench.runs import Run, case_label
+from bench.runs import labels as run_labels
+from bench.schema import COLUMNS
 
 
 def num(value: object, digits: int = 4) -> str:
@@ -55,16 +57,23 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
     if not metrics:
         raise BadInput("nothing to plot: the runs share no measured case")
     fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3 * len(metrics)), squeeze=False)
-    labels = [f"{r.model} bs{r.batch_size} {r.input_len}/{r.output_len}" for r in table.itertuples()]
+    cases = pd.DataFrame({"case": [case_label(r, workload=len(set(table["workload"])) > 1)
+                                   for _, r in table.iterrows()]})
+    short, common = factor_cases(cases)  # each bar says what sets its case apart; the rest is the title
+    ticks = list(short["case"]) if "case" in short else [common] * len(table)
+    if common:
+        fig.suptitle(common, fontsize=9)
+    names = run_labels(runs)
     x = np.arange(len(table))
     width = 0.8 / len(runs)
     for ax, metric in zip(axes[:, 0], metrics):
         for i, run in enumerate(runs):
             col = f"{metric} [{i}]"
             if col in table:
-                ax.bar(x + i * width, table[col], width, label=f"[{i}] {run.device_name}")
+                ax.bar(x + i * width, table[col], width, label=f"[{i}] {names[run.name]}")
         ax.set_title(metric)
-        ax.set_xticks(x + width * (len(runs) - 1) / 2, labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(COLUMNS[metric].unit)
+        ax.set_xticks(x + width * (len(runs) - 1) / 2, ticks, rotation=30, ha="right", fontsize=7)
         ax.legend(fontsize=7)
     fig.tight_layout()
     try:
