@@ -157,6 +157,9 @@ def case_label(row: Any, workload: bool = True) -> str:
         extras.append(quant)
     if param_text(row.get("compile")) == "true":
         extras.append("compiled")
+    cards = param_text(row.get("device_count"))
+    if cards not in ("", "1"):
+        extras.append(f"on {cards} devices")
     prefix = param_text(row.get("prefix_len"))
     if prefix not in ("", "0"):
         extras.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))

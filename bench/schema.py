@@ -196,7 +196,7 @@ GATED: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS if c.gated}
 # int4 weights, a compiled model, a reused prefix or another buffer size is another case, never the same one.
 CASE_KEYS: tuple[str, ...] = ("workload", "model", "engine", "dtype", "batch_size", "input_len", "output_len")
 CASE_PARAMS: dict[str, Any] = {"quant": "none", "compile": False, "cache": "dynamic", "prefix_len": 0,
-                               "reuse": False, "size_mb": 1024, "matmul_n": 2048}
+                               "reuse": False, "size_mb": 1024, "matmul_n": 2048, "device_count": 1}
 
 
 def header(name: str) -> str:

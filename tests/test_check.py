@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -228,3 +229,18 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
     (kv_reuse,) = [c for c in load_claims() if c.id == "kv-reuse"]
     verdict = verify_claim(kv_reuse, [loaded])
     assert verdict.verdict == "does not hold" and verdict.measured == 9.77 and "prefix=8192 reused" in verdict.conditions
+
+
+def test_one_card_and_two_cards_are_different_cases(tmp_path):
+    from bench.compare import compare_table
+    from bench.runs import load_run
+
+    runs = []
+    for name in ("a", "bb"):
+        path = Path(_quant_run(tmp_path, name, {"none": 10.0, "int4": 3.0}))
+        results = pd.read_csv(path / "results.csv")
+        results["quant"], results["device_count"] = "none", [1, 2]
+        results.to_csv(path / "results.csv", index=False)
+        runs.append(load_run(path))
+    table = compare_table(runs, ["decode_tok_s"])
+    assert list(table["device_count"]) == ["1", "2"] and list(table["decode_tok_s [1]"]) == [10.0, 3.0]

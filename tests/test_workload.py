@@ -128,3 +128,15 @@ def test_long_context_lengths_follow_the_model():
     assert [c["input_len"] for c in cases] == [1024, 2048, 4096, 8192 - 16]
     explicit = apply_overrides(w, {"input_len": [100, 200]})
     assert [c["input_len"] for c in scenario_for(explicit).expand(lambda m: 8192)] == [100, 200]
+
+
+def test_case_identity_defaults_are_the_parameters_defaults():
+    """compare/check fill a parameter an older row lacks with schema.CASE_PARAMS' default: it must be the
+    workload's own default, or old and new runs of the same case would not match."""
+    from bench.schema import CASE_PARAMS
+    from bench.workload import PARAMS
+
+    for name, default in CASE_PARAMS.items():
+        if name == "device_count":  # a result column (tensor x pipeline parallel), not a parameter
+            continue
+        assert PARAMS[name].default == default, name
