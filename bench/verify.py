@@ -23,6 +23,7 @@ import pandas as pd
 
 from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
+from bench.noise import ADVISORY, kinds_in
 from bench.paths import seeds_dir
 from bench.runs import Run, case_label, ok_rows, with_case_params
 from bench.schema import CASE_PARAMS, COLUMNS
@@ -398,6 +399,9 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
                      confidence_interval(run, row, claim.metric), _where(claim, [str(row.get("device_name", ""))]))
     if verdict.interval is None and verdict.verdict != "inconclusive":
         verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
+    doubts = [k for k in kinds_in(str(row.get("detail", ""))) if k not in ADVISORY]
+    if doubts:  # the figure stands, but the reader should know what the run said about it
+        verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(doubts)}") if r)
     return verdict
 
 

@@ -227,3 +227,10 @@ def test_the_prefix_reuse_speedup_has_an_interval_from_both_cases():
     v = verify_claim(CLAIMS["kv-reuse"], [make_run("prefix-reuse", [rows[0], {**rows[1], "ttft_speedup": 33.2}],
                                                    tight)])
     assert v.verdict == "holds" and v.interval[0] > 20
+
+
+def test_a_verdict_says_when_its_case_warned():
+    """A figure measured while other processes used the machine still answers, and the verdict says so."""
+    row = {"mbu": 0.62, "detail": "warning shared-device: other processes used 1.2 CPU cores; warning few-reps: 3"}
+    v = verify_claim(CLAIMS["utilization-50"], [make_run("throughput", [row])])
+    assert v.verdict == "holds" and "its case warned: shared-device" in v.reason and "few-reps" not in v.reason
