@@ -524,11 +524,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_frame(regressions, f"{len(regressions)} regression(s)", None if args.wide else CHECK_COMPACT)
         if not args.wide:
             for rule in sorted({_rule(note) for note in regressions["note"]}):
-                print(f"judged by: {rule} (--wide shows each case's note)")
+                print(f"judged by: {rule}\n  (--wide shows each case's note)")
     floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
     if not floors.empty:
         per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")
-        _print_frame(per_case.reset_index(), "smallest slowdown (%) this check could have caught, per case")
+        per_case = per_case.reset_index()
+        _print_frame(per_case, "smallest slowdown (%) this check could have caught, per case", list(per_case.columns))
     if not regressions.empty:
         return EXIT_FAIL
     print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no consistent regression beyond "

@@ -31,6 +31,14 @@ def test_run_compare_check_and_verify_fit_80_columns(tmp_path):
         proc = run_bench(*cmd, env=NARROW)
         assert proc.returncode == 0, proc.stderr
         assert_fits(proc.stdout)
+    # A failing check: its regressions, its rule and the per-case floors fit too, and every metric name is whole.
+    samples = pd.read_csv(b / "samples.csv")
+    samples["decode_tok_s"] *= 0.5
+    samples.to_csv(b / "samples.csv", index=False)
+    proc = run_bench("check", "--baseline", str(a), str(b), env=NARROW)
+    assert proc.returncode == 1 and "regression" in proc.stdout, proc.stdout + proc.stderr
+    assert_fits(proc.stdout)
+    assert "decode_tok_s" in proc.stdout.split("smallest slowdown")[1]
     # verify on real-looking rows: every claim id whole in its cell.
     root = tmp_path / "root" / "20260101T000000Z-h-latency"
     root.mkdir(parents=True)
