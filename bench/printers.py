@@ -64,7 +64,8 @@ def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False
         constant = [c for c in shown if c[0] in IDENTITY and len({fmt(r.get(c[0])) for r in rows}) == 1]
         if constant:
             said = [_identity(c[0], rows[0].get(c[0])) for c in constant]
-            title += " (" + ", ".join(s for s in said if s) + ")"
+            said = [s for s in said if s]
+            title += f" ({', '.join(said)})" if said else ""
             shown = [c for c in shown if c not in constant]
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     for _key, heading, pattern in shown:
@@ -85,8 +86,10 @@ def _identity(key: str, value: Any) -> str:
     """A constant identity column said in the title: 'tiny', 'in 64', 'compiled' (nothing when not compiled)."""
     if key == "compile":
         return "compiled" if str(value).lower() == "true" else ""
+    if key in ("quant", "model") and value in (None, "", "none"):
+        return ""  # no quantization; no model (a microbenchmark)
     if key == "quant":
-        return "" if value in (None, "", "none") else f"{value} weights"
+        return f"{value} weights"
     label = {"batch_size": "bs", "input_len": "in", "output_len": "out"}.get(key)
     return f"{label} {fmt(value)}" if label else fmt(value)
 

@@ -148,25 +148,34 @@ def with_case_params(run: Run, rows: pd.DataFrame, as_text: bool = True) -> pd.D
 
 def case_label(row: Any, workload: bool = True) -> str:
     """One way to name a case everywhere: [workload] model dtype bs= in= out=, then the parameters
-    that set it apart from the default case (int4, compiled, prefix=8192 reused, n=8192...)."""
-    text = f"{row['model']} {row.get('dtype', '')} bs={row.get('batch_size', '')} in={row.get('input_len', '')} " \
-           f"out={row.get('output_len', '')}"
-    extras = []
+    that set it apart from the default case (int4, compiled, prefix=8192 reused, 256 MiB, n=8192...).
+    What a row does not have (a microbenchmark's model and lengths) is left out."""
+    parts = []
+    model = param_text(row.get("model"))
+    if model not in ("", "none"):
+        parts.append(model)
+    parts.append(param_text(row.get("dtype")))
+    for key, short in (("batch_size", "bs"), ("input_len", "in"), ("output_len", "out")):
+        value = param_text(row.get(key))
+        if value:
+            parts.append(f"{short}={value}")
     quant = param_text(row.get("quant"))
     if quant not in ("", "none"):
-        extras.append(quant)
+        parts.append(quant)
     if param_text(row.get("compile")) == "true":
-        extras.append("compiled")
+        parts.append("compiled")
     cards = param_text(row.get("device_count"))
     if cards not in ("", "1"):
-        extras.append(f"on {cards} devices")
+        parts.append(f"on {cards} devices")
     prefix = param_text(row.get("prefix_len"))
     if prefix not in ("", "0"):
-        extras.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))
+        parts.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))
+    names = row.index if isinstance(row, pd.Series) else row  # a Series iterates over its values
+    measured = " ".join(str(k) for k in names)  # a compare table names them "bandwidth_gb_s [0]"
     size, n = param_text(row.get("size_mb")), param_text(row.get("matmul_n"))
-    if size and param_text(row.get("bandwidth_gb_s")):  # a membw row: its buffer size
-        extras.append(f"{size} MiB")
-    if n and param_text(row.get("tflops")):  # a matmul row: its matrix size
-        extras.append(f"n={n}")
-    text = " ".join([text, *extras])
+    if size and "bandwidth_gb_s" in measured:  # a membw row: its buffer size
+        parts.append(f"{size} MiB")
+    if n and "tflops" in measured:  # a matmul row: its matrix size
+        parts.append(f"n={n}")
+    text = " ".join(p for p in parts if p)
     return f"{row['workload']} {text}" if workload and "workload" in row else text

@@ -212,3 +212,17 @@ def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
 
     assert num(131056.0) == "131056" and num(135915.3) == "135915" and num(999.6, 3) == "1000"
     assert num(0.6252) == "0.6252" and num(8.5374) == "8.537" and num(float("nan")) == "" and num(None) == ""
+
+
+def test_a_case_is_named_by_what_it_has():
+    """No 'bs=nan' for a microbenchmark; the parameters that set a case apart are named."""
+    from bench.runs import case_label
+
+    membw = pd.Series({"workload": "membw", "model": "none", "dtype": "float32", "batch_size": float("nan"),
+                       "size_mb": 256.0, "bandwidth_gb_s [0]": 24.3})
+    assert case_label(membw) == "membw float32 256 MiB"
+    matmul = {"workload": "matmul", "model": "none", "dtype": "bfloat16", "matmul_n": 8192, "tflops": 666.0}
+    assert case_label(matmul, workload=False) == "bfloat16 n=8192"
+    edge = {"workload": "edge", "model": "gemma-2-2b", "dtype": "bfloat16", "batch_size": 1.0, "input_len": 64,
+            "output_len": 16, "quant": "int4", "compile": "True", "device_count": 2, "prefix_len": 0}
+    assert case_label(edge) == "edge gemma-2-2b bfloat16 bs=1 in=64 out=16 int4 compiled on 2 devices"
