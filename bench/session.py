@@ -123,7 +123,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
 
             def on_progress(case: Case, step: str) -> None:
                 steps.tokens, steps.of = 0, case["output_len"] if "output_len" in case.params else 0
-                progress.update(task, description=f"case {case.index}: {case.label()}", step=step)
+                progress.update(task, description=f"case {case.index}: {case.label(workload.kind)}", step=step)
 
             runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress, steps.on_token)
             for result in runner.run(cases):

@@ -132,9 +132,13 @@ class Case:
     def __getitem__(self, key: str) -> Any:
         return self.params[key]
 
-    def label(self) -> str:
-        """Short human label: model bs=.. in=.. out=.."""
+    def label(self, kind: str = "generate") -> str:
+        """Short human label: model bs=.. in=.. out=.. (for the workload's kind: a microbenchmark has no model)."""
         p = self.params
+        if kind == "membw":
+            return f"{p['size_mb']} MiB copy"
+        if kind == "matmul":
+            return f"{p['dtype']} {p['matmul_n']}^3 products"
         extra = " compiled" if p["compile"] else ""
         return f"{p['model']} {p['dtype']}{extra} bs={p['batch_size']} in={p['input_len']} out={p['output_len']}"
 
