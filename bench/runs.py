@@ -170,12 +170,15 @@ def case_label(row: Any, workload: bool = True) -> str:
     prefix = param_text(row.get("prefix_len"))
     if prefix not in ("", "0"):
         parts.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))
-    names = row.index if isinstance(row, pd.Series) else row  # a Series iterates over its values
-    measured = " ".join(str(k) for k in names)  # a compare table names them "bandwidth_gb_s [0]"
+    names = row.index if isinstance(row, pd.Series) else list(row)  # a Series iterates over its values
+
+    def measured(metric: str) -> bool:  # a compare table names it "bandwidth_gb_s [0]"; older rows hold it empty
+        return any(str(k).startswith(metric) and param_text(row.get(k)) for k in names)
+
     size, n = param_text(row.get("size_mb")), param_text(row.get("matmul_n"))
-    if size and "bandwidth_gb_s" in measured:  # a membw row: its buffer size
+    if size and measured("bandwidth_gb_s"):  # a membw row: its buffer size
         parts.append(f"{size} MiB")
-    if n and "tflops" in measured:  # a matmul row: its matrix size
+    if n and measured("tflops"):  # a matmul row: its matrix size
         parts.append(f"n={n}")
     text = " ".join(p for p in parts if p)
     return f"{row['workload']} {text}" if workload and "workload" in row else text

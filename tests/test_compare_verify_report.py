@@ -132,6 +132,10 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     assert text.index('id="verdicts"') < text.index('<figure class="plot"')
     assert text.count('class="verdict" data-verdict=') == len(load_claims())
     assert 'data-verdict="not measured" style="background:#eeeeee"' in text
+    # The same runs give the same report, byte for byte (no date, no random SVG ids): a committed one diffs.
+    again = tmp_path / "again.html"
+    assert run_bench("report", *map(str, two_runs), "-o", str(again)).returncode == 0
+    assert again.read_text() == text
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
@@ -226,3 +230,7 @@ def test_a_case_is_named_by_what_it_has():
     edge = {"workload": "edge", "model": "gemma-2-2b", "dtype": "bfloat16", "batch_size": 1.0, "input_len": 64,
             "output_len": 16, "quant": "int4", "compile": "True", "device_count": 2, "prefix_len": 0}
     assert case_label(edge) == "edge gemma-2-2b bfloat16 bs=1 in=64 out=16 int4 compiled on 2 devices"
+    # An older full-width row holds every column, empty where not measured: no buffer or matrix size.
+    old = {**edge, "quant": "none", "compile": False, "device_count": 1, "size_mb": 1024, "matmul_n": 2048,
+           "bandwidth_gb_s": float("nan"), "tflops": float("nan")}
+    assert case_label(old) == "edge gemma-2-2b bfloat16 bs=1 in=64 out=16"
