@@ -166,7 +166,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench import printers
     from bench.devices import resolve_device
-    from bench.scenarios import scenario_for
     from bench.session import run_session
     from bench.suite import load_suite
     from bench.workload import load_workload
@@ -183,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workload, cases = plan(workload, overrides, args.quick, device)
     if args.dry_run:
         out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s) on {device} ({device.name})",
-                                       scenario_for(workload).uses_model))
+                                       workload.kind))
         return EXIT_OK
     outcome = run_session(workload, cases, device, Path(args.out), Console(stderr=True), label=args.label)
     if outcome.rows:
@@ -238,7 +237,6 @@ def run_suite(suite: Any, args: argparse.Namespace) -> int:
 
     from bench import printers
     from bench.devices import resolve_device
-    from bench.scenarios import scenario_for
     from bench.session import run_session
     from bench.suite import suite_root
     from bench.workload import load_workload
@@ -258,8 +256,7 @@ def run_suite(suite: Any, args: argparse.Namespace) -> int:
             f"({device.name})"
     if args.dry_run:
         for workload, cases in planned:
-            out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s)",
-                                           scenario_for(workload).uses_model))
+            out.print(printers.cases_table(cases, f"{workload.name}: {len(cases)} case(s)", workload.kind))
         console.print(title + (f"; not on this device: {', '.join(skipped)}" if skipped else ""))
         return EXIT_OK
     root = suite_root(Path(args.out), suite.name)
@@ -316,6 +313,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich import box
     from rich.table import Table
 
     console = _stdout_console()
@@ -323,9 +321,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         from bench.suite import load_suite
         from bench.workload import available_workloads, load_workload
 
-        table = Table(title="workloads")
-        for col in ("name", "kind", "claims", "description"):
-            table.add_column(col, no_wrap=col == "name")
+        table = Table(title="workloads", box=box.SIMPLE_HEAD)
+        for col in ("name", "kind", "claims", "description"):  # the longest claim id fits on one line
+            table.add_column(col, no_wrap=col == "name", overflow="fold", min_width=21 if col == "claims" else None)
         for name, path in available_workloads().items():
             suite = load_suite(str(path))
             if suite is not None:
@@ -336,28 +334,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "models":
         from bench.models import bundled_models, resolve_model
 
-        table = Table(title="bundled models (random weights; --model DIR for real ones)")
-        for col in ("name", "architecture", "params", "layers", "kv heads", "head dim", "max positions",
-                    "KV bytes/token (bf16)"):
-            table.add_column(col, no_wrap=col == "name")
+        table = Table(title="bundled models (random weights; --model DIR for real ones)", box=box.SIMPLE_HEAD,
+                      padding=(0, 1), collapse_padding=True)
+        for col in ("name", "arch", "params", "layers", "kv heads", "head dim", "context", "KV/tok"):
+            table.add_column(col, no_wrap=True, overflow="fold", justify="left" if col in ("name", "arch") else "right")
         for name in bundled_models():
             spec = resolve_model(name)
             s = spec.shape
-            table.add_row(name, spec.config.architectures[0], f"{s.params / 1e9:.3f} B", str(s.layers),
-                          str(s.kv_heads), str(s.head_dim), str(s.max_position), str(s.kv_bytes_per_token(2)))
+            table.add_row(name, spec.config.architectures[0].removesuffix("ForCausalLM"), f"{s.params / 1e9:.2f} B",
+                          str(s.layers), str(s.kv_heads), str(s.head_dim), str(s.max_position),
+                          str(s.kv_bytes_per_token(2)))
+        table.caption = "KV/tok: bytes of key and value cache per token in bf16, all layers"
     elif args.what == "claims":
-        from bench.verify import load_claims
+        from bench.verify import describe, load_claims
 
-        table = Table(title="claims (seeds/claims.toml)")
-        for col in ("id", "claimed", "metric", "workloads", "conditions", "source"):
-            table.add_column(col, overflow="fold", no_wrap=col == "id")
+        table = Table(title="claims (seeds/claims.toml: each with its source, metric and scope)",
+                      box=box.SIMPLE_HEAD)
+        for col in ("id", "claimed", "workloads", "conditions"):
+            table.add_column(col, no_wrap=col == "id", overflow="fold")  # a long model list folds, never "…"
         for c in load_claims():
-            table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", c.metric, ", ".join(c.workloads),
-                          ", ".join(f"{k}={v}" for k, v in c.conditions.items()), c.source)
+            table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", ", ".join(c.workloads),
+                          describe(c.conditions))
     else:
         from bench.engines import ENGINES
 
-        table = Table(title="engines")
+        table = Table(title="engines", box=box.SIMPLE_HEAD)
         table.add_column("name")
         table.add_column("implementation")
         for name, target in ENGINES.items():

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from bench.noise import doubts, summary
 from bench.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
@@ -32,23 +33,35 @@ def fmt(value: Any, pattern: str = "{}") -> str:
         return str(value)
 
 
-def cases_table(cases: list[Case], title: str, uses_model: bool = True) -> Table:
-    """The cases a run would measure (--dry-run); a device microbenchmark shows no model."""
-    table = Table(title=title)
-    if not uses_model:
-        for name in ("#", "dtype", "size MB", "matmul n"):
-            table.add_column(name)
-        for c in cases:
-            table.add_row(str(c.index), c["dtype"], str(c["size_mb"]), str(c["matmul_n"]))
-        return table
-    for name in ("#", "model", "engine", "dtype", "compile", "bs", "in", "out", "prefix", "reuse"):
-        table.add_column(name)
+# What a planned case is, as (parameter, heading); a microbenchmark has no model and no lengths.
+PLAN_MODEL = (("model", "model"), ("engine", "engine"), ("dtype", "dtype"), ("quant", "quant"),
+              ("compile", "compiled"), ("cache", "cache"), ("batch_size", "bs"), ("input_len", "in"),
+              ("output_len", "out"), ("prefix_len", "prefix"), ("reuse", "reuse"), ("trial", "trial"))
+PLAN_DEVICE = {"membw": (("size_mb", "MiB copied"),), "matmul": (("dtype", "dtype"), ("matmul_n", "n"))}
+PLAN_QUIET = {"quant": "none", "compile": "false", "cache": "dynamic", "trial": "1"}  # defaults: not worth a word
+
+
+def cases_table(cases: list[Case], title: str, kind: str = "generate") -> RenderableType:
+    """The cases a run of this workload kind would measure (--dry-run): a column per parameter that differs
+    between them, and those shared by every case in the heading, so 80 columns show every value whole."""
+    spec = PLAN_DEVICE.get(kind, PLAN_MODEL)
+    if kind != "prefix-reuse":
+        spec = tuple(col for col in spec if col[0] not in ("prefix_len", "reuse"))  # not a prefix-reuse plan
+
+    def text(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    varying = [(key, head) for key, head in spec if len({text(c[key]) for c in cases}) > 1]
+    shared = [f"{head} {text(cases[0][key])}" for key, head in spec if (key, head) not in varying
+              and PLAN_QUIET.get(key) != text(cases[0][key])] if cases else []
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    table.add_column("#", justify="right")
+    for _, head in varying:
+        table.add_column(head, overflow="fold")
     for c in cases:
-        p = c.params
-        table.add_row(str(c.index), p["model"], p["engine"], p["dtype"], str(p["compile"]).lower(),
-                      str(p["batch_size"]), str(p["input_len"]), str(p["output_len"]),
-                      str(p["prefix_len"]) if p["prefix_len"] else "", str(p["reuse"]).lower() if p["prefix_len"] else "")
-    return table
+        table.add_row(str(c.index), *(text(c[key]) for key, _ in varying))
+    heading = Text(title + (f"; every case: {', '.join(shared)}" if shared else ""), style="bold")
+    return Group(heading, table) if varying else heading
 
 
 def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False) -> Table:

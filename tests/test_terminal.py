@@ -51,3 +51,18 @@ def test_run_compare_check_and_verify_fit_80_columns(tmp_path):
     for claim in ("big-card-long-context", "distilled-fits-small", "nvidia-weak-spots"):
         assert claim in proc.stdout
     assert "edge-latency-10ms: figure checked on Intel(R) Xeon(R) Processor" in " ".join(proc.stdout.split())
+
+
+def test_lists_and_plans_fit_80_columns(tmp_path):
+    """bench list and a --dry-run plan: every value whole (a claim id, a model name, a weight format)."""
+    for what in ("workloads", "models", "claims", "engines"):
+        proc = run_bench("list", what, env=NARROW)
+        assert proc.returncode == 0, proc.stderr
+        assert_fits(proc.stdout)
+    assert "distilled-fits-small" in run_bench("list", "workloads", env=NARROW).stdout
+    for workload in ("edge", "prefix-reuse", "matmul"):
+        proc = run_bench("run", "--workload", workload, "--dry-run", env=NARROW, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert_fits(proc.stdout)
+    plan = run_bench("run", "--workload", "edge", "--dry-run", env=NARROW, cwd=tmp_path).stdout
+    assert "gemma-2-2b" in plan and "int4" in plan and "every case:" in plan
