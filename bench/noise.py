@@ -135,9 +135,9 @@ def summary(rows: list[dict[str, Any]], advisory: bool | None = None) -> list[st
     return [f"{kind} in case(s) {', '.join(numbers)}: {ADVICE.get(kind, '')}" for kind, numbers in cases.items()]
 
 
-def doubts(detail: str) -> bool:
-    """Whether a row's detail holds a warning that questions its figures (not only an ADVISORY note)."""
-    return any(kind not in ADVISORY for kind in kinds_in(detail))
+def doubts(detail: str) -> list[str]:
+    """The warning kinds in a row's detail that question its figures (ADVISORY notes left out)."""
+    return [kind for kind in kinds_in(detail) if kind not in ADVISORY]
 
 
 def kinds_in(detail: str) -> list[str]:

@@ -68,10 +68,10 @@ def throughput_vs_batch(runs: list[Run], names: dict[str, str]) -> Callable:
             # One line per case apart from its batch size: int4 weights or a compiled model is another line.
             for _, g in df.groupby(["model", "input_len", "output_len", *CASE_PARAMS], sort=False):
                 g = g.sort_values("batch_size")
-                first = g.iloc[0].copy()
-                first["batch_size"] = "*"
+                line = g.iloc[0].copy()
+                line["batch_size"] = None  # the x axis: case_label leaves it out
                 ax.plot(g["batch_size"], g["decode_tok_s"], marker="o",
-                        label=f"{names[run.name]}: {case_label(first, workload=False).replace(' bs=* ', ' ')}")
+                        label=f"{names[run.name]}: {case_label(line, workload=False)}")
                 drew = True
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (requests)")

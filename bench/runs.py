@@ -120,7 +120,8 @@ def param_text(value: Any) -> str:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return str(bool(value)).lower()
     if isinstance(value, int | float) or type(value).__module__ == "numpy":
-        return f"{float(value):g}"
+        number = float(value)  # every digit: a 1048576-token context is not 1048580 (as "%g" would have it)
+        return str(int(number)) if number.is_integer() else repr(number)
     text = str(value).strip()
     return text.lower() if text.lower() in ("true", "false") else text
 

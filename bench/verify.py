@@ -23,8 +23,9 @@ import pandas as pd
 
 from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
-from bench.noise import ADVISORY, kinds_in
+from bench.noise import doubts
 from bench.paths import seeds_dir
+from bench.render import num
 from bench.runs import Run, case_label, ok_rows, with_case_params
 from bench.schema import CASE_PARAMS, COLUMNS
 
@@ -311,15 +312,9 @@ def _judge(claim: Claim, value: float, bound: float, conditions: str, run: str,
     verdict = "holds" if holds else "does not hold"
     if interval is not None and interval[0] <= target <= interval[1]:
         verdict = "inconclusive"
-        notes.insert(0, f"the claimed {target:g} lies inside the 95% interval {_fmt(interval[0])}-{_fmt(interval[1])}"
+        notes.insert(0, f"the claimed {target:g} lies inside the 95% interval {num(interval[0])}-{num(interval[1])}"
                         " of the repetitions: more repetitions (min_reps) narrow it")
     return Verdict(claim, verdict, value, ratio, bound, conditions, "; ".join(notes), run, interval, where)
-
-
-def _fmt(value: float) -> str:
-    from bench.render import num
-
-    return num(value)
 
 
 def _where(claim: Claim, device_names: list[str]) -> str:
@@ -399,9 +394,9 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
                      confidence_interval(run, row, claim.metric), _where(claim, [str(row.get("device_name", ""))]))
     if verdict.interval is None and verdict.verdict != "inconclusive":
         verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
-    doubts = [k for k in kinds_in(str(row.get("detail", ""))) if k not in ADVISORY]
-    if doubts:  # the figure stands, but the reader should know what the run said about it
-        verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(doubts)}") if r)
+    warned = doubts(str(row.get("detail", "")))
+    if warned:  # the figure stands, but the reader should know what the run said about it
+        verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(warned)}") if r)
     return verdict
 
 
@@ -531,8 +526,6 @@ def verify(runs: list[Run], price_per_hour: float | None = None, claims: list[Cl
 
 def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
     """Plain rows for printing (rich, markdown, html)."""
-    from bench.render import num
-
     return [{
         "claim": v.claim.id,
         "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",

@@ -223,6 +223,7 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
     assert list(filled["prefix_len"]) == ["8192", "8192"] and list(filled["reuse"]) == ["false", "true"]
     assert [param_text(v) for v in (True, "True", 8192.0, np.int64(3), "int4", float("nan"))] == \
         ["true", "true", "8192", "3", "int4", ""]
+    assert param_text(1048576.0) != param_text(1048580)  # every digit counts: two contexts, two cases
     # So kv-reuse (prefix_len >= 1024) is answered by it, as by a run that wrote the columns.
     from bench.verify import load_claims, verify_claim
 
