@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 
 from bench.roofline import datasheet_peak
-
-NAN = float("nan")
+from bench.schema import NAN
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-NAN = float("nan")
+from bench.schema import NAN
+
 HOURS_PER_YEAR = 8760.0
 
 

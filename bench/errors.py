@@ -21,3 +21,15 @@ def first_line(exc: BaseException) -> str:
     """An exception as one line for a row's detail: its class and the first line of its message."""
     lines = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {lines[0] if lines else ''}".strip()
+
+
+QUOTE_CHARS = 80  # an error message repeats at most this much of a value
+MAX_VALUE_CHARS = 1000  # a --set value, a label or a string parameter longer than this is bad input
+
+
+def quote(value: object) -> str:
+    """A value as an error message shows it: its repr, cut to the first QUOTE_CHARS characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"  # repr() of a huge int fails
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}... ({len(text)} characters)"

@@ -15,6 +15,7 @@ import torch
 
 from bench.devices import Device, cpu_name
 from bench.paths import PROJECT_ROOT
+from bench.process_env import ALLOC_CONF_VARS
 from bench.telemetry.base import Backend
 
 
@@ -78,8 +79,7 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
         },
         "git": git_state(),
         # The GPU allocator's configuration changes how much fits before an OOM.
-        "allocator_conf": {v: os.environ[v] for v in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF",
-                                                     "PYTORCH_HIP_ALLOC_CONF") if os.environ.get(v)},
+        "allocator_conf": {v: os.environ[v] for v in ALLOC_CONF_VARS if os.environ.get(v)},
         "device": {"torch": str(device), "name": device.name,
                    "memory_total_gb": device.total_memory_bytes / 1e9} if device else None,
         "torch_devices": torch_devices(),

@@ -3,7 +3,7 @@
 No clocks, devices or files here: every function takes numbers and returns
 numbers, so each is tested on hand-computed values.
 
-Definitions (DESIGN.md):
+Definitions (README, "Honest numbers"):
 - TTFT: request start to first output token.
 - TPOT per request: (E2E - TTFT) / (output tokens - 1).
 - ITL: gaps between consecutive tokens, pooled across requests.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NAN = float("nan")
+from bench.schema import NAN
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Typed warnings about a measurement's noise, in the manner of hyperfine's: pure functions of a case's
 row, its repetitions and what else used the machine meanwhile.
 
-Each warning goes into the row's `detail` as "warning KIND: message"; the terminal table
-marks the row, and the end of a run lists the warnings with what to do about them.
+A case's warnings travel as NoiseWarning objects to the writer: their kinds go into the row's `warnings`
+column ("high-cv;shared-device"), their text into `detail` ("warning KIND: message"). Every reader
+(verify, check, the printers, the report) reads the column, never the text; the terminal table marks
+the row, and the end of a run lists the warnings with what to do about them.
+Depends on nothing above the measuring loop.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.compare import FEW as GATE_REPS  # bench check's rank test needs this many repetitions a side
+from bench.schema import GATE_MIN_REPS as GATE_REPS  # bench check's rank test needs this many a side
 
 CV_LIMIT = 0.10  # decode tok/s varying more than this between repetitions
 Z_LIMIT = 3.5  # modified z-score of an outlier repetition (Iglewicz and Hoaglin)
 SLOW_FIRST = 1.5  # first repetition this much slower than the median of the others
 SHARED_CORES = 0.5  # other processes using more than this many cores during the case
-SHARED_LOAD = 0.5  # on a GPU: other compute processes on the card
 
 # Kinds that say what a run can support rather than doubt a figure: listed at the end as notes, the row not
 # marked "!" (few-reps fires on every default CPU run, and a mark on every row would teach people to ignore it).
@@ -124,28 +126,29 @@ class OtherLoad:
         return max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
 
 
+def kinds_text(warnings: list[NoiseWarning]) -> str:
+    """The `warnings` column: each kind once, in order, joined by ';'."""
+    return ";".join(dict.fromkeys(w.kind for w in warnings))
+
+
+def kinds(column: Any) -> list[str]:
+    """The kinds a row's `warnings` column holds ('' or NaN: none)."""
+    if not isinstance(column, str):
+        return []
+    return [k for k in column.split(";") if k]
+
+
 def summary(rows: list[dict[str, Any]], advisory: bool | None = None) -> list[str]:
     """One line per warning kind seen in the rows: how many cases, and what to do.
     advisory: True lists only the ADVISORY kinds, False only the others, None all."""
     cases: dict[str, list[str]] = {}
     for row in rows:
-        for kind in kinds_in(str(row.get("detail", ""))):
+        for kind in kinds(row.get("warnings")):
             if advisory is None or (kind in ADVISORY) == advisory:
                 cases.setdefault(kind, []).append(str(row.get("case", "?")))
     return [f"{kind} in case(s) {', '.join(numbers)}: {ADVICE.get(kind, '')}" for kind, numbers in cases.items()]
 
 
-def doubts(detail: str) -> list[str]:
-    """The warning kinds in a row's detail that question its figures (ADVISORY notes left out)."""
-    return [kind for kind in kinds_in(detail) if kind not in ADVISORY]
-
-
-def kinds_in(detail: str) -> list[str]:
-    """The warning kinds a row's detail holds, in order, once each."""
-    kinds: list[str] = []
-    for part in detail.split("; "):
-        if part.startswith("warning "):
-            kind = part[len("warning "):].split(":", 1)[0]
-            if kind not in kinds:
-                kinds.append(kind)
-    return kinds
+def doubts(column: Any) -> list[str]:
+    """The warning kinds in a row's `warnings` column that question its figures (ADVISORY notes left out)."""
+    return [kind for kind in kinds(column) if kind not in ADVISORY]

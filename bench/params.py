@@ -1,14 +1,26 @@
-"""What a workload parameter is: its type, default, meaning and checks (shared by the loader and engines)."""
+"""Every workload parameter, declared once: its type, default, checks, and what it means to the rest of claimbench.
+
+Each declaration says whether the parameter is part of a case's identity (what makes two rows
+the same case across runs), whether changing it needs the model loaded again, whether it feeds
+the engine's LoadOptions, how a plan (--dry-run) heads it and how a case label names it. Every
+list of such keys elsewhere (compare's and check's case keys, verify's cross-machine keys, the
+printers' identity and plan columns, the runner's reload key, case labels) is derived from
+here, so adding a case parameter is one line. Pure data: importing it imports nothing heavy.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+# identity: "case" for the shape every row names (model, engine, dtype, batch, lengths); "param" for a
+# parameter that sets a case apart only where it differs from its default (a row lacking it takes the default).
+CASE, PARAM = "case", "param"
+
 
 @dataclass(frozen=True)
 class Param:
-    """One workload parameter: its type, default, whether it may be a list, and its meaning."""
+    """One workload parameter: its type, default, whether it may be a list, its meaning and its roles."""
 
     type: type
     default: Any
@@ -16,6 +28,95 @@ class Param:
     matrix: bool = False
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None  # beyond what the parameter can mean (a context of 2**40 tokens)
     engine: str = ""  # set for an engine's own option: which engine reads it
-    reload: bool = False  # an engine option whose change needs the model loaded again
+    reload: bool = False  # a change needs the model loaded again
     devices: bool = False  # an engine option that multiplies the devices a case uses
+    identity: str = ""  # CASE | PARAM | "" (not part of what makes a case a case)
+    load: bool = False  # a field of the engine's LoadOptions (the one channel from a case to an engine)
+    plan: str = ""  # the heading of its column in a --dry-run plan ("" = not shown)
+    label: str = ""  # how a case label names it: a format ("bs={}"), or for a bool "word" / "true-word|false-word"
+    label_if: str = ""  # name it only where this column holds a value (a non-default parameter, a measured metric)
+
+
+MAX_TOKENS = 1 << 24  # 16.7M tokens: far beyond any model's context, short of what would exhaust memory to plan
+
+# Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest; it is also the
+# order in which a case label names them.
+CORE_PARAMS: dict[str, Param] = {
+    "model": Param(str, "tiny", "bundled model name or local HF directory", matrix=True, reload=True,
+                   identity=CASE, plan="model", label="{}"),
+    "engine": Param(str, "transformers", "inference engine", matrix=True, reload=True, identity=CASE,
+                    plan="engine"),
+    "dtype": Param(str, "auto", "weight/activation dtype", matrix=True,
+                   choices=("auto", "float32", "bfloat16", "float16"), reload=True, identity=CASE, plan="dtype",
+                   label="{}"),
+    "quant": Param(str, "none", "weight-only quantization of the linear layers (torchao): none | int8 | int4",
+                   matrix=True, choices=("none", "int8", "int4"), reload=True, identity=PARAM, load=True,
+                   plan="quant", label="{}"),
+    "compile": Param(bool, False, "torch.compile the forward pass (implies a static KV cache)", matrix=True,
+                     reload=True, identity=PARAM, load=True, plan="compiled", label="compiled"),
+    "cache": Param(str, "dynamic", "KV cache implementation", matrix=True, choices=("dynamic", "static"),
+                   reload=True, identity=PARAM, load=True, plan="cache"),
+    "batch_size": Param(int, 1, "concurrent sequences", matrix=True, minimum=1, maximum=1 << 20, identity=CASE,
+                        plan="bs", label="bs={}"),
+    "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1, maximum=MAX_TOKENS,
+                       identity=CASE, plan="in", label="in={}"),
+    "output_len": Param(int, 32, "generated tokens per sequence (>= 2 for decode metrics)", matrix=True,
+                        minimum=1, maximum=MAX_TOKENS, identity=CASE, plan="out", label="out={}"),
+    "trial": Param(int, 1, "repeat the whole case; the value only labels the repeat (pairs, A/B/A/B)",
+                   matrix=True, minimum=1, maximum=1 << 20, plan="trial"),
+    "prefix_len": Param(int, 0, "prefix-reuse: shared prefix tokens (input_len is prefix + suffix)", matrix=True,
+                        minimum=0, maximum=MAX_TOKENS, identity=PARAM, plan="prefix", label="prefix={}"),
+    "reuse": Param(bool, False, "prefix-reuse: reuse the prefix's KV cache instead of recomputing it",
+                   matrix=True, identity=PARAM, plan="reuse", label="reused|recomputed", label_if="prefix_len"),
+    "device": Param(str, "auto", "auto | cpu | cuda | cuda:N | mps | xpu"),
+    "warmup": Param(int, 1, "unmeasured repetitions before each case", minimum=0, maximum=10_000),
+    "min_reps": Param(int, 3, "measured repetitions at least", minimum=1, maximum=1_000_000),
+    "min_seconds": Param(float, 1.0, "measured seconds at least", minimum=0, maximum=1e7),
+    "max_reps": Param(int, 50, "measured repetitions at most", minimum=1, maximum=1_000_000),
+    "max_seconds": Param(float, 120.0, "stop repeating after this many seconds (once min_reps is met)",
+                         minimum=0, maximum=1e7),
+    "seed": Param(int, 0, "seed for prompts and random weights", minimum=0, maximum=2**32 - 1, reload=True,
+                  load=True),
+    "allow_download": Param(bool, False, "a hub id (ORG/NAME) missing from the Hugging Face cache may be downloaded"),
+    "trust_remote_code": Param(bool, False, "run a model repository's own Python code (transformers' flag)",
+                               reload=True),
+    "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0,
+                        maximum=1e9),
+    "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0,
+                         maximum=MAX_TOKENS),
+    "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1,
+                         maximum=MAX_TOKENS),
+    "size_mb": Param(int, 1024, "membw: buffer size in MiB (copied device to device)", minimum=1,
+                     maximum=1 << 24, identity=PARAM, plan="MiB copied", label="{} MiB", label_if="bandwidth_gb_s"),
+    "matmul_n": Param(int, 2048, "matmul: square matrix size", minimum=16, maximum=1 << 20, identity=PARAM,
+                      plan="n", label="n={}", label_if="tflops"),
+    "slo_tpot_ms": Param(float, 0.0, "latency SLO on TPOT per request, ms (0: none)", minimum=0, maximum=1e9),
+    "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0, maximum=1e9),
+    "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0,
+                        maximum=1e9),
+    "slice_tokens": Param(int, 0, "long generation: decode tok/s per slice of this many tokens (0: off)",
+                          minimum=0, maximum=MAX_TOKENS),
+    "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
+                           minimum=0, maximum=1e9),
+    "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1, maximum=10_000),
+    "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
+                       matrix=True),
+    "idle_seconds": Param(float, 2.0, "seconds of idle power measured before the first case", minimum=0,
+                          maximum=3600),
+}
+
+# Identity columns that no one sets: the runner derives them (device_count from the engine's parallelism).
+DERIVED: dict[str, Param] = {
+    "device_count": Param(int, 1, "devices a case uses (the product of its engine's parallelism options)",
+                          identity=PARAM, label="on {} devices"),
+}
+
+# What makes two rows the same case across runs: the workload, the shape every row names, then the
+# parameters that only some rows carry (their defaults fill a row that lacks one).
+IDENTITY: dict[str, Param] = {k: p for k, p in {**CORE_PARAMS, **DERIVED}.items() if p.identity}
+CASE_KEYS: tuple[str, ...] = ("workload", *(k for k, p in IDENTITY.items() if p.identity == CASE))
+CASE_PARAMS: dict[str, Any] = {k: p.default for k, p in IDENTITY.items() if p.identity == PARAM}
+# The load options every engine receives (besides the resolved dtype and its own declared options).
+LOAD_FIELDS: tuple[str, ...] = tuple(k for k, p in CORE_PARAMS.items() if p.load)

@@ -19,28 +19,20 @@ import pytest
 
 
 def _first_case(workload: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
-    from bench.devices import resolve_device
-    from bench.models import resolve_model
-    from bench.scenarios import scenario_for
-    from bench.workload import apply_overrides, coerce, load_workload
+    from bench.errors import BadInput
+    from bench.planning import one_case
 
-    loaded = load_workload(workload)
-    overrides = {k: coerce(k, v, "claimbench_case") for k, v in overrides.items()}
-    device = resolve_device(str(overrides.get("device", loaded.params["device"])))
-    w = apply_overrides(loaded, overrides, on_gpu=device.type == "cuda")
-    scenario = scenario_for(w)
-    cases = scenario.expand(lambda m: resolve_model(m).shape.max_position)
-    if len(cases) != 1:
-        raise pytest.UsageError(f"claimbench_case needs exactly one case; {workload} with {overrides} gives "
-                                f"{len(cases)} (fix every list-valued key)")
-    return scenario, cases[0], device
+    try:
+        return one_case(workload, overrides)
+    except BadInput as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture
 def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
     """Run one claimbench case under pytest-benchmark; returns its metrics (also in extra_info)."""
     from bench import devices as dev
-    from bench.engines import LoadOptions, get_engine
+    from bench.engines import get_engine, load_options
     from bench.fingerprint import fingerprint
     from bench.metrics import calculate_metrics
     from bench.models import resolve_model
@@ -56,9 +48,7 @@ def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
         dtype, _ = dev.pick_dtype(case["dtype"], device)
         engine = get_engine(case["engine"])
         engines.append(engine)
-        engine.configure({**case.params, "_prefix_caching": scenario.prefix_caching})
-        engine.load(model, device, LoadOptions(dtype=dtype, compile=case["compile"], cache=case["cache"],
-                                               seed=case["seed"], quant=case["quant"]))
+        engine.load(model, device, load_options(case.params, dtype, scenario.prefix_caching))
         loaded = Loaded(model, dtype, engine, device, dev.resident_bytes(device))
         prompts = scenario.prompts(loaded, case, random_prompts(case["batch_size"], case["input_len"],
                                                                 model.shape.vocab, case["seed"],

@@ -15,7 +15,6 @@ from typing import Any
 
 from bench.errors import BadInput, first_line
 
-QUANTS = ("none", "int8", "int4")
 INSTALL = "pip install 'claimbench[quant]' (torchao)"
 
 

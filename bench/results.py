@@ -13,6 +13,7 @@ import math
 import os
 import re
 import socket
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BadInput
+from bench.noise import NoiseWarning, kinds_text
 from bench.schema import (
     NUMERIC_COLUMNS,
     RESULT_COLUMN_NAMES,
@@ -121,11 +123,14 @@ class RunWriter:
         os.replace(tmp, self.path / "run.json")
 
     def append_case(self, row: dict[str, Any], samples: list[dict[str, Any]],
-                    telemetry: list[tuple[Reading, str]], t0: float) -> None:
-        """Write one case's row, its repetitions and the telemetry taken meanwhile (t relative to t0)."""
+                    telemetry: list[tuple[Reading, str]], t0: float, warnings: Sequence[NoiseWarning] = ()) -> None:
+        """Write one case's row, its repetitions and the telemetry taken meanwhile (t relative to t0); the case's
+        warnings go into the `warnings` column (their kinds) and, as text, into `detail`."""
         self.samples.append(samples)
         self.telemetry.append([_telemetry_row(r, case, t0) for r, case in telemetry])
-        row["detail"] = redact(str(row.get("detail", "")))  # engine errors may quote a URL with credentials
+        row["warnings"] = kinds_text(list(warnings))
+        detail = "; ".join(d for d in [str(row.get("detail", "") or ""), *map(str, warnings)] if d)
+        row["detail"] = redact(detail)  # engine errors may quote a URL with credentials
         lost = sorted(k for k, v in row.items() if k not in self.results.columns and format_cell(v) != "")
         if lost:  # a scenario filled a column it did not declare: a bug, never a silent loss
             raise ValueError(f"row has values for undeclared column(s) {', '.join(lost)}; declare them in the "

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bench.models import ModelShape
-
-NAN = float("nan")
+from bench.schema import NAN
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from bench import clock
 from bench import devices as dev
 from bench.ceilings import Ceiling
-from bench.engines import Engine, EngineUnavailable, LoadOptions, device_count, get_engine, load_key
+from bench.engines import Engine, EngineUnavailable, device_count, get_engine, load_key, load_options
 from bench.errors import BadInput, first_line, is_oom
 from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
 from bench.models import ModelSpec, resolve_model
@@ -24,12 +24,11 @@ from bench.noise import NoiseWarning, OtherLoad, warnings_for
 from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
-from bench.schema import SCHEMA_VERSION
+from bench.schema import NAN, SCHEMA_VERSION
 from bench.telemetry.attribution import energy_columns, telemetry_peak_mem_gb
 from bench.telemetry.sampler import Sampler
 from bench.workload import Case, Workload
 
-NAN = float("nan")
 GB = 1e9
 
 ProgressFn = Callable[[Case, str], None]
@@ -98,9 +97,10 @@ class Runner:
         self.scenario.after(case, row)
         return self._finish(row)
 
-    def _finish(self, row: dict[str, Any], samples: list[dict] | None = None) -> CaseResult:
+    def _finish(self, row: dict[str, Any], samples: list[dict] | None = None,
+                warnings: list[NoiseWarning] | None = None) -> CaseResult:
         self.sampler.sample_now()
-        return CaseResult(row, samples or [], self.sampler.drain())
+        return CaseResult(row, samples or [], self.sampler.drain(), warnings or [])
 
     # --- loading -----------------------------------------------------------------------
 
@@ -115,11 +115,8 @@ class Runner:
         self.progress(case, f"loading {case['model']}")
         try:
             engine = get_engine(case["engine"])
-            engine.configure({**case.params, "_prefix_caching": self.scenario.prefix_caching})
             t0 = clock.now()
-            engine.load(self.model, self.device, LoadOptions(dtype=self.dtype, compile=case["compile"],
-                                                             cache=case["cache"], seed=case["seed"],
-                                                             quant=case["quant"]))
+            engine.load(self.model, self.device, load_options(case.params, self.dtype, self.scenario.prefix_caching))
             dev.synchronize(self.device)
             row["load_seconds"] = clock.now() - t0
             self.engine = engine
@@ -209,18 +206,18 @@ class Runner:
             row["throttled"] = f"unknown: {why_not}"  # empty would claim "not throttled"
         row.update(roofline_columns(loaded.model.shape, loaded.weight_bytes / loaded.model.shape.params,
                                     p["batch_size"], p["input_len"], p["output_len"],
-                                    self.scenario.reused_prefix(case), row["decode_tok_s"], row["ttft_ms_p50"],
+                                    reuse, row["decode_tok_s"], row["ttft_ms_p50"],
                                     self.ceiling.bandwidth, self.ceiling.flops, loaded.bytes_per_element))
         row.update(self.scenario.columns(loaded, case, row, reps))
-        row["status"], row["detail"] = self._verdict(case, row)
-        notes = [*engine.notes(), *map(str, warnings_for(row, samples, other_load.cores(),
-                                                         self.sampler.backend.other_processes(), energy_note))]
-        if notes:
-            row["detail"] = "; ".join(n for n in [row["detail"], *notes] if n)
+        warnings: list[NoiseWarning] = []
+        row["status"], row["detail"] = self._verdict(case, row, warnings)
+        warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
+                                 energy_note)
+        row["detail"] = "; ".join(n for n in [row["detail"], *engine.notes()] if n)
         if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
-        return self._finish(row, samples)
+        return self._finish(row, samples, warnings)
 
     def _peak_gb(self, engine: Engine) -> float:
         """Peak memory since the last reset: torch's on a GPU, the process's on the host; NaN when the
@@ -239,7 +236,7 @@ class Runner:
         peak = max((x for x in peaks if x == x), default=NAN)
         if not engine.in_process:
             peak = telemetry_peak_mem_gb(self.sampler, reps) if self.device.type != "cpu" else NAN
-        return {"host_peak_rss_gb": dev.host_peak_rss_bytes() / GB, "peak_mem_gb": peak}
+        return {"peak_mem_gb": peak}
 
     def _measure_device(self, case: Case, row: dict[str, Any]) -> CaseResult:
         """A scenario without a model (membw, matmul): the device's own ceilings."""
@@ -254,8 +251,9 @@ class Runner:
             self._free()
         return self._finish(row, samples)
 
-    def _verdict(self, case: Case, row: dict[str, Any]) -> tuple[str, str]:
-        """ok, or error above a physical bound, or over_budget when the measured peak exceeds max_mem_gb."""
+    def _verdict(self, case: Case, row: dict[str, Any], warnings: list[NoiseWarning]) -> tuple[str, str]:
+        """ok, or error above a physical bound, or over_budget when the measured peak exceeds max_mem_gb;
+        a bound passed because a ceiling was measured low adds a ceiling-low warning."""
         notes = [self.dtype_reason] if self.dtype_reason.startswith("auto") else []
         notes.append(f"roofline: {self.ceiling.source}" if self.ceiling.source
                      else "roofline: no ceiling known for this device (run --workload membw / matmul)")
@@ -266,9 +264,9 @@ class Runner:
             return "error", f"{'; '.join(bugs)} (the datasheet's): a measurement bug; " + "; ".join(notes)
         for figure, what in passed:  # past a measured ceiling: the ceiling was measured low, not the row wrong
             workload = "membw" if figure == "bandwidth" else "matmul"
-            notes.append(str(NoiseWarning("ceiling-low", f"{what}, a {figure} ceiling measured on this machine, "
-                                                         f"so that ceiling was measured low (busy at the time?): "
-                                                         f"bench run --workload {workload} on a quiet machine")))
+            warnings.append(NoiseWarning("ceiling-low", f"{what}, a {figure} ceiling measured on this machine, "
+                                                        f"so that ceiling was measured low (busy at the time?): "
+                                                        f"bench run --workload {workload} on a quiet machine"))
         budget = case["max_mem_gb"]
         if budget > 0 and row["peak_mem_gb"] > budget:
             predicted = row.get("predicted_peak_mem_gb")

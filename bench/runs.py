@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from bench.caseid import param_text
 from bench.errors import BadInput
+from bench.params import CASE_PARAMS
 from bench.results import read_meta, read_results, read_table, results_csv_path
-from bench.schema import CASE_PARAMS, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
+from bench.schema import SAMPLE_COLUMNS, TELEMETRY_COLUMNS
 
 
 @dataclass
@@ -63,10 +65,20 @@ def labels(runs: list[Run]) -> dict[str, str]:
     return out
 
 
+def legacy_warning_kinds(detail: Any) -> str:
+    """The `warnings` column of a row written before it existed: the kinds its detail names
+    ("...; warning high-cv: ..."), the one place text is read back into kinds."""
+    found = [part[len("warning "):].split(":", 1)[0] for part in str(detail).split("; ") if part.startswith("warning ")]
+    return ";".join(dict.fromkeys(found))
+
+
 def load_run(spec: str | Path) -> Run:
     """A run directory or its results.csv -> Run (BadInput with one clear reason otherwise)."""
     csv_path = results_csv_path(spec)
     results = read_results(csv_path)
+    if "warnings" not in results.columns:  # an older run: its kinds are in the detail text
+        details = results["detail"] if "detail" in results.columns else pd.Series([""] * len(results))
+        results["warnings"] = [legacy_warning_kinds(d) for d in details.fillna("")]
     directory = csv_path.parent
     samples = pd.DataFrame()
     if (directory / "samples.csv").is_file():
@@ -78,31 +90,76 @@ def load_run(spec: str | Path) -> Run:
     return Run(name, directory, results, samples, meta)
 
 
-def run_dirs_in(root: Path) -> list[Path]:
-    """The run directories directly inside a results root, oldest first (run ids start with the UTC time)."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "results.csv").is_file())
+def find_runs(root: Path) -> list[Path]:
+    """The run directories under a results root at any depth (a suite's root inside it, results/reference/...),
+    each once, oldest first (run ids start with the UTC time)."""
+    found = {p.parent.resolve() for p in root.rglob("results.csv") if p.is_file()}
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
-def expand_specs(specs: list[str]) -> list[str]:
-    """Each spec as given, except a results root (a directory of run directories), which becomes its runs."""
-    out: list[str] = []
+@dataclass
+class Loaded:
+    """The runs read for a command, in groups (one per argument given), and what was skipped and why."""
+
+    groups: list[list[Run]]
+    skipped: list[str] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)
+
+    @property
+    def runs(self) -> list[Run]:
+        return [run for group in self.groups for run in group]
+
+    def said(self) -> str:
+        """The first line a reader prints: '12 runs under ./results, 2 machines'."""
+        runs = self.runs
+        machines = sorted({r.device_name for r in runs})
+        where = f" under {', '.join(self.roots)}" if self.roots else ""
+        text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}{where}, {len(machines)} machine" \
+               f"{'s' if len(machines) != 1 else ''} ({', '.join(machines)})"
+        return text + (f"; {len(self.skipped)} skipped (unreadable)" if self.skipped else "")
+
+
+def read_runs(specs: list[str]) -> Loaded:
+    """Any mix of run directories, results.csv files and results roots (searched at any depth), one group per
+    spec; a run named twice (or a root and a run inside it) is read once, where it first appears. A run that
+    cannot be read inside a root is skipped with the reason; one named by itself is bad input."""
+    if not specs:
+        raise BadInput("give at least one run directory, results.csv or results root")
+    seen: set[Path] = set()
+    loaded = Loaded([])
     for spec in specs:
         path = Path(spec)
+        group: list[Run] = []
         if path.is_dir() and not (path / "results.csv").exists():
-            runs = run_dirs_in(path)
-            if not runs:
+            dirs = find_runs(path)
+            if not dirs:
                 raise BadInput(f"{path}: neither a run directory (no results.csv) nor a results root (no runs in it)")
-            out.extend(str(r) for r in runs)
+            loaded.roots.append(str(path))
+            for d in dirs:
+                if d in seen:
+                    continue
+                seen.add(d)
+                try:
+                    group.append(load_run(d))
+                except BadInput as exc:
+                    loaded.skipped.append(f"{d}: {exc}")
         else:
-            out.append(spec)
-    return out
+            run = load_run(spec)
+            if run.path.resolve() in seen:
+                continue
+            seen.add(run.path.resolve())
+            group.append(run)
+        if group:
+            loaded.groups.append(group)
+    if not loaded.runs:
+        raise BadInput(f"no readable run in {', '.join(specs)[:200]} ({len(loaded.skipped)} unreadable: "
+                       f"{loaded.skipped[0][:200] if loaded.skipped else ''})")
+    return loaded
 
 
 def load_runs(specs: list[str]) -> list[Run]:
     """Several runs, in the order given; a results root stands for every run in it, oldest first."""
-    if not specs:
-        raise BadInput("give at least one run directory, results.csv or results root")
-    return [load_run(s) for s in expand_specs(specs)]
+    return read_runs(specs).runs
 
 
 def ok_rows(run: Run) -> pd.DataFrame:
@@ -113,21 +170,8 @@ def ok_rows(run: Run) -> pd.DataFrame:
     return results[results["status"] == "ok"]
 
 
-def param_text(value: Any) -> str:
-    """A case parameter as text that is the same whoever wrote it: True/'True' -> 'true', 8192.0 -> '8192'."""
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return str(bool(value)).lower()
-    if isinstance(value, int | float) or type(value).__module__ == "numpy":
-        number = float(value)  # every digit: a 1048576-token context is not 1048580 (as "%g" would have it)
-        return str(int(number)) if number.is_integer() else repr(number)
-    text = str(value).strip()
-    return text.lower() if text.lower() in ("true", "false") else text
-
-
 def with_case_params(run: Run, rows: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
-    """The rows (of this run) with every schema.CASE_PARAMS column present, so that cases match across
+    """The rows (of this run) with every params.CASE_PARAMS column present, so that cases match across
     runs of any version: a value a row lacks is the one the run's workload (run.json) gave every case,
     else the parameter's default. An older prefix-reuse row without `reuse` reused its prefix when it
     has a ttft_speedup (only the reusing case of a pair has one). as_text: every one as param_text
@@ -145,41 +189,3 @@ def with_case_params(run: Run, rows: pd.DataFrame, as_text: bool = True) -> pd.D
         filled = [fill if param_text(v) == "" else v for v in column]
         out[name] = [param_text(v) for v in filled] if as_text else pd.Series(filled, index=out.index, dtype=object)
     return out
-
-
-def case_label(row: Any, workload: bool = True) -> str:
-    """One way to name a case everywhere: [workload] model dtype bs= in= out=, then the parameters
-    that set it apart from the default case (int4, compiled, prefix=8192 reused, 256 MiB, n=8192...).
-    What a row does not have (a microbenchmark's model and lengths) is left out."""
-    parts = []
-    model = param_text(row.get("model"))
-    if model not in ("", "none"):
-        parts.append(model)
-    parts.append(param_text(row.get("dtype")))
-    for key, short in (("batch_size", "bs"), ("input_len", "in"), ("output_len", "out")):
-        value = param_text(row.get(key))
-        if value:
-            parts.append(f"{short}={value}")
-    quant = param_text(row.get("quant"))
-    if quant not in ("", "none"):
-        parts.append(quant)
-    if param_text(row.get("compile")) == "true":
-        parts.append("compiled")
-    cards = param_text(row.get("device_count"))
-    if cards not in ("", "1"):
-        parts.append(f"on {cards} devices")
-    prefix = param_text(row.get("prefix_len"))
-    if prefix not in ("", "0"):
-        parts.append(f"prefix={prefix} " + ("reused" if param_text(row.get("reuse")) == "true" else "recomputed"))
-    names = row.index if isinstance(row, pd.Series) else list(row)  # a Series iterates over its values
-
-    def measured(metric: str) -> bool:  # a compare table names it "bandwidth_gb_s [0]"; older rows hold it empty
-        return any(str(k).startswith(metric) and param_text(row.get(k)) for k in names)
-
-    size, n = param_text(row.get("size_mb")), param_text(row.get("matmul_n"))
-    if size and measured("bandwidth_gb_s"):  # a membw row: its buffer size
-        parts.append(f"{size} MiB")
-    if n and measured("tflops"):  # a matmul row: its matrix size
-        parts.append(f"n={n}")
-    text = " ".join(p for p in parts if p)
-    return f"{row['workload']} {text}" if workload and "workload" in row else text

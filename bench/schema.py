@@ -7,12 +7,9 @@ Every writer and reader of run directories imports from here, so a column is nam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 SCHEMA_VERSION = 1
-
-# over_budget: ran, but the measured peak memory exceeded the case's max_mem_gb.
-STATUSES = ("ok", "oom", "over_budget", "skipped", "error")
+NAN = float("nan")  # an unmeasured figure: an empty cell, never 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,7 @@ def _cols(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
     return tuple(Column(*s, **METRIC_ATTRS.get(s[0], {})) for s in specs)
 
 
-# The contract in DESIGN.md, in its order; extra columns follow.
+# The results.csv contract (README, "What `bench run` does"), in its order; extra columns follow.
 RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("schema_version", "", "results.csv schema version"),
     ("run_id", "", "run directory name"),
@@ -121,6 +118,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("mbu", "", "model bandwidth utilisation of decode"),
     ("mfu", "", "model FLOP/s utilisation of prefill"),
     # Extra columns.
+    ("warnings", "", "the case's warning kinds, ';'-separated (high-cv;shared-device); their text is in detail"),
     ("itl_ms_p50", "ms", "inter-token latency, median"),
     ("ttft_ms_mean", "ms", "time to first token, mean"),
     ("e2e_ms_p99", "ms", "request latency, p99"),
@@ -164,10 +162,10 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
 )
 
 RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
-# The DESIGN.md contract: every results.csv has these; a run adds the columns its scenario declares.
+# The contract: every results.csv has these; a run adds the columns its scenario declares.
 CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.index("mfu") + 1]
 # Beyond the contract, what every row has (the case's identity) and what every model row has.
-ROW_EXTRAS: tuple[str, ...] = ("compile", "cache", "measured_seconds", "tags")
+ROW_EXTRAS: tuple[str, ...] = ("warnings", "compile", "cache", "measured_seconds", "tags")
 MODEL_EXTRAS: tuple[str, ...] = (
     "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params", "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",
     "energy_prefill_j", "energy_decode_j", "energy_j_per_token_power", "energy_j_per_token_idle_sub", "temp_c_max",
@@ -190,13 +188,9 @@ def result_columns(declared: set[str] | tuple[str, ...]) -> tuple[str, ...]:
 COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}
 GATED: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS if c.gated}
 
-# What makes two rows the same case across runs (compare, check, verify's cross-machine claims): these
-# columns, which every row has, and the parameters below, which only some rows carry. A row without one of
-# those (an older writer, or a scenario that does not declare it) takes the default, the workload's default:
-# int4 weights, a compiled model, a reused prefix or another buffer size is another case, never the same one.
-CASE_KEYS: tuple[str, ...] = ("workload", "model", "engine", "dtype", "batch_size", "input_len", "output_len")
-CASE_PARAMS: dict[str, Any] = {"quant": "none", "compile": False, "cache": "dynamic", "prefix_len": 0,
-                               "reuse": False, "size_mb": 1024, "matmul_n": 2048, "device_count": 1}
+# bench check's rank test needs this many repetitions a side to reach its alpha; with fewer it requires
+# every candidate repetition to be worse than every baseline one. The measuring loop warns below it.
+GATE_MIN_REPS = 5
 
 
 def header(name: str) -> str:

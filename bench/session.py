@@ -60,8 +60,7 @@ def server_info(workload: Workload) -> dict[str, Any] | None:
     """The server an engine of the workload talks to, for run.json (None when every engine is in-process)."""
     from bench.engines import engine_class
 
-    engines = workload.params["engine"]
-    for name in engines if isinstance(engines, list) else [engines]:
+    for name in workload.params["engine"]:
         info = engine_class(name).server_info(workload.params)
         if info is not None:
             return info
@@ -73,9 +72,8 @@ def needs_ceiling(workload: Workload) -> bool:
     from bench.engines import engine_class
     from bench.scenarios import scenario_for
 
-    engines = workload.params["engine"]
     return scenario_for(workload).uses_model and any(
-        engine_class(name).on_local_device for name in (engines if isinstance(engines, list) else [engines]))
+        engine_class(name).on_local_device for name in workload.params["engine"])
 
 
 def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console,
@@ -85,7 +83,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     from bench.schema import ENERGY_EXTRAS, result_columns
 
     backend, tried = probe_backend(device.type)
-    declared = scenario_for(workload).declared_columns()
+    scenario = scenario_for(workload)
+    declared = scenario.declared_columns()
     if backend.energy_method == "none":
         declared -= set(ENERGY_EXTRAS)  # nothing could fill them; the contract's energy columns say why
     writer = RunWriter(root, workload.name, result_columns(declared))
@@ -113,7 +112,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         sampler.start()
         idle: dict[str, float] = {}
         sampler.case = "idle"
-        if workload.params["telemetry"] and workload.params["idle_seconds"] > 0:
+        if any(workload.params["telemetry"]) and workload.params["idle_seconds"] > 0:
             idle = sampler.idle_baseline(workload.params["idle_seconds"])
             writer.write_meta(idle_power_w=idle)
         steps = CaseStepColumn()
@@ -123,11 +122,11 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
 
             def on_progress(case: Case, step: str) -> None:
                 steps.tokens, steps.of = 0, case["output_len"] if "output_len" in case.params else 0
-                progress.update(task, description=f"case {case.index}: {case.label(workload.kind)}", step=step)
+                progress.update(task, description=f"case {case.index}: {scenario.label(case)}", step=step)
 
             runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress, steps.on_token)
             for result in runner.run(cases):
-                writer.append_case(result.row, result.samples, result.telemetry, t0)
+                writer.append_case(result.row, result.samples, result.telemetry, t0, result.warnings)
                 outcome.rows.append(result.row)
                 progress.advance(task)
     except KeyboardInterrupt as exc:

@@ -14,60 +14,23 @@ from __future__ import annotations
 
 import math
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.caseid import case_label
+from bench.claims import Claim, describe, load_claims
 from bench.cost import usd_per_mtok_owned, usd_per_mtok_rented
 from bench.errors import BadInput
 from bench.noise import doubts
-from bench.paths import seeds_dir
-from bench.render import num
-from bench.runs import Run, case_label, ok_rows, with_case_params
-from bench.schema import CASE_PARAMS, COLUMNS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-NAN = float("nan")
-COMPARISONS = (">=", "<=", "ratio>=", "ratio<=", "price")
-CONFIDENCE = 0.95
-SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
-# Metrics derived from one sampled column in proportion (same repetitions, scaled by a constant of the case).
-PROPORTIONAL_TO = {"decode_tok_s_per_user": "decode_tok_s", "mbu": "decode_tok_s", "mfu": "prefill_tok_s"}
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim as data: what it says, the figure, and the conditions a measurement must meet to count."""
-
-    id: str
-    source: str
-    assertion: str
-    figure: float
-    unit: str
-    metric: str
-    comparison: str
-    workloads: list[str]
-    conditions: dict[str, Any]
-    tolerance: float = 1.0
-    price: dict[str, float] | None = None
-    scope: str = ""  # the hardware and model the article speaks of
-    hardware: str = ""  # regex of the claimed hardware class ("" for a claim about any hardware)
-    measure: str = ""  # the command that measures it (default: the first workload)
-
-    def command(self) -> str:
-        """What to run to measure this claim."""
-        if self.measure:
-            return self.measure
-        models = self.conditions.get("model")
-        model = (models[0] if isinstance(models, list) else models) if models else ""
-        return f"bench run --workload {self.workloads[0]}" + (f" --model {model}" if model else "")
+from bench.params import CASE_KEYS, CASE_PARAMS
+from bench.runs import Run, ok_rows, with_case_params
+from bench.schema import NAN
+from bench.selection import candidate_rows, real_rows, why_not
+from bench.stats import confidence_interval
+from bench.textformat import num
 
 
 @dataclass
@@ -85,218 +48,6 @@ class Verdict:
     interval: tuple[float, float] | None = None
     where: str = ""  # on the claimed hardware, or a check of the figure on the machine measured
     cases: list[str] = field(default_factory=list)
-
-
-def load_claims(path: Path | None = None) -> list[Claim]:
-    """Read and check seeds/claims.toml."""
-    path = path or seeds_dir() / "claims.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read claims: {exc}") from None
-    claims = []
-    for raw in data.get("claim", []):
-        raw = dict(raw)
-        if "workload" in raw:  # one workload, the older spelling
-            one = raw.pop("workload")
-            raw.setdefault("workloads", [one])
-        try:
-            claim = Claim(**raw)
-        except TypeError as exc:
-            raise BadInput(f"{path}: claim {raw.get('id', '?')}: {exc}") from None
-        if claim.comparison not in COMPARISONS:
-            raise BadInput(f"{path}: claim {claim.id}: comparison must be one of {', '.join(COMPARISONS)}")
-        _check_claim(claim, path)
-        claims.append(claim)
-    return claims
-
-
-def _check_claim(claim: Claim, path: Path) -> None:
-    """Every field of the type the verdicts rely on (a claims file is read back like any other input)."""
-    where = f"{path}: claim {claim.id!r}"
-    for name in ("id", "source", "assertion", "unit", "metric"):
-        if not isinstance(getattr(claim, name), str) or not getattr(claim, name):
-            raise BadInput(f"{where}: {name} must be a non-empty string")
-    for name in ("scope", "hardware", "measure"):
-        if not isinstance(getattr(claim, name), str):
-            raise BadInput(f"{where}: {name} must be a string")
-    if not isinstance(claim.workloads, list) or not claim.workloads or \
-            not all(isinstance(w, str) and w for w in claim.workloads):
-        raise BadInput(f"{where}: workloads must be a non-empty list of workload names")
-    for name in ("figure", "tolerance"):
-        value = getattr(claim, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise BadInput(f"{where}: {name} must be a finite positive number, got {value!r}")
-    if not isinstance(claim.conditions, dict):
-        raise BadInput(f"{where}: conditions must be a table")
-    if claim.comparison == "price" and not isinstance(claim.price, dict):
-        raise BadInput(f"{where}: a price claim needs a price table")
-
-
-# --- which rows count ----------------------------------------------------------------------
-
-
-def _matches(df: pd.DataFrame, conditions: dict[str, Any]) -> pd.Series:
-    """Rows meeting every condition: equality (or one of a list), a device regex, or min_COL / max_COL bounds."""
-    mask = pd.Series(True, index=df.index)
-    for key, want in conditions.items():
-        bound = re.fullmatch(r"(min|max)_(.+)", key)
-        if bound:
-            if bound.group(2) not in df.columns:
-                mask &= False
-                continue
-            values = pd.to_numeric(df[bound.group(2)], errors="coerce")
-            mask &= values >= want if bound.group(1) == "min" else values <= want
-        elif key == "device":
-            mask &= df["device_name"].astype(str).str.contains(str(want), flags=re.IGNORECASE, regex=True)
-        elif key in df.columns:
-            wanted = want if isinstance(want, list) else [want]
-            mask &= df[key].isin(wanted)
-        else:
-            mask &= False
-    return mask
-
-
-def describe(conditions: dict[str, Any]) -> str:
-    """Conditions in words: batch_size=1, output_len >= 1024, params >= 4e+08."""
-    def one(k: str, v: Any) -> str:
-        bound = re.fullmatch(r"(min|max)_(.+)", k)
-        if bound:
-            return f"{bound.group(2)} {'>=' if bound.group(1) == 'min' else '<='} {v:g}"
-        return f"{k}={'|'.join(map(str, v)) if isinstance(v, list) else v}"
-
-    return ", ".join(one(k, v) for k, v in conditions.items())
-
-
-def measures(run: Run, claim: Claim) -> bool:
-    """Whether the run's workload is one that answers the claim: one of the claim's workloads,
-    or a workload file that lists the claim among its `claims`."""
-    workload = run.meta.get("workload") or {}
-    names = set(run.results["workload"].dropna().astype(str)) if "workload" in run.results.columns else set()
-    names.add(str(workload.get("name", "")))
-    return bool(names & set(claim.workloads)) or claim.id in (workload.get("claims") or [])
-
-
-def _real(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows of a real model on a real engine (the tiny model and the timing model never answer a claim)."""
-    if "model" in rows.columns:
-        rows = rows[~rows["model"].isin(SMOKE_TEST_MODELS)]
-    if "engine" in rows.columns:
-        rows = rows[rows["engine"] != "simulated"]
-    return rows
-
-
-def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
-    """The ok rows of a run that may answer the claim: its workload, a real model, its conditions."""
-    rows = ok_rows(run)
-    if not measures(run, claim):
-        return rows.iloc[0:0]
-    rows = with_case_params(run, _real(rows), as_text=False)  # an older run's prefix_len, from its run.json
-    if claim.metric in ("mbu", "mfu") and "detail" in rows.columns:  # a ceiling measured low inflates both
-        rows = rows[~rows["detail"].astype(str).str.contains("warning ceiling-low", regex=False)]
-    return rows[_matches(rows, claim.conditions)]
-
-
-def _why_not(claim: Claim, runs: list[Run]) -> str:
-    """Say precisely why no row answers the claim, and what would measure it."""
-    measure = claim.command()
-    if not runs:
-        return f"no run given (measure with: {measure})"
-    own = [r for r in runs if measures(r, claim)]
-    if not own:
-        return f"no run of the {'/'.join(claim.workloads)} workload, the one that answers this claim ({measure})"
-    rows = pd.concat([with_case_params(r, r.results, as_text=False) for r in own], ignore_index=True)
-    cond = claim.conditions
-    if "device" in cond and not rows["device_name"].astype(str).str.contains(cond["device"], case=False).any():
-        return f"needs a device matching '{cond['device']}'; runs are on {', '.join(sorted(set(rows['device_name'].astype(str))))}"
-    real = _real(rows)
-    if real.empty:
-        return f"only the tiny smoke-test model (or the simulated engine) was run, which never answers a claim ({measure})"
-    for key, want in cond.items():  # the first condition no row meets, in the order the claim states them
-        if not _matches(real, {key: want}).any():
-            have = _have(real, key)
-            return f"no case with {describe({key: want})} (runs have {have}); measure with: {measure}"
-    matched = real[_matches(real, cond)]
-    if matched.empty:
-        return f"no case meets all of {describe(cond)} at once ({measure})"
-    ok = matched[matched["status"] == "ok"]
-    if ok.empty:
-        statuses = ", ".join(f"{s}: {d}" for s, d in matched[["status", "detail"]].astype(str).head(2).values)
-        return f"matching cases did not run ok ({statuses})"
-    if claim.metric not in ok.columns or ok[claim.metric].isna().all():
-        source = ok["energy_source"].dropna().astype(str) if "energy_source" in ok.columns else pd.Series()
-        hint = f" ({source.iloc[0]})" if claim.metric.startswith(("energy", "power", "tok_s_per_w")) and len(source) \
-            else ""
-        return f"{claim.metric} not measured on these runs{hint}"
-    return "no measurement"
-
-
-def _have(rows: pd.DataFrame, key: str) -> str:
-    column = re.sub(r"^(min|max)_", "", key) if key != "device" else "device_name"
-    if column not in rows.columns:
-        return f"no {column} column"
-    values = sorted({str(v) for v in rows[column].dropna()})
-    return f"{column} " + ", ".join(values[:6]) + (" ..." if len(values) > 6 else "")
-
-
-# --- uncertainty ---------------------------------------------------------------------------
-
-
-def confidence_interval(run: Run, row: pd.Series, metric: str) -> tuple[float, float] | None:
-    """95% t-interval of the mean of the row's repetitions for this metric (samples.csv), or None.
-
-    A metric derived in proportion from a sampled one (MBU from decode tok/s) gets that
-    column's interval scaled by the row's ratio of the two.
-    """
-    from scipy import stats
-
-    if metric == "ttft_speedup":
-        return _speedup_interval(run, row)
-    source = COLUMNS[metric].sample if metric in COLUMNS else None
-    scale = 1.0
-    if source is None and metric in PROPORTIONAL_TO:
-        base = PROPORTIONAL_TO[metric]
-        source = COLUMNS[base].sample
-        if not row.get(base) or pd.isna(row.get(base)) or pd.isna(row.get(metric)):
-            return None
-        scale = float(row[metric]) / float(row[base])
-    if source is None:
-        return None
-    values = _case_values(run, row.get("case"), source) * scale
-    n = len(values)
-    if n < 2:
-        return None
-    mean, sem = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
-    return mean - half, mean + half
-
-
-def _case_values(run: Run, case: Any, column: str) -> pd.Series:
-    """One value per repetition of a case (samples.csv); empty when the run has none."""
-    samples = run.samples
-    if samples.empty or column not in samples.columns or "case" not in samples.columns or pd.isna(case):
-        return pd.Series(dtype=float)
-    return pd.to_numeric(samples.loc[samples["case"] == case, column], errors="coerce").dropna()
-
-
-def _speedup_interval(run: Run, row: pd.Series) -> tuple[float, float] | None:
-    """TTFT recomputing / TTFT reusing, from both cases' repetitions: the ratio of means with a
-    95% interval from the standard error of its logarithm (delta method)."""
-    from scipy import stats
-
-    keys = [k for k in ("model", "engine", "dtype", "quant", "compile", "cache", "batch_size", "input_len",
-                        "output_len", "prefix_len") if k in run.results.columns]
-    same = (run.results[keys] == row[keys]).all(axis=1) & run.results["ttft_speedup"].isna()
-    recompute = run.results[same & (run.results["status"] == "ok")]
-    if recompute.empty:
-        return None
-    cold, warm = _case_values(run, recompute.iloc[0]["case"], "ttft_ms"), _case_values(run, row.get("case"), "ttft_ms")
-    if len(cold) < 2 or len(warm) < 2 or cold.mean() <= 0 or warm.mean() <= 0:
-        return None
-    ratio = float(cold.mean() / warm.mean())
-    se_log = math.sqrt(cold.var(ddof=1) / len(cold) / cold.mean() ** 2 + warm.var(ddof=1) / len(warm) / warm.mean() ** 2)
-    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, min(len(cold), len(warm)) - 1))
-    return ratio * math.exp(-t * se_log), ratio * math.exp(t * se_log)
 
 
 def _target(claim: Claim) -> float:
@@ -342,24 +93,31 @@ def _fingerprint_memory(run: Run) -> float:
     return NAN
 
 
-def _special_metric(claim: Claim, runs: list[Run]) -> tuple[float, str, str, str]:
-    """Metrics that are not a results column: (value, run name, text, device), or NaN with a reason."""
-    if claim.metric == "memory_per_card_gb":
-        for run in runs:
-            gb = _fingerprint_memory(run)
-            if not math.isnan(gb):
-                return gb, run.name, f"device={run.device_name}", run.device_name
-        return NAN, "", "no accelerator memory in the runs' fingerprints (CPU runs have none)", ""
-    if claim.metric == "ridge_point":
-        bw = [(r, v) for r in runs for v in ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
-        fl = [(r, v) for r in runs for v in ok_rows(r).get("tflops", pd.Series(dtype=float)).dropna()]
-        if not bw or not fl:
-            return NAN, "", ("needs a membw and a matmul run on the same device "
-                             "(bench run --workload membw; bench run --workload matmul)"), ""
-        ridge = max(v for _, v in fl) * 1e12 / (max(v for _, v in bw) * 1e9)
-        return ridge, bw[0][0].name, "ridge point = peak FLOP/s / bandwidth; batch-1 decode needs ~1 FLOP/byte", \
-            bw[0][0].device_name
-    raise KeyError(claim.metric)
+def _memory_per_card(claim: Claim, runs: list[Run]) -> tuple[float, str, str, str]:
+    for run in runs:
+        gb = _fingerprint_memory(run)
+        if not math.isnan(gb):
+            return gb, run.name, f"device={run.device_name}", run.device_name
+    return NAN, "", "no accelerator memory in the runs' fingerprints (CPU runs have none)", ""
+
+
+def _ridge_point(claim: Claim, runs: list[Run]) -> tuple[float, str, str, str]:
+    bw = [(r, v) for r in runs for v in ok_rows(r).get("bandwidth_gb_s", pd.Series(dtype=float)).dropna()]
+    fl = [(r, v) for r in runs for v in ok_rows(r).get("tflops", pd.Series(dtype=float)).dropna()]
+    if not bw or not fl:
+        return NAN, "", ("needs a membw and a matmul run on the same device "
+                         "(bench run --workload membw; bench run --workload matmul)"), ""
+    ridge = max(v for _, v in fl) * 1e12 / (max(v for _, v in bw) * 1e9)
+    return ridge, bw[0][0].name, "ridge point = peak FLOP/s / bandwidth; batch-1 decode needs ~1 FLOP/byte", \
+        bw[0][0].device_name
+
+
+# Metrics that are not a results column: each a function of the runs giving (value, run name, text, device),
+# or NaN with the reason.
+SPECIAL_METRICS: dict[str, Callable[[Claim, list[Run]], tuple[float, str, str, str]]] = {
+    "memory_per_card_gb": _memory_per_card,
+    "ridge_point": _ridge_point,
+}
 
 
 def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = None,
@@ -369,8 +127,8 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
         return _verify_price(claim, runs, price_per_hour)
     if claim.comparison.startswith("ratio"):
         return _verify_ratio(claim, groups if groups and len(groups) > 1 else _by_device(runs))
-    if claim.metric in ("memory_per_card_gb", "ridge_point"):
-        value, run_name, text, device = _special_metric(claim, runs)
+    if claim.metric in SPECIAL_METRICS:
+        value, run_name, text, device = SPECIAL_METRICS[claim.metric](claim, runs)
         if math.isnan(value):
             return Verdict(claim, "not measured", reason=text)
         return _judge(claim, value, NAN, text, run_name, where=_where(claim, [device]))
@@ -386,7 +144,7 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
             if better:
                 best = (value, row, run)
     if best is None:
-        return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=_why_not(claim, runs),
+        return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=why_not(claim, runs),
                        conditions=describe(claim.conditions))
     value, row, run = best
     text = f"case {_case_number(row)}: {case_label(row)}"
@@ -394,7 +152,7 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
                      confidence_interval(run, row, claim.metric), _where(claim, [str(row.get("device_name", ""))]))
     if verdict.interval is None and verdict.verdict != "inconclusive":
         verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
-    warned = doubts(str(row.get("detail", "")))
+    warned = doubts(row.get("warnings"))
     if warned:  # the figure stands, but the reader should know what the run said about it
         verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(warned)}") if r)
     return verdict
@@ -439,7 +197,8 @@ def _bound_unmeasured(claim: Claim, runs: list[Run]) -> float:
     return decode_bound_tok_s(decode_bytes_per_step(shape, 2, 1, 0), 1, bandwidth)
 
 
-RATIO_KEYS = ["model", "dtype", "batch_size", "input_len", "output_len", *CASE_PARAMS]  # the same case, any machine
+# The same case on another machine: its identity, except the workload and engine it came from.
+RATIO_KEYS = [k for k in (*CASE_KEYS, *CASE_PARAMS) if k not in ("workload", "engine")]
 
 
 def _by_device(runs: list[Run]) -> list[list[Run]]:
@@ -494,7 +253,7 @@ def _verify_price(claim: Claim, runs: list[Run], price_per_hour: float | None) -
     price = dict(claim.price or {})
     if price_per_hour is not None and "per_hour" in price:
         price["per_hour"] = price_per_hour
-    rows = [(r, row) for r in runs for _, row in _real(ok_rows(r)).iterrows()
+    rows = [(r, row) for r in runs for _, row in real_rows(ok_rows(r)).iterrows()
             if not pd.isna(row.get("output_tok_s", NAN))]
     if not rows:
         return Verdict(claim, "not measured", reason="a price claim: needs a throughput run of a real model to price")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.engines.registry import engine_options
-from bench.errors import BadInput
-from bench.params import Param
+from bench.errors import MAX_VALUE_CHARS, QUOTE_CHARS, BadInput, quote
+from bench.params import CORE_PARAMS, Param
 from bench.paths import workloads_dir
 
 if sys.version_info >= (3, 11):
@@ -41,54 +41,6 @@ else:  # pragma: no cover
 
 
 KINDS = ("generate", "long-context", "membw", "matmul", "prefix-reuse")
-
-# Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest.
-CORE_PARAMS: dict[str, Param] = {
-    "model": Param(str, "tiny", "bundled model name or local HF directory", matrix=True),
-    "engine": Param(str, "transformers", "inference engine", matrix=True),
-    "dtype": Param(str, "auto", "weight/activation dtype", matrix=True,
-                   choices=("auto", "float32", "bfloat16", "float16")),
-    "compile": Param(bool, False, "torch.compile the forward pass (implies a static KV cache)", matrix=True),
-    "cache": Param(str, "dynamic", "KV cache implementation", matrix=True, choices=("dynamic", "static")),
-    "quant": Param(str, "none", "weight-only quantization of the linear layers (torchao): none | int8 | int4",
-                   matrix=True, choices=("none", "int8", "int4")),
-    "batch_size": Param(int, 1, "concurrent sequences", matrix=True, minimum=1),
-    "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1),
-    "output_len": Param(int, 32, "generated tokens per sequence (>= 2 for decode metrics)", matrix=True,
-                        minimum=1),
-    "trial": Param(int, 1, "repeat the whole case; the value only labels the repeat (pairs, A/B/A/B)",
-                   matrix=True, minimum=1),
-    "prefix_len": Param(int, 0, "prefix-reuse: shared prefix tokens (input_len is prefix + suffix)", matrix=True,
-                        minimum=0),
-    "reuse": Param(bool, False, "prefix-reuse: reuse the prefix's KV cache instead of recomputing it",
-                   matrix=True),
-    "device": Param(str, "auto", "auto | cpu | cuda | cuda:N | mps | xpu"),
-    "warmup": Param(int, 1, "unmeasured repetitions before each case", minimum=0),
-    "min_reps": Param(int, 3, "measured repetitions at least", minimum=1),
-    "min_seconds": Param(float, 1.0, "measured seconds at least", minimum=0),
-    "max_reps": Param(int, 50, "measured repetitions at most", minimum=1),
-    "max_seconds": Param(float, 120.0, "stop repeating after this many seconds (once min_reps is met)",
-                         minimum=0),
-    "seed": Param(int, 0, "seed for prompts and random weights"),
-    "allow_download": Param(bool, False, "a hub id (ORG/NAME) missing from the Hugging Face cache may be downloaded"),
-    "trust_remote_code": Param(bool, False, "run a model repository's own Python code (transformers' flag)"),
-    "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0),
-    "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0),
-    "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1),
-    "size_mb": Param(int, 1024, "membw: buffer size in MiB (copied device to device)", minimum=1),
-    "matmul_n": Param(int, 2048, "matmul: square matrix size", minimum=16),
-    "slo_tpot_ms": Param(float, 0.0, "latency SLO on TPOT per request, ms (0: none)", minimum=0),
-    "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0),
-    "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0),
-    "slice_tokens": Param(int, 0, "long generation: decode tok/s per slice of this many tokens (0: off)",
-                          minimum=0),
-    "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
-                           minimum=0),
-    "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1),
-    "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
-                       matrix=True),
-    "idle_seconds": Param(float, 2.0, "seconds of idle power measured before the first case", minimum=0),
-}
 
 # The core keys and every engine's own options (each engine module declares its OPTIONS).
 PARAMS: dict[str, Param] = {**CORE_PARAMS, **engine_options()}
@@ -132,15 +84,11 @@ class Case:
     def __getitem__(self, key: str) -> Any:
         return self.params[key]
 
-    def label(self, kind: str = "generate") -> str:
-        """Short human label: model bs=.. in=.. out=.. (for the workload's kind: a microbenchmark has no model)."""
-        p = self.params
-        if kind == "membw":
-            return f"{p['size_mb']} MiB copy"
-        if kind == "matmul":
-            return f"{p['dtype']} {p['matmul_n']}^3 products"
-        extra = " compiled" if p["compile"] else ""
-        return f"{p['model']} {p['dtype']}{extra} bs={p['batch_size']} in={p['input_len']} out={p['output_len']}"
+    def label(self) -> str:
+        """Short human label, the same words every table uses: model dtype bs= in= out= and what sets it apart."""
+        from bench.caseid import case_label
+
+        return case_label(self.params, workload=False)
 
 
 def available_workloads() -> dict[str, Path]:
@@ -149,15 +97,10 @@ def available_workloads() -> dict[str, Path]:
 
 
 def coerce(key: str, value: Any, where: str) -> Any:
-    """A value for `key` from code (not a file or --set): checked and typed as a workload would be."""
-    return _coerce(key, value, where)
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
     """Check one value (or list of values) against PARAMS[key]; return it in the right type."""
     if key not in PARAMS:
-        known = ", ".join(PARAMS)
-        raise BadInput(f"{where}: unknown key '{key}' (known: {known})")
+        raise BadInput(f"{where}: unknown key {quote(key)}" + (did_you_mean(key, PARAMS) or
+                                                                "; bench run --help and README list the keys"))
     spec = PARAMS[key]
     if isinstance(value, list):
         if not spec.matrix:
@@ -165,7 +108,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if not value:
             raise BadInput(f"{where}: '{key}' is an empty list")
         return [_coerce_scalar(key, v, spec, where) for v in value]
-    return _coerce_scalar(key, value, spec, where)
+    scalar = _coerce_scalar(key, value, spec, where)
+    return [scalar] if spec.matrix else scalar  # a matrix value is always a list once loaded
 
 
 def _coerce_scalar(key: str, value: Any, spec: Param, where: str) -> Any:
@@ -178,18 +122,32 @@ def _coerce_scalar(key: str, value: Any, spec: Param, where: str) -> Any:
     )
     if not ok:
         raise BadInput(f"{where}: '{key}' must be {expected}{' or a list of them' if spec.matrix else ''}, "
-                       f"got {value!r}")
+                       f"got {quote(value)}")
+    if spec.type is str and len(value) > MAX_VALUE_CHARS:
+        raise BadInput(f"{where}: '{key}' is {len(value)} characters long (at most {MAX_VALUE_CHARS}): {quote(value)}")
     if spec.type is float:
         value = float(value)
         if not math.isfinite(value):  # nan compares false with everything: it would pass every bound
-            raise BadInput(f"{where}: '{key}' must be a finite number, got {value!r}")
+            raise BadInput(f"{where}: '{key}' must be a finite number, got {quote(value)}")
     if spec.type is int and not -MAX_INT <= value <= MAX_INT:
-        raise BadInput(f"{where}: '{key}' is out of range ({value!r}; at most {MAX_INT})")
+        raise BadInput(f"{where}: '{key}' is out of range ({quote(value)}; at most {MAX_INT})")
     if spec.choices and value not in spec.choices:
-        raise BadInput(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {value!r}")
+        raise BadInput(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {quote(value)}"
+                       + did_you_mean(str(value), spec.choices))
     if spec.minimum is not None and not value >= spec.minimum:
-        raise BadInput(f"{where}: '{key}' must be >= {spec.minimum:g}, got {value!r}")
+        raise BadInput(f"{where}: '{key}' must be >= {spec.minimum:g}, got {quote(value)}")
+    if spec.maximum is not None and not value <= spec.maximum:
+        raise BadInput(f"{where}: '{key}' must be <= {spec.maximum:g}, got {quote(value)} (beyond what it can mean)")
     return value
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    """'; did you mean X?' for the closest known names (difflib), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word[:QUOTE_CHARS], list(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else \
+        (f" (known: {', '.join(known)})" if len(known) <= 12 else "")
 
 
 MAX_INT = 2**53  # exact in JSON and floats, and within what torch and the engines take (a seed, a length)
@@ -201,21 +159,14 @@ ORDERED = (("min_reps", "max_reps"), ("min_seconds", "max_seconds"))
 def check_consistent(params: dict[str, Any], where: str) -> None:
     """Keys that must agree with each other (every value is already valid on its own)."""
     for low, high in ORDERED:
-        lows = params[low] if isinstance(params[low], list) else [params[low]]
-        highs = params[high] if isinstance(params[high], list) else [params[high]]
-        if max(lows) > min(highs):
-            raise BadInput(f"{where}: {low}={max(lows):g} is larger than {high}={min(highs):g}")
+        if params[low] > params[high]:
+            raise BadInput(f"{where}: {low}={params[low]:g} is larger than {high}={params[high]:g}")
 
 
 def validate_params(table: Any, where: str) -> dict[str, Any]:
-    """A table of workload keys, each checked and coerced to its type."""
-    return _validate_params(table, where)
-
-
-def _validate_params(table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise BadInput(f"{where}: must be a table of parameters")
-    return {k: _coerce(k, v, f"{where}") for k, v in table.items()}
+    return {k: coerce(k, v, f"{where}") for k, v in table.items()}
 
 
 def load_workload(name_or_path: str) -> Workload:
@@ -233,7 +184,8 @@ def read_workload_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
     if not (path.suffix == ".toml" or path.exists()):
         bundled = available_workloads()
         if name_or_path not in bundled:
-            raise BadInput(f"unknown workload '{name_or_path}' (bundled: {', '.join(bundled)}; or give a .toml file)")
+            raise BadInput(f"unknown workload {quote(name_or_path)}" + (did_you_mean(name_or_path, bundled) or
+                           f" (bundled: {', '.join(bundled)}; or give a .toml file)"))
         path = bundled[name_or_path]
     if not path.is_file():
         raise BadInput(f"workload file not found: {path}")
@@ -241,6 +193,8 @@ def read_workload_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path}: malformed TOML: {exc}") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise BadInput(f"{path}: a value is out of range: {str(exc)[:QUOTE_CHARS]}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read: {exc}") from None
 
@@ -261,8 +215,8 @@ def workload_from(path: Path, data: dict[str, Any]) -> Workload:
     claims = data.get("claims", [])
     if not (isinstance(claims, list) and all(isinstance(c, str) for c in claims)):
         raise BadInput(f"{path}: claims must be a list of claim ids")
-    params = {k: p.default for k, p in PARAMS.items()}
-    given = _validate_params(data.get("params", {}), f"{path} [params]")
+    params = {k: [p.default] if p.matrix else p.default for k, p in PARAMS.items()}
+    given = validate_params(data.get("params", {}), f"{path} [params]")
     params.update(given)
     return Workload(
         name=str(data.get("name", path.stem)),
@@ -270,8 +224,8 @@ def workload_from(path: Path, data: dict[str, Any]) -> Workload:
         kind=kind,
         claims=claims,
         params=params,
-        quick=_validate_params(data.get("quick", {}), f"{path} [quick]"),
-        gpu=_validate_params(data.get("gpu", {}), f"{path} [gpu]"),
+        quick=validate_params(data.get("quick", {}), f"{path} [quick]"),
+        gpu=validate_params(data.get("gpu", {}), f"{path} [gpu]"),
         source=str(path),
         explicit=set(given),
     )
@@ -279,20 +233,25 @@ def workload_from(path: Path, data: dict[str, Any]) -> Workload:
 
 def parse_set(item: str) -> tuple[str, Any]:
     """Parse one ``--set KEY=VALUE``; VALUE is a TOML value, a comma list, or a bare string."""
+    shown = item if len(item) <= QUOTE_CHARS else f"{item[:QUOTE_CHARS]}..."
     if "=" not in item:
-        raise BadInput(f"--set {item}: expected KEY=VALUE")
+        raise BadInput(f"--set {shown}: expected KEY=VALUE")
     key, raw = (s.strip() for s in item.split("=", 1))
     if key not in PARAMS:
-        raise BadInput(f"--set {item}: unknown key '{key}' (known: {', '.join(PARAMS)})")
+        raise BadInput(f"--set: unknown key {quote(key)}" + (did_you_mean(key, PARAMS) or
+                                                             "; README's Workloads section lists the keys"))
     if raw == "":
-        raise BadInput(f"--set {item}: empty value")
+        raise BadInput(f"--set {shown}: empty value")
+    if len(raw) > MAX_VALUE_CHARS:
+        raise BadInput(f"--set {key}: the value is {len(raw)} characters long (at most {MAX_VALUE_CHARS})")
+    item = shown
     if raw.startswith("["):
         value: Any = _parse_scalar(raw)
     elif "," in raw:
         value = [_parse_scalar(p.strip()) for p in raw.split(",")]
     else:
         value = _parse_scalar(raw)
-    return key, _coerce(key, value, f"--set {item}")
+    return key, coerce(key, value, f"--set {item}")
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -300,6 +259,8 @@ def _parse_scalar(raw: str) -> Any:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw  # a bare word: a string
+    except ValueError:  # digits beyond Python's integer-string limit
+        raise BadInput(f"{quote(raw)}: a number beyond what any parameter can mean") from None
 
 
 def apply_overrides(workload: Workload, overrides: dict[str, Any], quick: bool = False,
@@ -343,8 +304,8 @@ def expand(workload: Workload,
     scalars = {k: v for k, v in workload.params.items() if k not in MATRIX_KEYS}
     cases: list[Case] = []
     seen: set[tuple] = set()
-    for model in _axis(workload.params["model"]):
-        axes = {k: _axis(workload.params[k]) for k in MATRIX_KEYS if k != "model"}
+    for model in workload.params["model"]:
+        axes = {k: workload.params[k] for k in MATRIX_KEYS if k != "model"}
         if input_lengths is not None:
             axes["input_len"] = input_lengths(model, axes["output_len"])
         for combo in itertools.product(*axes.values()):
@@ -358,6 +319,3 @@ def expand(workload: Workload,
                 cases.append(Case(len(cases), params))
     return cases
 
-
-def _axis(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.compare import judge
+from bench.stats import judge
 from tests.conftest import run_bench
 
 SIM = ["--engine", "simulated", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1,4",
@@ -183,7 +183,8 @@ def _quant_run(tmp_path, name: str, decode: dict[str, float], quant_column: bool
 def test_cases_that_differ_only_in_a_parameter_are_never_pooled(tmp_path):
     """quant none and int4 share model, dtype, batch and lengths: a 20% slowdown of the bf16 case is a
     regression of that case, not hidden in a baseline pooled with the int4 one (whose median is far lower)."""
-    from bench.compare import check, compare_table
+    from bench.compare import compare_table
+    from bench.gate import check
     from bench.runs import load_run
 
     before = load_run(_quant_run(tmp_path, "before", {"none": 10.0, "int4": 3.0}))
@@ -207,7 +208,8 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
     only the reusing case of a pair has a ttft_speedup."""
     import json
 
-    from bench.runs import load_run, param_text, with_case_params
+    from bench.caseid import param_text
+    from bench.runs import load_run, with_case_params
 
     run = tmp_path / "20260101T000000Z-h-prefix-reuse"
     run.mkdir()
@@ -225,7 +227,8 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
         ["true", "true", "8192", "3", "int4", ""]
     assert param_text(1048576.0) != param_text(1048580)  # every digit counts: two contexts, two cases
     # So kv-reuse (prefix_len >= 1024) is answered by it, as by a run that wrote the columns.
-    from bench.verify import load_claims, verify_claim
+    from bench.claims import load_claims
+    from bench.verify import verify_claim
 
     (kv_reuse,) = [c for c in load_claims() if c.id == "kv-reuse"]
     verdict = verify_claim(kv_reuse, [loaded])

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.claims import load_claims
 from bench.runs import Run
-from bench.verify import load_claims, verify_claim
+from bench.verify import verify_claim
 from tests.conftest import run_bench
 
 CLAIMS = {c.id: c for c in load_claims()}
@@ -231,6 +232,7 @@ def test_the_prefix_reuse_speedup_has_an_interval_from_both_cases():
 
 def test_a_verdict_says_when_its_case_warned():
     """A figure measured while other processes used the machine still answers, and the verdict says so."""
-    row = {"mbu": 0.62, "detail": "warning shared-device: other processes used 1.2 CPU cores; warning few-reps: 3"}
+    row = {"mbu": 0.62, "detail": "warning shared-device: other processes used 1.2 CPU cores; warning few-reps: 3",
+           "warnings": "shared-device;few-reps"}
     v = verify_claim(CLAIMS["utilization-50"], [make_run("throughput", [row])])
     assert v.verdict == "holds" and "its case warned: shared-device" in v.reason and "few-reps" not in v.reason

@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
+from bench.claims import load_claims
 from bench.compare import compare_table
 from bench.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
 from bench.runs import load_run
-from bench.verify import load_claims
 from tests.conftest import ROOT, run_bench
 
 
@@ -85,8 +85,11 @@ def test_verify_lists_every_claim(two_runs):
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| groq-500-tps"))
     assert "no run of the throughput workload" in line
     assert "| holds |" not in proc.stdout and "| does not hold |" not in proc.stdout
-    proc = run_bench("verify", "--format", "md")  # no runs: every claim not measured, still exit 0
-    assert proc.returncode == 0 and proc.stdout.count("not measured") == 19
+    # No RUN reads ./results; where there is none, that is one line and exit 2 (not 19 "not measured" rows).
+    empty = two_runs[0].parent.parent / "empty-cwd"
+    empty.mkdir(exist_ok=True)
+    proc = run_bench("verify", "--format", "md", cwd=empty)
+    assert proc.returncode == 2 and "no ./results" in proc.stderr and proc.stdout == ""
 
 
 def test_cost_model():
@@ -212,7 +215,7 @@ def test_old_full_width_and_new_sparse_results_read_alike(two_runs, tmp_path):
 
 
 def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
-    from bench.render import num
+    from bench.textformat import num
 
     assert num(131056.0) == "131056" and num(135915.3) == "135915" and num(999.6, 3) == "1000"
     assert num(0.6252) == "0.6252" and num(8.5374) == "8.537" and num(float("nan")) == "" and num(None) == ""
@@ -220,7 +223,7 @@ def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
 
 def test_a_case_is_named_by_what_it_has():
     """No 'bs=nan' for a microbenchmark; the parameters that set a case apart are named."""
-    from bench.runs import case_label
+    from bench.caseid import case_label
 
     membw = pd.Series({"workload": "membw", "model": "none", "dtype": "float32", "batch_size": float("nan"),
                        "size_mb": 256.0, "bandwidth_gb_s [0]": 24.3})

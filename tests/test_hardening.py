@@ -167,8 +167,8 @@ def test_a_missing_ceiling_is_probed_once_per_machine(tmp_path):
 @pytest.mark.parametrize("change", ['figure = "fast"', "figure = nan", "figure = -1", "tolerance = inf",
                                     "conditions = 5", 'metric = ""', "id = 3"])
 def test_a_claims_file_with_wrong_types_is_bad_input(tmp_path, change):
+    from bench.claims import load_claims
     from bench.errors import BadInput
-    from bench.verify import load_claims
 
     key = change.split(" = ")[0]
     good = {"id": '"c"', "source": '"s"', "assertion": '"a"', "figure": "1.0", "unit": '"x"', "metric": '"mbu"',

@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from bench.noise import ADVICE, GATE_REPS, NoiseWarning, kinds_in, modified_z_scores, summary, warnings_for
+from bench.noise import ADVICE, GATE_REPS, NoiseWarning, kinds_text, modified_z_scores, summary, warnings_for
+from bench.runs import legacy_warning_kinds
 
 QUIET = {"decode_tok_s_cv": 0.01, "repetitions": 10, "throttled": ""}
 
@@ -48,9 +49,11 @@ def test_modified_z_and_the_end_of_run_summary():
     assert modified_z_scores([1.0, 1.0, 1.0]) == [0.0, 0.0, 0.0]
     z = modified_z_scores([100, 101, 99, 100, 404])
     assert z[4] > 3.5 and abs(z[0]) < 1
-    rows = [{"case": 0, "detail": "ok; warning high-cv: x; warning few-reps: y"},
-            {"case": 1, "detail": "warning few-reps: y"}, {"case": 2, "detail": "fine"}]
-    assert kinds_in(rows[0]["detail"]) == ["high-cv", "few-reps"]
+    rows = [{"case": 0, "warnings": "high-cv;few-reps"}, {"case": 1, "warnings": "few-reps"},
+            {"case": 2, "warnings": ""}]
+    assert legacy_warning_kinds("ok; warning high-cv: x; warning few-reps: y") == "high-cv;few-reps"  # older runs
+    assert kinds_text([NoiseWarning("high-cv", "x"), NoiseWarning("few-reps", "y"), NoiseWarning("high-cv", "z")]) \
+        == "high-cv;few-reps"
     lines = summary(rows)
     assert lines[0].startswith("high-cv in case(s) 0: more repetitions")
     assert lines[1].startswith("few-reps in case(s) 0, 1:") and str(GATE_REPS) in lines[1]
@@ -72,10 +75,12 @@ def test_a_warning_marks_its_row_and_a_note_does_not():
     """A doubt about a figure (high-cv) marks the status cell; few-reps, on every default CPU run, is a note."""
     from rich.console import Console
 
-    from bench.printers import print_details, results_table
+    from bench.terminal import print_details, results_table
 
-    rows = [{"case": 0, "status": "ok", "decode_tok_s": 10.0, "detail": "warning few-reps: 3 repetitions"},
-            {"case": 1, "status": "ok", "decode_tok_s": 9.0, "detail": "warning high-cv: 12%; warning few-reps: 3"}]
+    rows = [{"case": 0, "status": "ok", "decode_tok_s": 10.0, "detail": "warning few-reps: 3 repetitions",
+             "warnings": "few-reps"},
+            {"case": 1, "status": "ok", "decode_tok_s": 9.0, "detail": "warning high-cv: 12%; warning few-reps: 3",
+             "warnings": "high-cv;few-reps"}]
     console = Console(width=80, record=True, color_system=None)
     console.print(results_table(rows, "t"))
     print_details(console, rows)

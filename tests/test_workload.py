@@ -1,5 +1,7 @@
 """Workload files: validation, --set, --quick and matrix expansion."""
 
+from pathlib import Path
+
 import pytest
 
 from bench.errors import BadInput
@@ -81,12 +83,13 @@ def test_unknown_workload_name():
 @pytest.mark.parametrize(
     ("item", "expected"),
     [
-        ("batch_size=8", ("batch_size", 8)),
+        ("batch_size=8", ("batch_size", [8])),  # a matrix value is always a list once loaded
         ("batch_size=1,8,32", ("batch_size", [1, 8, 32])),
         ("batch_size=[1, 2]", ("batch_size", [1, 2])),
-        ("compile=true", ("compile", True)),
+        ("compile=true", ("compile", [True])),
         ("min_seconds=2", ("min_seconds", 2.0)),
-        ("model=qwen2.5-0.5b", ("model", "qwen2.5-0.5b")),
+        ("model=qwen2.5-0.5b", ("model", ["qwen2.5-0.5b"])),
+        ("seed=3", ("seed", 3)),  # not a matrix key: a scalar
         ("dtype=float16,bfloat16", ("dtype", ["float16", "bfloat16"])),
     ],
 )
@@ -130,13 +133,32 @@ def test_long_context_lengths_follow_the_model():
     assert [c["input_len"] for c in scenario_for(explicit).expand(lambda m: 8192)] == [100, 200]
 
 
-def test_case_identity_defaults_are_the_parameters_defaults():
-    """compare/check fill a parameter an older row lacks with schema.CASE_PARAMS' default: it must be the
-    workload's own default, or old and new runs of the same case would not match."""
-    from bench.schema import CASE_PARAMS
+def test_every_identity_list_is_derived_from_the_parameter_declarations():
+    """A case parameter declared once (bench.params) is matched by compare and check, by verify's cross-machine
+    claims, filled for older rows, and named in case labels when it is away from its default."""
+    import pandas as pd
+
+    from bench.caseid import case_label
+    from bench.compare import CASE_KEYS
+    from bench.engines import load_key
+    from bench.params import CASE_PARAMS, CORE_PARAMS, IDENTITY
+    from bench.runs import Run, with_case_params
+    from bench.verify import RATIO_KEYS
     from bench.workload import PARAMS
 
-    for name, default in CASE_PARAMS.items():
-        if name == "device_count":  # a result column (tensor x pipeline parallel), not a parameter
-            continue
-        assert PARAMS[name].default == default, name
+    for name, p in IDENTITY.items():
+        assert name in CASE_KEYS, name
+        if name not in ("workload", "engine"):
+            assert name in RATIO_KEYS, name
+        if name in CORE_PARAMS:
+            assert PARAMS[name].default == p.default
+    run = Run("r", Path("."), pd.DataFrame([{"workload": "w", "model": "m"}]), pd.DataFrame(), {})
+    filled = with_case_params(run, run.results)
+    assert all(filled[k].iloc[0] != "" for k in CASE_PARAMS)  # every parameter a row lacks takes its default
+    row = {"workload": "w", "model": "m", "dtype": "bfloat16", "batch_size": 1, "input_len": 2, "output_len": 3,
+           "quant": "int4", "compile": True, "prefix_len": 8, "reuse": True, "device_count": 2}
+    assert case_label(row) == "w m bfloat16 bs=1 in=2 out=3 int4 compiled prefix=8 reused on 2 devices"
+    reloading = [k for k, p in CORE_PARAMS.items() if p.reload]
+    params = {k: [p.default] if p.matrix else p.default for k, p in PARAMS.items()}
+    assert len(load_key({k: (v[0] if isinstance(v, list) else v) for k, v in params.items()})) == len(reloading)
+

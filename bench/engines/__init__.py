@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.engines.registry import ENGINES, engine_class
-
-# What decides a (re)load for every engine; each engine's own options marked reload=True are added.
-LOAD_KEYS = ("model", "engine", "dtype", "compile", "cache", "seed", "trust_remote_code", "quant")
+from bench.params import LOAD_FIELDS
 
 
 def load_key(params: dict[str, Any]) -> tuple:
-    """Two cases with the same key run on the same loaded model."""
+    """Two cases with the same key run on the same loaded model: every parameter declared reload=True
+    (the core ones and the case's engine's own)."""
     from bench.workload import PARAMS
 
-    own = [k for k, p in PARAMS.items() if p.engine == params["engine"] and p.reload]
-    return tuple(params[k] for k in (*LOAD_KEYS, *own))
+    return tuple(params[k] for k, p in PARAMS.items() if p.reload and p.engine in ("", params["engine"]))
+
+
+def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: bool = False) -> LoadOptions:
+    """The one channel from a case to its engine: the core load fields, the resolved dtype, whether the
+    scenario wants a prefix cache, and the engine's own declared options."""
+    from bench.workload import PARAMS
+
+    own = {k: params[k] for k, p in PARAMS.items() if p.engine == params["engine"]}
+    return LoadOptions(dtype=dtype, prefix_caching=prefix_caching, engine=own,
+                       **{k: params[k] for k in LOAD_FIELDS})
 
 
 def device_count(params: dict[str, Any]) -> int:
@@ -45,4 +55,4 @@ def get_engine(name: str) -> Engine:
 
 
 __all__ = ["ENGINES", "Engine", "EngineUnavailable", "LoadOptions", "device_count", "engine_class", "engine_names",
-           "get_engine", "load_key"]
+           "get_engine", "load_key", "load_options"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -15,13 +16,16 @@ from bench.models import ModelSpec
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How a model is loaded and run; one value per case that decides a (re)load."""
+    """Everything an engine is told about a case, in one place (bench.engines.load_options builds it from
+    the parameters declared load=True, and the engine's own declared options)."""
 
     dtype: torch.dtype
     compile: bool = False
     cache: str = "dynamic"  # "dynamic" | "static"
     seed: int = 0
     quant: str = "none"  # "none" | "int8" | "int4": weight-only quantization
+    prefix_caching: bool = False  # the scenario wants the engine to keep a prefix cache between requests
+    engine: Mapping[str, Any] = field(default_factory=dict)  # the engine's own options (its OPTIONS keys)
 
 
 class EngineUnavailable(Exception):
@@ -63,9 +67,6 @@ class Engine(ABC):
         """For run.json: the server the engine talks to (None for an in-process engine)."""
         return None
 
-    def configure(self, params: dict[str, Any]) -> None:
-        """Take engine-specific settings from the case's parameters (server URL, parallelism...)."""
-
     def reported_dtype(self, requested: str, resolved: str) -> str:
         """The dtype a row names: the one we loaded with, unless the engine cannot know it."""
         return resolved
@@ -89,7 +90,8 @@ class Engine(ABC):
         return None
 
     def notes(self) -> list[str]:
-        """Warnings about the last measurements, for the row's detail."""
+        """Notes about the measurements since the previous call (one case's), for its row's detail; each call
+        starts afresh, so one case's note never lands in a later case's row."""
         return []
 
     def close(self) -> None:

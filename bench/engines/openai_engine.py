@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -135,10 +136,10 @@ class OpenAIEngine(Engine):
         if name != OPTIONS["api_key_env"].default and name not in os.environ:
             raise BadInput(f"api_key_env: the environment variable {name} is not set")
 
-    def configure(self, params: dict[str, Any]) -> None:
-        """Take the server settings from the case's parameters."""
+    def _take(self, params: Mapping[str, Any], model: str) -> None:
+        """The server settings, from the engine's own options."""
         self.base_url = params["base_url"].rstrip("/")
-        self.served_model = params["served_model"] or params["model"]
+        self.served_model = params["served_model"] or model
         self.timeout_s = params["timeout_s"]
         self.request_rate = params["request_rate"]
         self.api = params.get("api", "completions")
@@ -150,6 +151,7 @@ class OpenAIEngine(Engine):
         """Check the server is up and serves the model; nothing is loaded here."""
         import httpx
 
+        self._take(options.engine, model.name)
         if not self.base_url:
             raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
         self.client = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
@@ -267,7 +269,9 @@ class OpenAIEngine(Engine):
         return resolved if requested != "auto" else "server"
 
     def notes(self) -> list[str]:
-        return sorted(set(self.warnings))
+        """This case's notes; cleared, since the engine (one server connection) serves every later case too."""
+        said, self.warnings = sorted(set(self.warnings)), []
+        return said
 
     def close(self) -> None:
         if self.client is not None:

@@ -59,10 +59,8 @@ class SimulatedEngine(Engine):
         self.capacity_tokens = 0
         self.last_peak = BASE_BYTES
 
-    def configure(self, params: dict[str, Any]) -> None:
-        self.capacity_tokens = int(params.get("sim_kv_tokens", 0))
-
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        self.capacity_tokens = int(options.engine.get("sim_kv_tokens", 0))
         clock.use_virtual()
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,

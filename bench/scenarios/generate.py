@@ -14,15 +14,15 @@ from bench.engines import load_key
 from bench.metrics import Repetition, decode_slices, goodput_fraction
 from bench.roofline import predicted_extra_bytes
 from bench.scenarios.base import Loaded, Scenario
+from bench.schema import NAN
 from bench.workload import Case
 
-NAN = float("nan")
 GB = 1e9
 
 
 def _positive(value: Any) -> bool:
-    """A workload key (scalar or list) with any value above zero."""
-    return any(v > 0 for v in (value if isinstance(value, list) else [value]))
+    """A workload key with a value above zero (a scalar key, or any value of a matrix key's list)."""
+    return any(v > 0 for v in value) if isinstance(value, list) else value > 0
 
 
 class GenerateScenario(Scenario):

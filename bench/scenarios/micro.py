@@ -13,10 +13,9 @@ from bench.metrics import percentile
 from bench.microbench import copy_bandwidth, matmul_flops
 from bench.roofline import datasheet_peak
 from bench.scenarios.base import Scenario
-from bench.schema import ROW_EXTRAS
+from bench.schema import NAN, ROW_EXTRAS
 from bench.workload import Case
 
-NAN = float("nan")
 OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
 
 
@@ -58,6 +57,10 @@ class _Microbenchmark(Scenario):
 class MembwScenario(_Microbenchmark):
     kind = "membw"
     columns_measured = ("size_mb", "bandwidth_gb_s", "bandwidth_best_gb_s")
+    plan_keys = ("size_mb",)
+
+    def label(self, case: Case) -> str:
+        return f"{case['size_mb']} MiB copy"
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         row["dtype"], row["size_mb"] = "float32", case["size_mb"]
@@ -74,6 +77,10 @@ class MembwScenario(_Microbenchmark):
 
 class MatmulScenario(_Microbenchmark):
     kind = "matmul"
+    plan_keys = ("dtype", "matmul_n")
+
+    def label(self, case: Case) -> str:
+        return f"{case['dtype']} {case['matmul_n']}^3 products"
     columns_measured = ("matmul_n", "tflops", "tflops_best")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:

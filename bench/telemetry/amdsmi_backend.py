@@ -17,6 +17,7 @@ class AmdSmiBackend(Backend):
     """All AMD GPUs AMD SMI can see."""
 
     name = "amdsmi"
+    reads = FIELDS
     energy_method = "amdsmi"
 
     def __init__(self, amdsmi: Any = None) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.metrics import Repetition
+from bench.schema import NAN
 from bench.telemetry.sampler import Sampler, summarise_windows
-
-NAN = float("nan")
 
 ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",
                   "energy_j_per_token_power", "power_w_mean", "power_w_max", "tok_s_per_w", "temp_c_max",
@@ -49,8 +48,9 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
     e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")
     e_dec_power = _sum(by_dec, "energy_power_j")
     methods = {s["method"] for s in by_all.values()}
-    if "power" in methods and source == "nvml-counter":
-        source = "nvml-power"
+    backend = sampler.backend
+    if "power" in methods and backend.power_method and source == backend.energy_method:
+        source = backend.power_method  # some window fell back from the counter to integrated power
     if methods == {"none"}:
         source = f"none: telemetry samples did not bracket the windows ({source})"
     idle = sum(idle_power.values()) if idle_power else NAN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 # Fields a backend may be able to read; each backend maps every one of these to
 # either None (readable) or a reason it cannot be read.
@@ -40,8 +40,12 @@ class Backend(ABC):
     """A source of telemetry for the devices it can see."""
 
     name: str = "none"
-    # How energy is measured: nvml-counter | nvml-power | amdsmi | rapl | none
+    accelerator: ClassVar[bool] = True  # reads accelerators: not tried on a CPU run
+    reads: ClassVar[tuple[str, ...]] = ()  # the FIELDS it can read at most (a card may refuse some: capabilities)
+    # How energy is measured: its counter's name (nvml-counter, amdsmi, rapl), or none.
     energy_method: str = "none"
+    # The name when energy comes from integrating sampled power instead (a card or window without the counter).
+    power_method: ClassVar[str] = ""
 
     @abstractmethod
     def devices(self) -> list[str]:

@@ -55,6 +55,8 @@ class CpuBackend(Backend):
     """One pseudo-device 'cpu': package power/energy (RAPL), host memory used, CPU utilisation."""
 
     name = "cpu"
+    accelerator = False
+    reads = ("power_w", "energy_j", "mem_used_gb", "util", "sm_clock_mhz", "temp_c")
 
     def __init__(self, powercap_root: Path = POWERCAP) -> None:
         self.domains, self.rapl_reason = find_rapl_domains(powercap_root)

@@ -6,16 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-NAN = float("nan")
+from bench.schema import NAN
 
 Window = tuple[float, float]
-
-
-def _interp(times: Sequence[float], values: Sequence[float], t: float) -> float:
-    """Linear interpolation inside the sampled range; NaN outside it (no extrapolation)."""
-    if not times or t < times[0] or t > times[-1]:
-        return NAN
-    return float(np.interp(t, times, values))
 
 
 def _cumulative_energy(times: np.ndarray, power: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -49,6 +49,8 @@ class NvmlBackend(Backend):
     """All NVIDIA GPUs NVML can see. `nvml` is the pynvml module (a fake in CPU tests)."""
 
     name = "nvml"
+    reads = FIELDS
+    power_method = "nvml-power"
 
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
@@ -63,7 +65,7 @@ class NvmlBackend(Backend):
         self._labels = [f"gpu{i}" for i in range(count)]
         self._unsupported: list[dict[str, str]] = [self._probe(h) for h in self.handles]
         has_counter = all("energy_j" not in u for u in self._unsupported)
-        self.energy_method = "nvml-counter" if has_counter else "nvml-power"
+        self.energy_method = "nvml-counter" if has_counter else self.power_method
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -1,33 +1,23 @@
-"""Pick the telemetry backend for this machine: NVML, then AMD SMI, then the CPU, then none."""
+"""Pick the telemetry backend for this machine: the first in the registry that starts, else none."""
 
 from __future__ import annotations
 
 from bench.telemetry.base import Backend, NoTelemetry
+from bench.telemetry.registry import BACKENDS, backend_class
 
 
 def probe_backend(device_type: str = "cuda") -> tuple[Backend, list[str]]:
     """The first backend that starts, and why each earlier one did not.
 
-    On a CPU run the GPU backends are skipped: the host is what does the work.
+    On a CPU run the accelerator backends are skipped: the host is what does the work.
     """
     tried: list[str] = []
-    if device_type != "cpu":
+    for name in BACKENDS:
         try:
-            from bench.telemetry.nvml import NvmlBackend
-
-            return NvmlBackend(), tried
-        except Exception as exc:  # noqa: BLE001 - any NVMLError at init means "no NVIDIA GPU"
-            tried.append(f"nvml: {exc.__class__.__name__}: {exc}")
-        try:
-            from bench.telemetry.amdsmi_backend import AmdSmiBackend
-
-            return AmdSmiBackend(), tried
-        except Exception as exc:  # noqa: BLE001 - ImportError or the library's own errors
-            tried.append(f"amdsmi: {exc.__class__.__name__}: {exc}")
-    try:
-        from bench.telemetry.cpu import CpuBackend
-
-        return CpuBackend(), tried
-    except Exception as exc:  # noqa: BLE001
-        tried.append(f"cpu: {exc}")
+            cls = backend_class(name)
+            if cls.accelerator and device_type == "cpu":
+                continue
+            return cls(), tried
+        except Exception as exc:  # noqa: BLE001 - any error at start (no library, no card) means "not here"
+            tried.append(f"{name}: {exc.__class__.__name__}: {exc}" if name != "cpu" else f"{name}: {exc}")
     return NoTelemetry("; ".join(tried)), tried

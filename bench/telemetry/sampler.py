@@ -8,10 +8,9 @@ import time
 from collections import defaultdict
 
 from bench import clock
+from bench.schema import NAN
 from bench.telemetry.base import Backend, Reading, throttling_reasons
 from bench.telemetry.energy import Window, energy_over_windows, merge_windows, power_in_windows
-
-NAN = float("nan")
 
 
 class Sampler:

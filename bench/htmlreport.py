@@ -10,8 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.runs import Run, case_label, labels, ok_rows, with_case_params
-from bench.schema import CASE_PARAMS
+from bench.caseid import case_label
+from bench.errors import BadInput
+from bench.params import CASE_PARAMS
+from bench.runs import Run, labels, ok_rows, with_case_params
 from bench.verify import Verdict, verdict_rows, verify
 
 
@@ -111,7 +113,10 @@ def _over_time(column: str, ylabel: str, title: str) -> Callable[[list[Run], dic
         def draw(ax) -> bool:
             drew = False
             for run in runs:
-                tel = run.telemetry()
+                try:
+                    tel = run.telemetry()
+                except BadInput:  # an unreadable telemetry.csv: that run has no line here, the rest go on
+                    continue
                 if tel.empty or "device" not in tel.columns or column not in tel.columns:
                     continue
                 for device, g in tel.groupby("device"):

@@ -1,0 +1,103 @@
+"""The command line's grammar: every subcommand, its arguments and their help. Parsing only."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.errors import BadInput
+
+DEFAULT_ROOT = "results"  # where runs go, and what verify and report read when given no RUN
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as BadInput (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{self.prog}: {message[:300]}")
+
+
+def _price(text: str) -> float:
+    """--price-per-hour: a finite, positive US$ figure."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:80]}' is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"'{text[:80]}' must be a positive number of US$ per hour")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Check LLM inference claims on the hardware you have.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    wide = dict(action="store_true", help="every column (default: the key ones, to fit 80 columns)")
+
+    run = sub.add_parser("run", help="run a workload and write results/<run_id>/")
+    run.add_argument("--workload", default="quick", help="bundled workload name or a TOML file (default: quick)")
+    run.add_argument("--model", help="bundled model name or a local HF directory (overrides the workload)")
+    run.add_argument("--engine", help="transformers | vllm | openai | simulated")
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N | xpu | mps")
+    run.add_argument("--dtype", help="auto | float32 | bfloat16 | float16")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any workload key (repeatable); VALUE may be a list: 1,8,32")
+    run.add_argument("--quick", action="store_true", help="shrink the matrix (the workload's [quick] table)")
+    run.add_argument("--out", default=DEFAULT_ROOT, help="directory to create the run directory in (default: results)")
+    run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+    run.add_argument("--label", help="a short name for this run in reports and comparisons (stored in run.json)")
+    run.add_argument("--wide", **wide)
+
+    lst = sub.add_parser("list", help="list workloads, models, engines or claims")
+    lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines", "claims"])
+
+    env = sub.add_parser("env", help="this machine: devices, versions, what telemetry can be read")
+    env.add_argument("--json", action="store_true", help="print the full fingerprint as JSON")
+
+    cmp_ = sub.add_parser("compare", help="runs side by side, with ratios to the first")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="run directories, results.csv files or results roots")
+    cmp_.add_argument("--format", choices=["table", "markdown", "csv", "html"], default="table")
+    cmp_.add_argument("--metrics", help="comma-separated metrics (default: all measured)")
+    cmp_.add_argument("--price-per-hour", type=_price, help="US$/hour to add US$ per million output tokens")
+    cmp_.add_argument("--plot", metavar="FILE.png", help="also draw the main metrics")
+    cmp_.add_argument("--wide", **wide)
+
+    chk = sub.add_parser("check", help="regression gate: exit 1 on a consistent slowdown beyond the tolerance")
+    chk.add_argument("--baseline", required=True, action="append", metavar="RUN|ROOT",
+                     help="the run to compare against; repeat it, or give a results root, to pool a history")
+    chk.add_argument("--history", type=int, default=5, metavar="N",
+                     help="from a results root, the newest N runs on the candidate's hardware (default 5)")
+    chk.add_argument("--require-same-hardware", action="store_true",
+                     help="a baseline on other hardware or software is an error, not a warning")
+    chk.add_argument("run", metavar="RUN")
+    chk.add_argument("--tolerance", action="append", default=[], metavar="PCT|METRIC=PCT",
+                     help="allowed worsening in percent, e.g. 10 or 10%% (default 10; negative: an improvement "
+                          "is required), per metric with METRIC=PCT")
+    chk.add_argument("--alpha", type=float, default=0.01,
+                     help="significance level of the Mann-Whitney test with 5+ repetitions, in (0, 0.5] (default 0.01)")
+    chk.add_argument("--metric", help="comma-separated metrics to gate (default: every gated metric measured)")
+    chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change too")
+    chk.add_argument("--wide", **wide)
+
+    ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
+    ver.add_argument("runs", nargs="*", metavar="RUN",
+                     help="run directories or results roots (default: ./results); for the cross-machine claims "
+                          "the claimed system's first")
+    ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
+    ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
+    ver.add_argument("--wide", **wide)
+
+    rep = sub.add_parser("report", help="one self-contained HTML report")
+    rep.add_argument("runs", nargs="*", metavar="RUN", help="run directories or results roots (default: ./results)")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    rep.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
+    return parser
+
+
+def joined_negatives(argv: list[str]) -> list[str]:
+    """`--tolerance -5%` as `--tolerance=-5%`: argparse takes a value that starts with '-' for an option."""
+    out: list[str] = []
+    for item in argv:
+        if out and out[-1] == "--tolerance" and item.startswith("-") and item[1:2].isdigit():
+            out[-1] = f"--tolerance={item}"
+        else:
+            out.append(item)
+    return out

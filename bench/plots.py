@@ -1,0 +1,52 @@
+"""Plots of a comparison (`bench compare --plot`): PNG bar charts, one bar per run. Draws; never computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.caseid import case_label
+from bench.errors import BadInput
+from bench.runs import Run
+from bench.runs import labels as run_labels
+from bench.schema import COLUMNS
+from bench.textformat import factor_cases
+
+
+def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
+    """Bar charts of the main metrics per case, one bar per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "energy_j_per_token")
+               if f"{m} [0]" in table.columns and table[f"{m} [0]"].notna().any()]
+    if not metrics:
+        raise BadInput("nothing to plot: the runs share no measured case")
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3 * len(metrics)), squeeze=False)
+    cases = pd.DataFrame({"case": [case_label(r, workload=len(set(table["workload"])) > 1)
+                                   for _, r in table.iterrows()]})
+    short, common = factor_cases(cases)  # each bar says what sets its case apart; the rest is the title
+    ticks = list(short["case"]) if "case" in short else [common] * len(table)
+    if common:
+        fig.suptitle(common, fontsize=9)
+    names = run_labels(runs)
+    x = np.arange(len(table))
+    width = 0.8 / len(runs)
+    for ax, metric in zip(axes[:, 0], metrics):
+        for i, run in enumerate(runs):
+            col = f"{metric} [{i}]"
+            if col in table:
+                ax.bar(x + i * width, table[col], width, label=f"[{i}] {names[run.name]}")
+        ax.set_title(metric)
+        ax.set_ylabel(COLUMNS[metric].unit)
+        ax.set_xticks(x + width * (len(runs) - 1) / 2, ticks, rotation=30, ha="right", fontsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot write plot {path}: {exc}") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,25 @@
+"""Telemetry backends: name -> class, tried in this order by the probe.
+
+Each backend is one module whose class declares what it reads (`reads`, a subset of base.FIELDS),
+whether it reads an accelerator (skipped on a CPU run, where the host does the work), and how it
+names its energy method (`energy_method` for its counter, `power_method` when energy is integrated
+from sampled power). Constructing the class is its probe: it raises when its library or card is not
+there, and the probe moves on. Adding a backend is one module plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+BACKENDS: dict[str, str] = {
+    "nvml": "bench.telemetry.nvml:NvmlBackend",
+    "amdsmi": "bench.telemetry.amdsmi_backend:AmdSmiBackend",
+    "cpu": "bench.telemetry.cpu:CpuBackend",
+}
+
+
+def backend_class(name: str) -> Any:
+    """The backend's class (its module imported; its library is imported only when it is constructed)."""
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
