@@ -87,6 +87,6 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
         "telemetry": {
             "backend": backend.name,
             "energy_method": backend.energy_reason(),
-            "capabilities": {k: (v or "readable") for k, v in backend.capabilities().items()},
+            "capabilities": {backend.field_names.get(k, k): (v or "readable") for k, v in backend.capabilities().items()},
         },
     }

@@ -105,15 +105,16 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
 
 
 def parse_percent(text: str, what: str) -> float:
-    """'10' or '10%' -> 10.0; anything else (nan, inf, negative, not a number) is bad input."""
+    """'10' or '10%' -> 10.0; '-5%' -> -5.0 (the candidate must be 5% better); anything else (nan, inf, -100%
+    or less, not a number) is bad input."""
     raw = text.strip().removesuffix("%").strip()
     try:
         value = float(raw)
     except ValueError:
         raise BadInput(f"{what}: '{text[:80]}' is not a percentage (e.g. 10 or 10%)") from None
-    if not math.isfinite(value) or value < 0:
-        raise BadInput(f"{what}: '{text[:80]}' must be a finite percentage >= 0 (a tolerance is how much worse "
-                       "a figure may get)")
+    if not math.isfinite(value) or value <= -100:
+        raise BadInput(f"{what}: '{text[:80]}' must be a finite percentage above -100 (how much worse a figure may "
+                       "get; negative: how much better it must get)")
     return value
 
 

@@ -12,8 +12,11 @@ import pandas as pd
 
 from bench.caseid import case_label
 from bench.errors import BadInput
+from bench.noise import doubts, kinds, summary
 from bench.params import CASE_PARAMS
 from bench.runs import Run, labels, ok_rows, with_case_params
+from bench.schema import COLUMNS
+from bench.stats import confidence_interval
 from bench.verify import Verdict, verdict_rows, verify
 
 
@@ -72,15 +75,36 @@ def throughput_vs_batch(runs: list[Run], names: dict[str, str]) -> Callable:
                 g = g.sort_values("batch_size")
                 line = g.iloc[0].copy()
                 line["batch_size"] = None  # the x axis: case_label leaves it out
-                ax.plot(g["batch_size"], g["decode_tok_s"], marker="o",
-                        label=f"{names[run.name]}: {case_label(line, workload=False)}")
+                # Error bars: the 95% interval of each case's repetitions (none where a case has one figure).
+                spread = [_interval_half(run, r) for _, r in g.iterrows()]
+                ax.errorbar(g["batch_size"], g["decode_tok_s"], yerr=[s if s == s else 0 for s in spread],
+                            marker="o", capsize=3, label=f"{names[run.name]}: {case_label(line, workload=False)}")
                 drew = True
-        ax.set_xscale("log", base=2)
+        _batch_axis(ax, [b for run in runs for b in _rows_with(run, "decode_tok_s", "batch_size")["batch_size"]])
         ax.set_xlabel("batch size (requests)")
         ax.set_ylabel("decode throughput (tok/s)")
         ax.set_title("Decode throughput vs batch size")
         return drew
     return draw
+
+
+def _interval_half(run: Run, row: pd.Series) -> float:
+    """Half the width of the 95% interval of a case's decode tok/s repetitions (NaN without them)."""
+    interval = confidence_interval(run, row, "decode_tok_s")
+    return (interval[1] - interval[0]) / 2 if interval else float("nan")
+
+
+def _batch_axis(ax: Any, batches: list[Any]) -> None:
+    """A log-2 batch axis labelled with the batch sizes themselves (1, 8, 32), never 2^0, 2^3."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log", base=2)
+    values = sorted({int(b) for b in batches if b == b})
+    if values:
+        ax.xaxis.set_major_locator(FixedLocator(values))
+        ax.set_xticks(values, [str(v) for v in values])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def latency_percentiles(runs: list[Run], names: dict[str, str]) -> Callable:
@@ -132,7 +156,51 @@ def _over_time(column: str, ylabel: str, title: str) -> Callable[[list[Run], dic
 
 
 power_over_time = _over_time("power_w", "power (W)", "Device power over time")
-memory_over_time = _over_time("mem_used_gb", "memory used (GB)", "Device memory over time (host memory on a CPU)")
+_device_memory = _over_time("mem_used_gb", "memory used (GB)", "Device memory over time")
+
+
+def memory_over_time(runs: list[Run], names: dict[str, str]) -> Callable:
+    """Device memory over time on an accelerator; on a CPU this run's own process (each case's peak RSS over
+    the time the case ran), with the whole host's RAM in use only as a labelled, dashed context line."""
+    cpu_runs = [r for r in runs if _is_cpu(r)]
+    device_draw = _device_memory([r for r in runs if not _is_cpu(r)], names)
+
+    def draw(ax) -> bool:
+        drew = device_draw(ax)
+        for run in cpu_runs:
+            try:
+                tel = run.telemetry()
+            except BadInput:
+                continue
+            if tel.empty or "case" not in tel.columns:
+                continue
+            rows = ok_rows(run)
+            xs, ys = [], []
+            for _, r in rows.iterrows():
+                if pd.isna(r.get("host_peak_rss_gb")) or pd.isna(r.get("case")):
+                    continue
+                times = tel.loc[tel["case"].astype(str) == str(int(r["case"])), "t"]
+                if len(times):
+                    xs += [float(times.min()), float(times.max())]
+                    ys += [float(r["host_peak_rss_gb"])] * 2
+            if xs:
+                ax.plot(xs, ys, marker=".", label=f"{names[run.name]}: this process, peak RSS per case")
+                drew = True
+            host = tel[tel["mem_used_gb"].notna()] if "mem_used_gb" in tel.columns else tel.iloc[0:0]
+            if not host.empty:
+                ax.plot(host["t"], host["mem_used_gb"], linestyle=":", alpha=0.5,
+                        label=f"{names[run.name]}: whole host RAM in use (all programs)")
+                drew = True
+        ax.set_xlabel("time since the run started (s)")
+        ax.set_ylabel("memory (GB)")
+        ax.set_title("Memory over time (on a CPU: this process's peak RSS per case)")
+        return drew
+    return draw
+
+
+def _is_cpu(run: Run) -> bool:
+    devices = run.results.get("device")
+    return devices is not None and devices.astype(str).str.startswith("cpu").all()
 
 
 def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
@@ -194,11 +262,21 @@ def verdict_table(verdicts: list[Verdict]) -> str:
     return f'<table id="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+CASE_COLUMNS = ["workload", "model", "quant", "compile", "batch_size", "input_len", "output_len", "status",
+                "decode_tok_s", "decode_tok_s_cv", "ttft_ms_p50", "tpot_ms_p50", "peak_mem_gb", "warnings"]
+
+
+def _heading(column: str) -> str:
+    """A column's name with its unit from the schema: 'decode_tok_s (tok/s)'."""
+    unit = COLUMNS[column].unit if column in COLUMNS else ""
+    return f"{column} ({unit})" if unit else column
+
+
 def cases_table(runs: list[Run]) -> str:
-    """Every case of every run, one anchor per row so verdicts can link to it."""
-    columns = ["workload", "model", "quant", "compile", "batch_size", "input_len", "output_len", "status",
-               "decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "peak_mem_gb"]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", "case", *columns])
+    """Every case of every run, one anchor per row so verdicts can link to it; a case whose figures a warning
+    doubts is marked "!" after its status, as in the terminal, and its warnings are named."""
+    columns = CASE_COLUMNS
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", "case", *map(_heading, columns)])
     body = []
     for run in runs:
         for _, r in run.results.iterrows():
@@ -208,10 +286,29 @@ def cases_table(runs: list[Run]) -> str:
             for c in columns:
                 v = r.get(c, "")
                 text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else \
+                    f"{v:.1%}" if c == "decode_tok_s_cv" and isinstance(v, float) else \
                     f"{v:.4g}" if isinstance(v, float) else str(v)
-                cells.append(f"<td>{html.escape(text)}</td>")
+                if c == "status" and doubts(r.get("warnings")):
+                    text += " !"
+                if c == "warnings":
+                    text = ", ".join(kinds(v))
+                cells.append(f'<td class="{c}">{html.escape(text)}</td>')
             body.append(f'<tr id="{_anchor(run.name, case_text)}">{"".join(cells)}</tr>')
     return f'<table id="cases"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def warnings_summary(runs: list[Run]) -> str:
+    """The noise warnings of every run, each kind once with its cases and what to do (as the terminal says them
+    at the end of a run): noise is said, not hidden."""
+    items = []
+    for run in runs:
+        rows = run.results.to_dict("records")
+        for advisory, heading in ((False, "warning"), (True, "note")):
+            for line in summary(rows, advisory=advisory):
+                items.append(f"<li><b>{heading}</b> {html.escape(run.name)}: {html.escape(line)}</li>")
+    if not items:
+        return ""
+    return f'<h2 id="warnings">Warnings</h2><p>Cases marked ! in the tables below.</p><ul>{"".join(items)}</ul>'
 
 
 def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None) -> str:
@@ -226,6 +323,16 @@ def render(runs: list[Run], price_per_hour: float | None = None, groups: list[li
     verdicts = verify(runs, price_per_hour, groups=groups)
     counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICT_COLOURS}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    measured_any = any(v.verdict != "not measured" for v in verdicts)
+    claims = f"""<h2 id="claims">Do the claims hold here?</h2>
+<p>{html.escape(summary)}. A verdict on hardware other than the claim's own checks the claimed figure on this
+machine; it does not say the vendor's figure is wrong on theirs (see "where").</p>
+{verdict_table(verdicts)}""" if measured_any else f"""<h2 id="claims">Claims</h2>
+<p class="empty">None of the {len(verdicts)} claims is answered by these runs (a claim needs a real model at its
+real size; the tiny smoke-test model and the simulated engine answer none). To measure them:
+<code>bench run --workload claims</code> (<code>--quick</code> for a first look); each claim's own command is in
+<code>bench list claims</code>.</p>"""
+    noise = warnings_summary(runs)
     runs_list = "".join(f"<li><b>{html.escape(names[r.name])}</b>: <code>{html.escape(r.name)}</code> on "
                         f"{html.escape(r.device_name)}, {len(r.results)} case(s)</li>" for r in runs)
     return f"""<!doctype html>
@@ -240,15 +347,14 @@ figure.plot {{ margin: 0; }} figure.plot svg {{ max-width: 100%; height: auto; b
 </style></head>
 <body>
 <h1>claimbench report</h1>
-<h2 id="claims">Do the claims hold here?</h2>
-<p>{html.escape(summary)}. A verdict on hardware other than the claim's own checks the claimed figure on this
-machine; it does not say the vendor's figure is wrong on theirs (see "where").</p>
-{verdict_table(verdicts)}
+{claims if measured_any else ""}
 <h2>Runs</h2>
 <ul>{runs_list}</ul>
+{noise}
 {''.join(sections)}
 <h2>Cases</h2>
 {cases_table(runs)}
+{"" if measured_any else claims}
 <script>
 // Marks how many plots the browser laid out, so a headless browser test can check them.
 window.addEventListener("load", () => {{

@@ -209,7 +209,7 @@ def hub_snapshot(repo_id: str, allow_download: bool) -> Path:
     except LocalEntryNotFoundError:
         if not allow_download:
             raise BadInput(f"model {repo_id} is neither a local directory nor in the Hugging Face cache; download it with "
-                           f"`huggingface-cli download {repo_id}` (or run with --set allow_download=true)") from None
+                           f"`hf download {repo_id}` (or run with --set allow_download=true)") from None
     except Exception as exc:  # noqa: BLE001 - a malformed cache or id: say so in one line
         raise BadInput(f"model {repo_id}: cannot read it from the Hugging Face cache ({first_line(exc)})") from None
     try:

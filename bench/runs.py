@@ -113,10 +113,20 @@ class Loaded:
         """The first line a reader prints: '12 runs under ./results, 2 machines'."""
         runs = self.runs
         machines = sorted({r.device_name for r in runs})
-        where = f" under {', '.join(self.roots)}" if self.roots else ""
+        where = f" under {', '.join(_short(p) for p in self.roots)}" if self.roots else ""
+        names = ", ".join(machines)
         text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}{where}, {len(machines)} machine" \
-               f"{'s' if len(machines) != 1 else ''} ({', '.join(machines)})"
-        return text + (f"; {len(self.skipped)} skipped (unreadable)" if self.skipped else "")
+               f"{'s' if len(machines) != 1 else ''} ({names if len(names) <= 22 else names[:19] + '...'})"
+        return text + (f"; {len(self.skipped)} unreadable" if self.skipped else "")
+
+
+def _short(path: str, width: int = 18) -> str:
+    """A path as a one-line message names it: relative to here when inside it, else its last characters."""
+    import os
+
+    rel = os.path.relpath(path)
+    text = rel if not rel.startswith("..") else str(path)
+    return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
 def read_runs(specs: list[str]) -> Loaded:

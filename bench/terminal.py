@@ -17,6 +17,7 @@ from rich.text import Text
 from bench.noise import doubts, summary
 from bench.params import CASE, CORE_PARAMS, IDENTITY
 from bench.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
+from bench.textformat import num
 from bench.workload import Case
 
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
@@ -115,10 +116,61 @@ def _identity(key: str, value: Any) -> str:
     return f"{label} {fmt(value)}" if label else fmt(value)
 
 
+def _number(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
+    """What the run answers, in a line per question, before its table: the longest context (measured and
+    predicted), whether a model fits its budget, the prefix-reuse speedup, the share of requests in the SLO."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    lines = []
+    models = list(dict.fromkeys(str(r.get("model")) for r in rows if r.get("model") not in (None, "", "none")))
+    for model in models:
+        mine = [r for r in rows if str(r.get("model")) == model]
+        measured = [v for r in mine if (v := _number(r.get("measured_max_context"))) is not None]
+        predicted = [v for r in mine if (v := _number(r.get("predicted_max_context"))) is not None]
+        if measured or predicted:
+            longest = max((int(r["input_len"]) for r in mine if r.get("status") == "ok"), default=None)
+            said = f"longest context that ran: {int(max(measured))} tokens (bisected to the first failure)" \
+                if measured else f"limit not reached up to {longest} tokens" if longest else "no length ran"
+            lines.append(f"{model}: {said}; predicted max context {int(max(predicted)) if predicted else '-'}")
+    fit = [r for r in ok if r.get("fits_budget") not in (None, "") and _number(r.get("model_mem_gb")) is not None]
+    budget = (workload.params.get("fit_budget_gb") if workload is not None else 0) or 0
+    for r in fit:
+        fits = str(r["fits_budget"]).lower() == "true"
+        lines.append(f"{case_text(r)}: {'fits' if fits else 'does not fit'} the {budget:g} GB budget "
+                     f"({float(r['model_mem_gb']):.2f} GB weights + KV cache)")
+    for r in ok:
+        speedup = _number(r.get("ttft_speedup"))
+        if speedup is not None:
+            lines.append(f"{case_text(r)}: TTFT {speedup:.1f}x faster reusing the prefix's KV cache than recomputing it")
+    slo = [r for r in ok if _number(r.get("goodput_frac")) is not None]
+    if slo:
+        best = max((int(b) for r in slo if (b := _number(r.get("max_batch_meeting_slo"))) is not None), default=None)
+        share = ", ".join(f"bs={r['batch_size']} {float(r['goodput_frac']):.0%}" for r in slo)
+        lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
+                                                             "; no batch met it"))
+    return lines
+
+
+def case_text(row: dict[str, Any]) -> str:
+    from bench.caseid import case_label
+
+    return f"case {row.get('case')} ({case_label(row, workload=False)})"
+
+
 def print_outcome(out: Console, console: Console, rows: list[dict[str, Any]], workload: Any, device: Any,
                   wide: bool) -> None:
-    """A finished run: its table on stdout, then why cases did not end ok and the warnings on stderr."""
+    """A finished run: what it answers and its table on stdout, then why cases did not end ok and the warnings
+    on stderr."""
     if rows:
+        for line in answers(rows, workload):
+            out.print(f"[bold]answer[/] {line}", highlight=False)
         out.print(results_table(rows, f"{workload.name} on {device.name}", wide))
         print_details(console, rows)
 
@@ -255,15 +307,50 @@ def print_env(info: dict[str, Any], device: Any, tried: list[str]) -> None:
 
 
 def compare_compact(n_runs: int) -> list[str]:
-    """Compare's compact view: the case, the metric, each run's value and ratio (no workload column)."""
+    """Compare's compact view: the case, the metric, each run's value and its ratio, better or worse (no workload
+    column)."""
     return ["case", "metric", *(f"[{i}]" for i in range(n_runs)), *(f"x{i}/0" for i in range(1, n_runs))]
 
 
+COMPARE_ROWS = 60  # beyond this many case-metric lines the terminal shows a summary and the largest changes
+
+
 def print_compare(header_lines: list[str], long: Any, n_runs: int, wide: bool) -> None:
-    """`bench compare` in a terminal: which runs, how their fingerprints differ, then one line per case and metric."""
+    """`bench compare` in a terminal: which runs, how their fingerprints differ, then one line per case and
+    metric with each ratio marked better or worse; a long comparison is summarised (per metric, how many
+    cases got better or worse) with its largest changes, and --format csv gives every line."""
+    import numpy as np
+
     for line in header_lines:
         print(line)
-    print_frame(long, "compare (x i/0: run i over run 0)", None if wide else compare_compact(n_runs))
+    if long.empty:
+        return
+    shown = long.copy()
+    for i in range(1, n_runs):  # the word beside the ratio: a 10x slowdown never reads like any other number
+        shown[f"x{i}/0"] = [f"{num(x)} {w}".strip() if x == x else "" for x, w in zip(shown[f"x{i}/0"],
+                                                                                      shown[f"{i} vs 0"])]
+    shown = shown.drop(columns=[f"{i} vs 0" for i in range(1, n_runs)])
+    if len(shown) <= COMPARE_ROWS:
+        print_frame(shown, "compare (x i/0: run i over run 0)", None if wide else compare_compact(n_runs))
+        return
+    summary_rows = []
+    for metric, g in long.groupby("metric", sort=False):
+        for i in range(1, n_runs):
+            words = g[f"{i} vs 0"]
+            ratios = g[f"x{i}/0"].to_numpy(dtype=float)
+            ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+            summary_rows.append({"metric": metric, "run": f"{i} vs 0", "cases": len(ratios),
+                                 "better": int((words == "better").sum()), "worse": int((words == "worse").sum()),
+                                 "geo. mean x": float(np.exp(np.log(ratios).mean())) if len(ratios) else math.nan})
+    import pandas as pd
+
+    print_frame(pd.DataFrame(summary_rows), f"compare: {len(long)} case-metric lines, summarised")
+    ratio = long["x1/0"].to_numpy(dtype=float) if n_runs > 1 else np.array([])
+    if len(ratio):
+        change = np.abs(np.log(np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)))
+        top = shown.iloc[np.argsort(-change, kind="stable")[:20]]
+        print_frame(top, "the 20 largest changes of run 1 over run 0", None if wide else compare_compact(n_runs))
+    print(f"every line: bench compare ... --format csv ({len(long)} lines)")
 
 
 # --- bench check -----------------------------------------------------------------------------

@@ -22,22 +22,43 @@ def num(value: object, digits: int = 4) -> str:
     return f"{v:.0f}" if "e+" in text and abs(v) < 1e15 else text
 
 
+SAME_WITHIN = 0.01  # a ratio within 1% of 1 is "same": below what any repeated measurement resolves
+
+
+def direction_word(metric: str, ratio: float) -> str:
+    """'better', 'worse' or 'same' for a ratio of a metric to run 0, from the schema's direction ('' when the
+    metric has no better direction or the ratio is missing)."""
+    from bench.schema import COLUMNS
+
+    direction = COLUMNS[metric].direction if metric in COLUMNS else 0
+    if not direction or ratio is None or not math.isfinite(ratio) or ratio <= 0:
+        return ""
+    if abs(ratio - 1) < SAME_WITHIN:
+        return "same"
+    return "better" if (ratio > 1) == (direction > 0) else "worse"
+
+
 def long_form(table: pd.DataFrame, n_runs: int) -> pd.DataFrame:
-    """One row per case and metric, with each run's value and its ratio to run 0 (readable in a terminal)."""
+    """One row per case and metric, with each run's value, its ratio to run 0 and whether that is better or
+    worse (readable in a terminal)."""
     metrics = sorted({c.split(" [")[0] for c in table.columns if " [" in c},
                      key=lambda m: list(table.columns).index(f"{m} [0]") if f"{m} [0]" in table else 0)
-    rows = []
-    for _, r in table.iterrows():
-        case = case_label(r, workload=False)
-        for m in metrics:
-            values = [r.get(f"{m} [{i}]", np.nan) for i in range(n_runs)]
-            if all(pd.isna(v) for v in values):
-                continue
-            row = {"workload": r["workload"], "case": case, "metric": m}
-            row.update({f"[{i}]": values[i] for i in range(n_runs)})
-            row.update({f"x{i}/0": r.get(f"{m} x{i}/0", np.nan) for i in range(1, n_runs)})
-            rows.append(row)
-    return pd.DataFrame(rows)
+    if table.empty or not metrics:
+        return pd.DataFrame()
+    labels = [case_label(r, workload=False) for r in table.to_dict("records")]
+    parts = []
+    for order, m in enumerate(metrics):
+        part = pd.DataFrame({"workload": table["workload"].to_numpy(), "case": labels, "metric": m,
+                             "_row": np.arange(len(table)), "_metric": order})
+        for i in range(n_runs):
+            part[f"[{i}]"] = table[f"{m} [{i}]"].to_numpy() if f"{m} [{i}]" in table else np.nan
+        for i in range(1, n_runs):
+            ratios = table[f"{m} x{i}/0"].to_numpy() if f"{m} x{i}/0" in table else np.full(len(table), np.nan)
+            part[f"x{i}/0"] = ratios
+            part[f"{i} vs 0"] = [direction_word(m, float(x)) for x in ratios]
+        parts.append(part[part[[f"[{i}]" for i in range(n_runs)]].notna().any(axis=1)])
+    out = pd.concat(parts, ignore_index=True).sort_values(["_row", "_metric"], kind="stable")
+    return out.drop(columns=["_row", "_metric"]).reset_index(drop=True)
 
 
 def format_table(df: pd.DataFrame, fmt: str, header: list[str] | None = None) -> str:

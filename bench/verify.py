@@ -291,7 +291,7 @@ def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
         "measured": num(v.measured),
         "95% interval": f"{num(v.interval[0], 3)} to {num(v.interval[1], 3)}" if v.interval else "",
         "verdict": v.verdict,
-        "roofline bound": num(v.bound),
+        "roofline bound": f"{num(v.bound)} {v.claim.unit}" if v.bound == v.bound else "",
         "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions
         else v.conditions,
         "claim's scope": v.claim.scope,

@@ -61,7 +61,8 @@ class StubServer:
                 chat = self.path.endswith("/chat/completions")
                 prompt_tokens = len(req["messages"][0]["content"].split()) if chat else len(req["prompt"])
                 odd = {"malformed": "{not json", "usage_str": {"choices": [], "usage": "lots"},
-                       "choices_obj": {"choices": {"text": "x"}}, "ids_str": {"choices": [{"token_ids": "12"}]}}
+                       "choices_obj": {"choices": {"text": "x"}}, "ids_str": {"choices": [{"token_ids": "12"}]},
+                       "usage_only": {"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}}}
                 if server.mode in odd:
                     send(odd[server.mode])
                     return

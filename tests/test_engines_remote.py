@@ -45,6 +45,21 @@ def test_openai_multi_token_chunks_warn():
     assert math.isnan(row["itl_ms_p99"]) and row["tpot_ms_p50"] > 0  # gaps inside an event are unknown
 
 
+def test_openai_notes_belong_to_their_own_case():
+    """The engine serves every case of a run: the first case's "does not stream per token" stays in its row."""
+    params = {"engine": ["openai"], "batch_size": [2, 1], "output_len": [8], "min_reps": 2, "min_seconds": 0.0,
+              "timeout_s": 1.0}
+    with StubServer("multi") as server:
+        w = apply_overrides(load_workload("quick"), {**params, "base_url": server.url})
+        rows = []
+        for result in Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "test").run(expand(w)):
+            rows.append(result.row)
+            server.mode = "ok"  # the second case streams per token
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert "does not stream per token" in rows[0]["detail"]
+    assert "does not stream per token" not in rows[1]["detail"]
+
+
 def test_openai_all_tokens_in_one_event_leave_decode_figures_empty():
     """Never 0: a server that sends the whole answer at once tells TTFT and E2E, nothing about decode."""
     with StubServer("single") as server:
@@ -73,7 +88,7 @@ def test_openai_poisson_arrivals():
     [("http500", "HTTP 500"), ("malformed", "malformed stream"), ("stall", "timed out"),
      ("short", "returned 7 tokens, expected 8"), ("usage_str", "malformed stream: 'usage'"),
      ("choices_obj", "malformed stream: 'choices'"), ("ids_str", "malformed stream: token_ids"),
-     ("keepalive", "deadline")],
+     ("keepalive", "deadline"), ("usage_only", "no token event")],
 )
 def test_openai_faults_are_error_rows(mode, message):
     with StubServer(mode) as server:

@@ -154,3 +154,31 @@ def test_idle_baseline_brackets_its_window():
     sampler = Sampler(backend, hz=10)  # not started: only the baseline's own readings
     idle = sampler.idle_baseline(0.2)
     assert idle == pytest.approx({"gpu0": 100.0, "gpu1": 200.0}, rel=0.02)
+
+
+class _ToyBackend:
+    """A backend module's class as the registry sees it (a stand-in: this machine has no such card)."""
+
+    name, accelerator, reads, energy_method, power_method = "toy", True, ("power_w",), "toy-counter", "toy-power"
+
+
+def test_a_backend_is_one_registry_line(monkeypatch):
+    """The probe walks the registry in order: a new line before the CPU's is tried first on an accelerator run,
+    skipped on a CPU run, and its energy method names its rows (attribution names no vendor)."""
+    from bench.telemetry import registry
+    from bench.telemetry.base import NoTelemetry
+
+    class Toy(_ToyBackend, NoTelemetry):
+        def __init__(self) -> None:
+            NoTelemetry.__init__(self, "toy")
+
+        def capabilities(self):
+            return {f: (None if f in self.reads else "toy: not read") for f in FIELDS}
+
+    monkeypatch.setattr(registry, "BACKENDS", {"toy": "x:y", **registry.BACKENDS})
+    real = registry.backend_class
+    monkeypatch.setattr("bench.telemetry.probe.backend_class", lambda name: Toy if name == "toy" else real(name))
+    monkeypatch.setattr("bench.telemetry.probe.BACKENDS", registry.BACKENDS)
+    backend, _ = probe_backend("cuda")
+    assert backend.name == "toy" and backend.energy_reason() == "toy-counter"
+    assert probe_backend("cpu")[0].name == "cpu"  # an accelerator backend is not tried on a CPU run

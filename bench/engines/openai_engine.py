@@ -226,6 +226,9 @@ class OpenAIEngine(Engine):
             raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
         counted = sum(chunk_tokens)
         total = usage_tokens if usage_tokens is not None else counted
+        if not times and total:
+            raise ServerError(f"the stream had no token event: its usage block counts {total} completion tokens, "
+                              "but no choice carried text or token ids, so no token has a time")
         if total != output_len:
             raise ServerError(f"server returned {total} tokens, expected {output_len} (does it honour "
                               "min_tokens/ignore_eos?)")

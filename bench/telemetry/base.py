@@ -46,6 +46,8 @@ class Backend(ABC):
     energy_method: str = "none"
     # The name when energy comes from integrating sampled power instead (a card or window without the counter).
     power_method: ClassVar[str] = ""
+    # What this device calls a field, where the generic name would mislead (a CPU has no SM clock).
+    field_names: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def devices(self) -> list[str]:

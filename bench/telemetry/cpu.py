@@ -56,6 +56,9 @@ class CpuBackend(Backend):
 
     name = "cpu"
     accelerator = False
+    field_names = {"sm_clock_mhz": "cpu_clock_mhz", "mem_used_gb": "host_mem_used_gb", "util": "cpu_util_pct",
+                   "mem_clock_mhz": "host_mem_clock_mhz", "temp_c": "cpu_temp_c", "power_w": "package_power_w",
+                   "energy_j": "package_energy_j"}
     reads = ("power_w", "energy_j", "mem_used_gb", "util", "sm_clock_mhz", "temp_c")
 
     def __init__(self, powercap_root: Path = POWERCAP) -> None:
@@ -93,7 +96,7 @@ class CpuBackend(Backend):
             energy_j=energy,
             mem_used_gb=psutil.virtual_memory().used / 1e9,
             util=psutil.cpu_percent(None),
-            sm_clock_mhz=freq.current if freq else None,
+            sm_clock_mhz=freq.current if freq and freq.current > 0 else None,
             temp_c=_cpu_temp(),
         )]
 
@@ -103,7 +106,7 @@ class CpuBackend(Backend):
             "device": "cpu",
             "rapl_domains": [d.name for d in self.domains],
             "rapl": self.rapl_reason or "readable",
-            "cpu_freq_max_mhz": freq.max if freq else None,
+            "cpu_freq_max_mhz": freq.max if freq and freq.max > 0 else None,  # a VM reports 0: not measured
         }]
 
 
