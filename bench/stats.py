@@ -42,6 +42,8 @@ def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha:
     Fail when the median is worse than the tolerance AND the slowdown is consistent:
     with fewer than 5 repetitions on either side every candidate repetition is worse
     than every baseline one; with 5 or more a one-sided Mann-Whitney test gives p < alpha.
+    A negative tolerance asks for an improvement: the candidate is then judged against the
+    baseline's repetitions moved by that much in the better direction (the target it must reach).
     """
     from scipy.stats import mannwhitneyu
 
@@ -49,6 +51,8 @@ def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha:
     worse = -direction * (c - b) / abs(b) * 100 if b else math.nan  # positive = got worse
     if math.isnan(worse) or worse <= tol_pct:
         return "ok", worse, math.nan, ""
+    if tol_pct < 0:
+        xb = xb * (1 - direction * tol_pct / 100)  # the target: tol_pct better than the baseline
     n = min(len(xb), len(xc))
     if n < FEW:
         consistent = (xc.max() < xb.min()) if direction > 0 else (xc.min() > xb.max())
