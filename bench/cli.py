@@ -89,8 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         planned = plan_suite(suite, overrides, args.quick, resolve_device(overrides.get("device", "auto")))
         if args.dry_run:
             for step in planned.steps:
-                out.print(terminal.cases_table(step.cases, f"{step.workload.name}: {len(step.cases)} case(s)",
-                                               step.plan_keys))
+                out.print(terminal.cases_table(step.cases, step.title(), step.plan_keys))
             console.print(planned.title + (f"; not on this device: {', '.join(planned.not_here)}"
                                            if planned.not_here else ""))
             return EXIT_OK
@@ -113,8 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(overrides.get("device", workload.params["device"]))
     planned = plan(workload, overrides, args.quick, device)
     if args.dry_run:
-        out.print(terminal.cases_table(planned.cases, f"{planned.workload.name}: {len(planned.cases)} case(s) on "
-                                                      f"{device} ({device.name})", planned.plan_keys))
+        out.print(terminal.cases_table(planned.cases, planned.title(), planned.plan_keys))
         return EXIT_OK
     outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, label=args.label)
     terminal.print_outcome(out, console, outcome.rows, planned.workload, device, args.wide)

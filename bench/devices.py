@@ -202,3 +202,13 @@ def resident_bytes(device: Device) -> float:
     if device.type == "cuda":
         return float(torch.cuda.memory_allocated(device.torch_device))
     return float(psutil.Process().memory_info().rss)
+
+
+def set_threads(requested: int) -> int:
+    """torch's CPU threads for a case: as requested, or (0) the cores this process may use. Returns the count."""
+    from bench.noise import own_cores
+
+    count = requested or own_cores()
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()

@@ -36,6 +36,8 @@ ADVICE: dict[str, str] = {
     "shared-device": "stop the other work or use a dedicated machine, then run again",
     "sparse-telemetry": "the power workload holds the load for seconds and resolves J/token",
     "ceiling-low": "measure the ceilings again on a quiet machine (membw, matmul) into the same results root",
+    "engine-bound": "--set decode=captured (the default on accelerators): a verdict from such a row is inconclusive",
+    "recompiled": "more warm-up (--set warmup=2), or fewer distinct shapes per run, so no timed call compiles",
 }
 
 
@@ -85,13 +87,23 @@ def warnings_for(row: dict[str, Any], samples: list[dict[str, Any]], other_cores
     if throttled and not throttled.startswith("unknown"):
         found.append(NoiseWarning("throttled", f"the device throttled during the case ({throttled})"))
     if other_cores is not None and other_cores > SHARED_CORES:
+        free = max(1, own_cores() - round(other_cores))
         found.append(NoiseWarning("shared-device", f"other processes used {other_cores:.1f} CPU cores during the "
-                                                   "case"))
+                                                   f"case; try --set threads={free} (torch's threads spin against "
+                                                   "the other work)"))
     if other_processes:
         found.append(NoiseWarning("shared-device", f"other processes on the device: {', '.join(other_processes[:5])}"))
     if energy_note:
         found.append(NoiseWarning("sparse-telemetry", energy_note))
     return found
+
+
+def own_cores() -> int:
+    """The cores this process may run on (its affinity mask), else every core."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
 
 
 class OtherLoad:

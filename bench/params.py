@@ -56,8 +56,14 @@ CORE_PARAMS: dict[str, Param] = {
                    plan="quant", label="{}"),
     "compile": Param(bool, False, "torch.compile the forward pass (implies a static KV cache)", matrix=True,
                      reload=True, identity=PARAM, load=True, plan="compiled", label="compiled"),
-    "cache": Param(str, "dynamic", "KV cache implementation", matrix=True, choices=("dynamic", "static"),
-                   reload=True, identity=PARAM, load=True, plan="cache"),
+    "cache": Param(str, "dynamic", "KV cache implementation of the generate path", matrix=True,
+                   choices=("dynamic", "static"), reload=True, identity=PARAM, load=True, plan="cache"),
+    "decode": Param(str, "auto", "transformers decode path: auto | generate (transformers' generate) | loop (a plain "
+                    "forward loop, static cache) | captured (that loop's step under torch.compile: CUDA graphs on "
+                    "a GPU); auto: captured on accelerators, loop on a CPU", matrix=True,
+                    choices=("auto", "generate", "loop", "captured"), reload=True, load=True, plan="decode"),
+    "threads": Param(int, 0, "CPU threads for torch (0: the cores this process may use, from its affinity mask)",
+                     matrix=True, minimum=0, maximum=4096, identity=PARAM, plan="threads", label="threads={}"),
     "batch_size": Param(int, 1, "concurrent sequences", matrix=True, minimum=1, maximum=1 << 20, identity=CASE,
                         plan="bs", label="bs={}"),
     "input_len": Param(int, 32, "prompt tokens per sequence", matrix=True, minimum=1, maximum=MAX_TOKENS,
@@ -111,6 +117,9 @@ CORE_PARAMS: dict[str, Param] = {
 DERIVED: dict[str, Param] = {
     "device_count": Param(int, 1, "devices a case uses (the product of its engine's parallelism options)",
                           identity=PARAM, label="on {} devices"),
+    # The decode path that ran (the decode parameter resolved); rows written before it existed ran generate.
+    "decode_path": Param(str, "generate", "transformers decode path that ran: generate | loop | captured",
+                         identity=PARAM, label="{}"),
 }
 
 # What makes two rows the same case across runs: the workload, the shape every row names, then the

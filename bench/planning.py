@@ -23,6 +23,21 @@ class Plan:
     device: Any
     plan_keys: tuple[str, ...] | None = None  # the parameters a plan table names (None: every one)
 
+    def compilations(self) -> int:
+        """How many shapes the captured decode path will compile (one per model, dtype, weights, batch and
+        total length; a case repeating a shape reuses its graph)."""
+        from bench.engines.transformers_engine import resolve_path
+
+        return len({(c["model"], c["dtype"], c["quant"], c["batch_size"], c["input_len"] + c["output_len"])
+                    for c in self.cases if c.params.get("engine") == "transformers" and "decode" in c.params
+                    and resolve_path(c["decode"], c["compile"], self.device) == "captured"})
+
+    def title(self) -> str:
+        """The plan's heading: its cases, the device, and what compiling will cost."""
+        n = self.compilations()
+        said = f"; captured decode: {n} compilation(s), each in a warm-up, never timed" if n else ""
+        return f"{self.workload.name}: {len(self.cases)} case(s) on {self.device} ({self.device.name}){said}"
+
 
 def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any) -> Plan:
     """The workload with every override applied and its cases, each checked: bad input fails here,

@@ -169,11 +169,17 @@ class Runner:
         prompts = self.scenario.prompts(loaded, case, random_prompts(
             p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)
+        row["threads"], row["threads_used"] = p["threads"], dev.set_threads(p["threads"])
         self.sampler.pause(not p["telemetry"])
         self.sampler.case = str(case.index)
+        engine.compile_stats()  # from here: what this case's warm-up compiles, then what a timed call recompiles
         for i in range(p["warmup"]):
             self.progress(case, f"warm-up {i + 1}/{p['warmup']}")
             engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse)
+        row["compile_s"], _ = engine.compile_stats()
+        row["decode_path"] = engine.decode_path()
+        if row["decode_path"] in ("loop", "captured"):
+            row["cache"] = "static"  # what ran: the loop allocates its cache once, at the case's full length
         reps: list[Repetition] = []
         peaks: list[float] = []  # peak memory of each repetition (GB)
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
@@ -210,6 +216,12 @@ class Runner:
                                     self.ceiling.bandwidth, self.ceiling.flops, loaded.bytes_per_element))
         row.update(self.scenario.columns(loaded, case, row, reps))
         warnings: list[NoiseWarning] = []
+        _, recompiled = engine.compile_stats()
+        if recompiled:
+            warnings.append(NoiseWarning("recompiled", f"torch.compile compiled {recompiled} frame(s) during the "
+                                                       "timed repetitions: their time includes compilation"))
+        if not self.scenario.prefix_caching:  # prefix-reuse chose generate: its pairs are timed on one path
+            warnings += engine_bound(engine, self.device, row)
         row["status"], row["detail"] = self._verdict(case, row, warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
@@ -273,6 +285,29 @@ class Runner:
             said = f" (predicted {predicted:.2f} GB)" if predicted is not None and predicted == predicted else ""
             return "over_budget", f"measured peak {row['peak_mem_gb']:.2f} GB exceeds max_mem_gb={budget:g}{said}"
         return "ok", "; ".join(notes)
+
+
+ENGINE_BOUND_MBU = 0.30  # decode this far below the memory bandwidth on an accelerator measures the engine
+
+
+def engine_bound(engine: Engine, device: dev.Device, row: dict[str, Any]) -> list[NoiseWarning]:
+    """An `engine-bound` warning for a row that measured the software more than the hardware: transformers'
+    generate loop; on an accelerator, an eager loop where a captured step exists, or decode below 30% MBU."""
+    path = engine.decode_path()
+    said = []
+    if path == "generate":
+        said.append("taken on transformers' generate loop")
+    elif path == "loop" and device.type != "cpu":
+        said.append("taken on the eager loop where a captured (CUDA graph) step is available")
+    mbu = row.get("mbu")
+    if device.type != "cpu" and engine.on_local_device and isinstance(mbu, float) and mbu == mbu \
+            and mbu < ENGINE_BOUND_MBU:
+        said.append(f"decode reached {mbu:.0%} of the memory bandwidth")
+    if not said:
+        return []
+    fix = "--set decode=captured" if engine.name == "transformers" else "the transformers engine's decode=captured"
+    return [NoiseWarning("engine-bound", f"{'; '.join(said)}: the figure measures the engine more than the "
+                                         f"hardware; for the hardware's figure run {fix}")]
 
 
 def _tags(params: dict[str, Any]) -> str:

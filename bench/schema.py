@@ -123,6 +123,10 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("ttft_ms_mean", "ms", "time to first token, mean"),
     ("e2e_ms_p99", "ms", "request latency, p99"),
     ("compile", "", "torch.compile used"),
+    ("decode_path", "", "transformers decode path that ran: generate | loop | captured (the decode parameter resolved)"),
+    ("compile_s", "s", "compilation and graph capture in the warm-up (never timed); empty when nothing compiled"),
+    ("threads", "", "the threads parameter (0: the cores this process may use)"),
+    ("threads_used", "", "torch CPU threads during the case"),
     ("cache", "", "KV cache implementation"),
     ("quant", "", "weight-only quantization of the linear layers: none | int8 | int4 (torchao)"),
     ("params", "", "model parameters"),
@@ -167,7 +171,8 @@ CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.ind
 # Beyond the contract, what every row has (the case's identity) and what every model row has.
 ROW_EXTRAS: tuple[str, ...] = ("warnings", "compile", "cache", "measured_seconds", "tags")
 MODEL_EXTRAS: tuple[str, ...] = (
-    "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params", "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",
+    "decode_path", "compile_s", "threads", "threads_used", "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params",
+    "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",
     "energy_prefill_j", "energy_decode_j", "energy_j_per_token_power", "energy_j_per_token_idle_sub", "temp_c_max",
     "per_card", "tpot_ms_p90", "itl_ms_p90", "energy_per_answer_j", "model_mem_gb",
 )
@@ -204,7 +209,7 @@ NUMERIC_COLUMNS: frozenset[str] = frozenset(
     for c in RESULT_COLUMNS
     if (c.unit and c.name not in {"decode_tok_s_slices"})  # a ;-separated list of numbers is text
     or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params", "ttft_speedup",
-                  "decode_slowdown", "goodput_frac", "tok_s_per_w", "matmul_n"}
+                  "decode_slowdown", "goodput_frac", "tok_s_per_w", "matmul_n", "threads", "threads_used"}
 )
 
 # One row per measured repetition.

@@ -153,6 +153,11 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
     if verdict.interval is None and verdict.verdict != "inconclusive":
         verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
     warned = doubts(row.get("warnings"))
+    if "engine-bound" in warned and verdict.verdict == "does not hold":  # the engine fell short, not the hardware
+        verdict.verdict = "inconclusive"
+        verdict.reason = "; ".join(r for r in (verdict.reason, "its row is engine-bound (it measured the software "
+                                               "more than the hardware): never 'does not hold' from it; measure "
+                                               "with --set decode=captured") if r)
     if warned:  # the figure stands, but the reader should know what the run said about it
         verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(warned)}") if r)
     return verdict

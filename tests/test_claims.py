@@ -236,3 +236,14 @@ def test_a_verdict_says_when_its_case_warned():
            "warnings": "shared-device;few-reps"}
     v = verify_claim(CLAIMS["utilization-50"], [make_run("throughput", [row])])
     assert v.verdict == "holds" and "its case warned: shared-device" in v.reason and "few-reps" not in v.reason
+
+
+def test_the_report_opens_with_the_verdicts_when_a_claim_is_measured():
+    """A measured claim: the colour-coded verdict table, one row per claim, comes before any plot."""
+    from bench.htmlreport import render
+
+    run = make_run("membw", [{"model": "none", "bandwidth_gb_s": 3000.0, "device_name": "NVIDIA H100"}])
+    text = render([run])
+    assert text.index('id="verdicts"') < text.index("<h2>Runs</h2>")
+    assert text.count('class="verdict" data-verdict=') == len(CLAIMS)
+    assert 'data-verdict="not measured" style="background:#eeeeee"' in text and "None of the" not in text

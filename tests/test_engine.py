@@ -35,7 +35,7 @@ def test_static_cache_is_used_and_gives_the_same_lengths(monkeypatch):
     from transformers import StaticCache
 
     engine = get_engine("transformers")
-    engine.load(resolve_model("tiny"), resolve_device("cpu"), LoadOptions(dtype=torch.float32, cache="static"))
+    engine.load(resolve_model("tiny"), resolve_device("cpu"), LoadOptions(dtype=torch.float32, cache="static", decode="generate"))
     caches = []
     original = engine.model.generate
 
@@ -137,3 +137,47 @@ def test_a_workload_that_lists_quantizations_runs_without_torchao_as_skipped_row
     rows = [r.row for r in Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "t").run(scenario_for(w).expand())]
     assert [(r["quant"], r["status"]) for r in rows] == [("none", "ok"), ("int8", "skipped")]
     assert "pip install 'claimbench[quant]'" in rows[1]["detail"]
+
+
+def _tokens(engine, ids, output_len):
+    """The greedy tokens one call produced, on whichever path the engine runs."""
+    if engine.loop is not None:
+        engine.generate(ids, output_len)
+        return engine.loop.last_tokens
+    out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                **engine._generation_kwargs(output_len))
+    return out[:, ids.shape[1]:].cpu()
+
+
+@pytest.mark.parametrize(("model", "decode"), [("tiny", "loop"), ("tiny", "captured"), ("qwen2.5-0.5b", "loop")])
+def test_every_decode_path_gives_generates_greedy_tokens(model, decode):
+    """Same seed, same prompt: the static-cache loop (eager or compiled) picks the tokens generate picks; exact
+    lengths on every path; warm-up compiles, a timed call does not."""
+    spec = resolve_model(model)
+    cpu = resolve_device("cpu")
+    ids = random_prompts(2, 24, spec.shape.vocab, 3, spec.special_token_ids)
+    engines = {}
+    for path in ("generate", decode):
+        engine = get_engine("transformers")
+        engine.load(spec, cpu, LoadOptions(dtype=torch.float32, seed=7, decode=path))
+        assert engine.decode_path() == path
+        engines[path] = engine
+    expected = _tokens(engines["generate"], ids, 10)
+    got = _tokens(engines[decode], ids, 10)  # for captured, this call compiles (the warm-up)
+    assert torch.equal(expected, got), (expected, got)
+    compile_s, frames = engines[decode].compile_stats()
+    assert (frames > 0 and compile_s > 0) if decode == "captured" else frames == 0
+    rep = engines[decode].generate(ids, 10)  # a timed call on a shape already compiled: no recompile
+    assert all(r.output_len == 10 for r in rep.requests) and engines[decode].compile_stats()[1] == 0
+    for engine in engines.values():
+        engine.close()
+
+
+def test_auto_is_captured_on_accelerators_and_loop_on_a_cpu():
+    from bench.devices import Device
+    from bench.engines.transformers_engine import resolve_path
+
+    cpu, gpu = resolve_device("cpu"), Device(torch.device("cuda:0"), "stand-in card", 1)
+    assert resolve_path("auto", False, cpu) == "loop" and resolve_path("auto", False, gpu) == "captured"
+    assert resolve_path("auto", True, cpu) == "captured"  # compile=true is a synonym of captured
+    assert resolve_path("generate", True, gpu) == "generate"

@@ -24,6 +24,7 @@ class LoadOptions:
     cache: str = "dynamic"  # "dynamic" | "static"
     seed: int = 0
     quant: str = "none"  # "none" | "int8" | "int4": weight-only quantization
+    decode: str = "auto"  # "auto" | "generate" | "loop" | "captured" (transformers)
     prefix_caching: bool = False  # the scenario wants the engine to keep a prefix cache between requests
     engine: Mapping[str, Any] = field(default_factory=dict)  # the engine's own options (its OPTIONS keys)
 
@@ -88,6 +89,15 @@ class Engine(ABC):
         """The engine's own peak memory for the last generate call, where it knows better than the
         device counters (None: the runner reads torch's or the process's peak)."""
         return None
+
+    def decode_path(self) -> str:
+        """Which decode path ran (transformers: generate, loop or captured); '' for an engine with its own."""
+        return ""
+
+    def compile_stats(self) -> tuple[float, int]:
+        """(seconds spent compiling and capturing, frames compiled) since the previous call; (NaN, 0) for an
+        engine that compiles nothing it can count."""
+        return float("nan"), 0
 
     def notes(self) -> list[str]:
         """Notes about the measurements since the previous call (one case's), for its row's detail; each call

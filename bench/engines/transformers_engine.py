@@ -1,8 +1,11 @@
-"""Hugging Face transformers `generate`, timed from inside the call.
+"""Hugging Face transformers models on three decode paths, each timed from inside one call.
 
-TTFT and every inter-token gap come from one `generate` call: a streamer gets
-each step's tokens as they are produced and stamps the time after
-synchronising the device. Nothing is derived by subtracting separate runs.
+- `generate`: transformers' own `generate`, as its users call it; a streamer stamps each step's tokens
+  after synchronising the device (so on a GPU it measures transformers' loop as much as the card).
+- `loop`: a plain eager decode loop over the model's forward with a static KV cache (decode_loop.py).
+- `captured`: that loop's one-token step under torch.compile (CUDA graphs on CUDA/ROCm, inductor on a CPU).
+`auto` (the default): captured on an accelerator, loop on a CPU (the README says why). Nothing is derived
+by subtracting separate runs; exact lengths are asserted on every path.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from bench import clock
 from bench.devices import Device, synchronize
 from bench.engines.base import Engine, LoadOptions
+from bench.engines.decode_loop import DecodeLoop, timed_call
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
 from bench.quant import quantize, storage_note, weight_bytes
@@ -58,6 +62,10 @@ class TransformersEngine(Engine):
         self.device: Device | None = None
         self.options: LoadOptions | None = None
         self._cached_prefix: tuple[Any, Any] | None = None
+        self.path = "generate"
+        self.loop: DecodeLoop | None = None
+        self._compile_s = 0.0
+        self._compiled_frames = 0
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         """Random weights for a bundled config (seeded), real weights for a local directory."""
@@ -78,6 +86,9 @@ class TransformersEngine(Engine):
         quantize(hf, options.quant, device.type)
         self.model, self.device, self.options = hf, device, options
         self._pad = min(model.special_token_ids or {0})
+        self.path = resolve_path(options.decode, options.compile, device)
+        if self.path in ("loop", "captured"):
+            self.loop = DecodeLoop(hf, device, captured=self.path == "captured")
 
     def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
         from transformers import GenerationConfig
@@ -117,10 +128,20 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
-        """One timed generate call; asserts the exact token count."""
+        """One timed call on the engine's decode path; asserts the exact token count. A reused prefix runs on
+        generate (its DynamicCache holds the prefix), so a prefix-reuse pair is timed on one path."""
         assert self.model is not None and self.device is not None, "load() first"
         batch, input_len = input_ids.shape
         ids = input_ids.to(self.device.torch_device)
+        if self.loop is not None and not reuse_prefix:
+            (start, times), seconds, frames = timed_call(lambda: self.loop.run(ids, output_len, on_token))
+            if frames:
+                self._compile_s += seconds
+                self._compiled_frames += frames
+            if len(times) != output_len or tuple(self.loop.last_tokens.shape) != (batch, output_len):
+                raise AssertionError(f"expected {output_len} new tokens for {batch} sequences, got "
+                                     f"{tuple(self.loop.last_tokens.shape)} and {len(times)} timed steps")
+            return batch_repetition(start, times, batch, input_len)
         mask = torch.ones_like(ids)
         streamer = _TimingStreamer(self.device, on_token)
         kwargs = self._generation_kwargs(output_len)
@@ -144,9 +165,21 @@ class TransformersEngine(Engine):
             )
         return batch_repetition(start, streamer.times, batch, input_len)
 
+    def decode_path(self) -> str:
+        return self.path
+
+    def compile_stats(self) -> tuple[float, int]:
+        """Seconds of the calls in which torch.compile compiled (capture included), and the frames compiled."""
+        said = (self._compile_s if self._compiled_frames else float("nan"), self._compiled_frames)
+        self._compile_s, self._compiled_frames = 0.0, 0
+        return said
+
     def notes(self) -> list[str]:
         note = storage_note(self.options.quant, self.device.type) if self.options and self.device else ""
-        return [note] if note else []
+        notes = [note] if note else []
+        if self.loop is not None and self.loop.fallback:
+            notes.append(self.loop.fallback)
+        return notes
 
     def weight_bytes(self) -> float | None:
         return float(weight_bytes(self.model)) if self.model is not None else None
@@ -157,4 +190,16 @@ class TransformersEngine(Engine):
 
     def close(self) -> None:
         self.model = None
+        self.loop = None
         self._cached_prefix = None
+
+
+def resolve_path(decode: str, compile_: bool, device: Device) -> str:
+    """The decode path a case runs: as asked; compile=true is a synonym of captured; auto is captured on an
+    accelerator (launch overhead is what it removes) and loop on a CPU (see the README: on a CPU the compiled
+    step is rarely faster and costs seconds to minutes of compilation per shape)."""
+    if decode != "auto":
+        return decode
+    if compile_:
+        return "captured"
+    return "loop" if device.type == "cpu" else "captured"

@@ -26,8 +26,17 @@ class PrefixReuseScenario(GenerateScenario):
         super().__init__(workload)
         self.recompute_ttft: dict[tuple, float] = {}  # TTFT without reuse, per pair
 
+    def expand(self, max_position_of: Any = None) -> list[Case]:
+        """The pairs, every case on transformers' generate path: its DynamicCache holds the reused prefix, so
+        both cases of a pair are timed on the same path (a static-cache loop has no prefix to reuse)."""
+        return [Case(c.index, {**c.params, "decode": "generate"}) if c["decode"] == "auto" else c
+                for c in super().expand(max_position_of)]
+
     def check(self, case: Case) -> None:
         super().check(case)
+        if case["engine"] == "transformers" and case["decode"] != "generate":
+            raise BadInput(f"case {case.index}: prefix-reuse runs on decode=generate (its DynamicCache holds the "
+                           f"reused prefix), not decode={case['decode']}")
         if not 0 < case["prefix_len"] < case["input_len"]:
             raise BadInput(f"case {case.index}: prefix_len ({case['prefix_len']}) must be between 1 and "
                            f"input_len - 1 ({case['input_len'] - 1})")

@@ -1,0 +1,165 @@
+"""A decode loop that measures the device, not the library: a static KV cache allocated once per shape, the
+prefill as one forward pass, then one-token greedy steps, eager (`loop`) or captured (`captured`: torch.compile;
+mode="reduce-overhead", i.e. CUDA graphs, on CUDA/ROCm; inductor on a CPU).
+
+The shape of transformers' static-cache recipe and of gpt-fast's `generate.py`. Timing: on an accelerator an
+event is recorded after each step and the device synchronised once, at the end of the repetition, so the
+timing never stalls what it measures; on a CPU every step is synchronous and stamped on the host clock.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from bench import clock
+from bench.devices import Device, synchronize
+
+# torch.compile keeps a graph per shape it has seen; a sweep of batch sizes and lengths needs one each.
+COMPILE_CACHE_LIMIT = 64
+
+
+def dynamo_frames() -> int:
+    """Frames torch.compile has compiled so far in this process: a change across a timed call is a recompile."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - a torch without dynamo
+        return 0
+    return int(sum(counters["frames"].values())) if "frames" in counters else 0
+
+
+class _Stamps:
+    """Per-step timestamps: device events synchronised once at the end on an accelerator, host clock on a CPU."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.events: list[Any] = []
+        self.host: list[float] = []
+        self.on_device = device.type != "cpu"
+        self._event_cls = _event_class(device) if self.on_device else None
+        if self._event_cls is None:
+            self.on_device = False
+
+    def start(self) -> float:
+        synchronize(self.device)
+        self.t0 = clock.now()
+        if self.on_device:
+            self.first = self._event_cls(enable_timing=True)
+            self.first.record()
+        return self.t0
+
+    def mark(self) -> float:
+        """After a step: an event (no wait) on an accelerator; the host time on a CPU. Returns the host time."""
+        now = clock.now()
+        if self.on_device:
+            event = self._event_cls(enable_timing=True)
+            event.record()
+            self.events.append(event)
+        else:
+            self.host.append(now)
+        return now
+
+    def times(self) -> list[float]:
+        """Each step's time on the harness clock (the one synchronisation of the repetition happens here)."""
+        synchronize(self.device)
+        if not self.on_device:
+            return self.host
+        return [self.t0 + self.first.elapsed_time(e) / 1000.0 for e in self.events]
+
+
+def _event_class(device: Device) -> Any:
+    """The device's timing event class (torch.cuda.Event, or the generic torch.Event), or None."""
+    if device.type == "cuda":
+        return torch.cuda.Event
+    generic = getattr(torch, "Event", None)
+    if generic is None:
+        return None
+
+    def make(enable_timing: bool = True) -> Any:
+        return generic(device=device.torch_device, enable_timing=enable_timing)
+
+    return make
+
+
+class DecodeLoop:
+    """Greedy decoding of exactly output_len tokens with a static cache; `captured` compiles the one-token step."""
+
+    def __init__(self, model: Any, device: Device, captured: bool) -> None:
+        self.model = model
+        self.device = device
+        self.captured = captured
+        self._caches: dict[tuple[int, int], Any] = {}
+        self.last_tokens: torch.Tensor | None = None  # (batch, output_len) of the last call, for correctness checks
+        self.fallback = ""  # why a captured step fell back from fullgraph (said in the row's detail)
+        # transformers 5.x renames past_key_values to cache (the old name warns, and goes in 5.40)
+        import inspect
+
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._step = self._eager_step
+        if captured:
+            self._compile(fullgraph=device.type == "cuda")
+
+    def _compile(self, fullgraph: bool) -> None:
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_LIMIT)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self._fullgraph = fullgraph
+        self._step = torch.compile(self._eager_step, mode=mode, fullgraph=fullgraph, dynamic=False)
+
+    def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.model(input_ids=token, cache_position=position, use_cache=True, **{self._cache_kw: cache})
+        return out.logits[:, -1:].argmax(-1)
+
+    def _cache(self, batch: int, length: int) -> Any:
+        """One static cache per (batch, total length), allocated by the first prefill and reset per call."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        if key not in self._caches:
+            self._caches = {key: StaticCache(config=self.model.config, max_cache_len=length)}  # one shape at a time
+        cache = self._caches[key]
+        cache.reset()
+        return cache
+
+    @torch.inference_mode()
+    def run(self, ids: torch.Tensor, output_len: int, on_token: Any = None) -> tuple[float, list[float]]:
+        """(start, the time each of the output_len tokens was ready) for one batch of prompts."""
+        batch, input_len = ids.shape
+        cache = self._cache(batch, input_len + output_len)
+        dev = ids.device
+        stamps = _Stamps(self.device)
+        tokens = []
+        start = stamps.start()
+        nxt = self._eager_step(ids, torch.arange(input_len, device=dev), cache)  # prefill: eager, its own shape
+        tokens.append(nxt)
+        now = stamps.mark()
+        if on_token is not None:
+            on_token(1, now)
+        for i in range(1, output_len):
+            position = torch.tensor([input_len + i - 1], device=dev)
+            try:
+                nxt = self._step(nxt.clone(), position, cache)  # clone: a graph's output is overwritten next replay
+            except Exception as exc:  # noqa: BLE001 - a model fullgraph cannot capture: compile it with breaks
+                if not (self.captured and self._fullgraph):
+                    raise
+                self.fallback = f"captured step compiled with graph breaks ({exc.__class__.__name__})"
+                self._compile(fullgraph=False)
+                nxt = self._step(nxt.clone(), position, cache)
+            tokens.append(nxt)
+            now = stamps.mark()
+            if on_token is not None:
+                on_token(i + 1, now)
+        times = stamps.times()
+        self.last_tokens = torch.cat(tokens, dim=1).cpu()
+        return start, times
+
+
+def timed_call(fn: Any) -> tuple[Any, float, int]:
+    """fn()'s result, its wall seconds and how many frames torch.compile compiled meanwhile."""
+    before = dynamo_frames()
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0, dynamo_frames() - before
