@@ -156,3 +156,34 @@ def test_quantized_weights_on_the_card(tmp_path):
             assert row["weight_bytes"] < df.loc["none", "weight_bytes"]
         else:
             assert "torchao" in row["detail"]
+
+
+@pytest.mark.parametrize("decode", ["loop", "captured"])
+def test_device_event_timestamps_agree_with_the_window(decode):
+    """The per-token times come from device events synchronised once at the end; their total must agree with
+    a host-timed window around the same call (synchronised at both edges) within 1%."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from bench import clock
+    from bench.devices import resolve_device, synchronize
+    from bench.engines import get_engine
+    from bench.engines.base import LoadOptions
+    from bench.models import resolve_model
+    from bench.prompts import random_prompts
+
+    device = resolve_device("cuda")
+    spec = resolve_model("qwen2.5-0.5b")
+    engine = get_engine("transformers")
+    engine.load(spec, device, LoadOptions(dtype=torch.bfloat16, decode=decode))
+    assert engine.decode_path() == decode
+    ids = random_prompts(1, 128, spec.shape.vocab, 0, spec.special_token_ids)
+    engine.generate(ids, 64)  # warm-up: compilation and capture
+    synchronize(device)
+    t0 = clock.now()
+    rep = engine.generate(ids, 64)
+    synchronize(device)
+    window = clock.now() - t0
+    (req,) = rep.requests
+    assert req.output_len == 64 and all(b > a for a, b in zip(req.token_times, req.token_times[1:]))
+    assert abs((req.token_times[-1] - req.start) - window) / window < 0.01, (req.e2e, window)
+    engine.close()
