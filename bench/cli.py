@@ -142,12 +142,13 @@ def cmd_env(args: argparse.Namespace) -> int:
     from bench.devices import pick_dtype, resolve_device
     from bench.fingerprint import fingerprint
     from bench.results import clean_for_json
-    from bench.telemetry.probe import probe_backend
+    from bench.telemetry.probe import accelerators_seen, probe_backend
 
     device = resolve_device("auto")
     backend, tried = probe_backend(device.type)
     info = fingerprint(device, backend)
     info["telemetry"]["probe"] = tried
+    info["vendor"], info["accelerators_seen"] = device.vendor, accelerators_seen()
     info["dtype_auto"] = pick_dtype("auto", device)[1]
     backend.close()
     if args.json:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -30,6 +32,11 @@ class Device:
     def __str__(self) -> str:
         return str(self.torch_device)
 
+    @property
+    def vendor(self) -> str:
+        """Who made it (nvidia, amd, huawei, iluvatar, moorethreads...; intel or amd for a CPU)."""
+        return vendor_of(self.type, self.name)
+
 
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else platform's."""
@@ -53,50 +60,124 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# Vendors' torch plugins: importing one registers its device type with torch (torch.npu, torch.musa, ...).
+PLUGINS = {"npu": "torch_npu", "musa": "torch_musa", "mlu": "torch_mlu", "gcu": "torch_gcu"}
+ACCELERATORS = ("cuda", "xpu", "mps", *PLUGINS)
+INSTALL = {"npu": "Huawei's torch_npu (CANN)", "musa": "Moore Threads' torch_musa", "mlu": "Cambricon's torch_mlu",
+           "gcu": "Enflame's torch_gcu", "xpu": "a torch build with XPU support", "cuda": "a CUDA or ROCm torch build"}
+# Cards that present as `cuda` but are not NVIDIA's, told apart by the name torch reports (and ROCm's HIP).
+CUDA_LOOKALIKES = (("iluvatar", r"iluvatar|\bbi-v\d|\bmr-v\d|corex"), ("metax", r"metax|\bmxc\d|\bc500\b"),
+                   ("kunlunxin", r"kunlun|\bp800\b|\br200\b|\br300\b"), ("hygon", r"hygon|\bdcu\b|\bk100\b|\bz100\b"))
+
+
+def _load_plugin(kind: str) -> None:
+    """Import a vendor's torch plugin when it is installed (it registers the device type with torch)."""
+    import importlib
+    import importlib.util
+
+    module = PLUGINS.get(kind)
+    if module and importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
+
+
+def backend_module(kind: str) -> Any:
+    """torch's module for a device type (torch.cuda, torch.npu once torch_npu is imported, ...), or None."""
+    return getattr(torch, kind, None) if kind != "cpu" else None
+
+
+def _available(kind: str) -> bool:
+    module = backend_module(kind)
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return bool(module is not None and getattr(module, "is_available", lambda: False)())
+
+
+def auto_device() -> str:
+    """The accelerator torch reports (torch.accelerator, torch >= 2.6, after loading any vendor plugin
+    installed), else the first available backend, else the CPU."""
+    for kind in PLUGINS:
+        with contextlib.suppress(Exception):  # a broken plugin is said by bench env; auto falls back
+            _load_plugin(kind)
+    accel = getattr(torch, "accelerator", None)
+    if accel is not None and hasattr(accel, "current_accelerator"):
+        current = accel.current_accelerator() if accel.is_available() else None
+        if current is not None:
+            return current.type
+    return next((kind for kind in ACCELERATORS if _available(kind)), "cpu")
+
+
+def vendor_of(kind: str, name: str) -> str:
+    """Who made the device: a cuda device is NVIDIA's unless its name (or ROCm) says otherwise."""
+    lowered = name.lower()
+    if kind == "cpu":
+        return "amd" if "amd" in lowered else "intel" if "intel" in lowered else "arm" if "arm" in lowered else ""
+    if kind == "cuda":
+        for vendor, pattern in CUDA_LOOKALIKES:
+            if re.search(pattern, lowered):
+                return vendor
+        return "amd" if getattr(torch.version, "hip", None) else "nvidia"
+    return {"npu": "huawei", "musa": "moorethreads", "mlu": "cambricon", "gcu": "enflame", "xpu": "intel",
+            "mps": "apple"}.get(kind, "")
+
+
 def resolve_device(spec: str) -> Device:
-    """'auto' picks CUDA/ROCm, then XPU, then MPS, then CPU. A named device must exist."""
+    """'auto' picks the accelerator torch reports, else the CPU. A named device must exist: cpu, cuda[:N],
+    npu[:N], musa[:N], mlu[:N], gcu[:N], xpu[:N], mps (a vendor's plugin is imported when it is installed)."""
     spec = spec.strip().lower()
     if spec == "auto":
-        if torch.cuda.is_available():
-            spec = "cuda"
-        elif hasattr(torch, "xpu") and torch.xpu.is_available():
-            spec = "xpu"
-        elif torch.backends.mps.is_available():
-            spec = "mps"
-        else:
-            spec = "cpu"
-    if not re.fullmatch(r"(cpu|cuda|xpu|mps)(:\d+)?", spec):
-        raise BadInput(f"unknown device '{spec}' (use auto, cpu, cuda, cuda:N, xpu or mps)")
-    dev = torch.device(spec)
-    if dev.type == "cpu":
-        return Device(dev, cpu_name(), psutil.virtual_memory().total)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput(f"device '{spec}' requested but torch sees no CUDA/ROCm device "
-                           f"(torch {torch.__version__})")
-        index = dev.index or 0
-        if index >= torch.cuda.device_count():
-            raise BadInput(f"device '{spec}' does not exist ({torch.cuda.device_count()} CUDA device(s))")
-        dev = torch.device("cuda", index)
-        props = torch.cuda.get_device_properties(index)
-        return Device(dev, props.name, props.total_memory)
-    if dev.type == "xpu":
-        if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-            raise BadInput(f"device '{spec}' requested but torch sees no XPU")
-        return Device(dev, torch.xpu.get_device_name(dev.index or 0), 0)
-    if not torch.backends.mps.is_available():
-        raise BadInput(f"device '{spec}' requested but MPS is not available")
-    return Device(dev, "Apple MPS", psutil.virtual_memory().total)
+        spec = auto_device()
+    match = re.fullmatch(r"([a-z]+)(?::(\d+))?", spec)
+    if not match or match.group(1) not in ("cpu", *ACCELERATORS):
+        raise BadInput(f"unknown device '{spec[:80]}' (use auto, cpu, {', '.join(ACCELERATORS)}, with :N for a card)")
+    kind, index = match.group(1), int(match.group(2) or 0)
+    if kind == "cpu":
+        return Device(torch.device("cpu"), cpu_name(), psutil.virtual_memory().total)
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise BadInput(f"device '{spec}' requested but MPS is not available")
+        return Device(torch.device("mps"), "Apple MPS", psutil.virtual_memory().total)
+    try:
+        _load_plugin(kind)
+    except Exception as exc:  # noqa: BLE001 - a plugin that fails to import is bad input, said in one line
+        raise BadInput(f"device '{spec}': {PLUGINS[kind]} is installed but fails to import: {str(exc)[:120]}") from None
+    module = backend_module(kind)
+    if not _available(kind):
+        raise BadInput(f"device '{spec}' requested but torch sees no {kind} device (torch {torch.__version__}; "
+                       f"install {INSTALL.get(kind, 'its torch plugin')})")
+    count = module.device_count()
+    if index >= count:
+        raise BadInput(f"device '{spec}' does not exist ({count} {kind} device(s))")
+    dev = torch.device(kind, index)
+    name, total = _name_and_memory(module, index)
+    return Device(dev, name, total)
+
+
+def _name_and_memory(module: Any, index: int) -> tuple[str, int]:
+    """The device's name and total memory from its backend module (0 where it does not say)."""
+    props = module.get_device_properties(index) if hasattr(module, "get_device_properties") else None
+    name = getattr(props, "name", None) or (module.get_device_name(index) if hasattr(module, "get_device_name")
+                                            else "unknown device")
+    total = int(getattr(props, "total_memory", 0) or 0)
+    if not total and hasattr(module, "mem_get_info"):
+        try:
+            total = int(module.mem_get_info(index)[1])
+        except Exception:  # noqa: BLE001 - a plugin without it: memory unknown, not a crash
+            total = 0
+    return str(name), total
 
 
 def synchronize(device: Device) -> None:
     """Wait for all queued work on the device, so a timestamp means 'done'."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device.torch_device)
-    elif device.type == "xpu":
-        torch.xpu.synchronize(device.torch_device)
-    elif device.type == "mps":
+    if device.type == "cpu":
+        return
+    if device.type == "mps":
         torch.mps.synchronize()
+        return
+    module = backend_module(device.type)
+    if module is not None and hasattr(module, "synchronize"):
+        module.synchronize(device.torch_device)
+    elif hasattr(torch, "accelerator"):
+        torch.accelerator.synchronize(device.torch_device)
 
 
 def pick_dtype(requested: str, device: Device) -> tuple[torch.dtype, str]:
@@ -128,23 +209,32 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _memory_fn(device: Device, name: str) -> Any:
+    """A memory function of the device's backend module (torch.cuda.max_memory_allocated, torch.npu's...),
+    or None where the backend has none (the CPU, MPS)."""
+    if device.type in ("cpu", "mps"):
+        return None
+    return getattr(backend_module(device.type), name, None)
+
+
 def reset_peak_memory(device: Device) -> None:
     """Start a new peak-memory window."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device.torch_device)
+    fn = _memory_fn(device, "reset_peak_memory_stats")
+    if fn is not None:
+        fn(device.torch_device)
 
 
 def peak_memory_bytes(device: Device) -> float | None:
     """Peak device memory allocated by torch since the last reset; None where torch cannot tell."""
-    if device.type == "cuda":
-        return float(torch.cuda.max_memory_allocated(device.torch_device))
-    return None
+    fn = _memory_fn(device, "max_memory_allocated")
+    return float(fn(device.torch_device)) if fn is not None else None
 
 
 def free_memory_bytes(device: Device) -> int:
     """Memory free for new allocations on the device (host available memory on CPU)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device.torch_device)
+    fn = _memory_fn(device, "mem_get_info")
+    if fn is not None:
+        free, _total = fn(device.torch_device)
         return int(free)
     return int(psutil.virtual_memory().available)
 
@@ -156,8 +246,9 @@ def usable_memory_bytes(device: Device) -> float:
     context and other processes are already out of it, unlike the card's total);
     on the host, available memory plus this process's RSS.
     """
-    if device.type == "cuda":
-        return float(free_memory_bytes(device) + torch.cuda.memory_reserved(device.torch_device))
+    reserved = _memory_fn(device, "memory_reserved")
+    if reserved is not None and _memory_fn(device, "mem_get_info") is not None:
+        return float(free_memory_bytes(device) + reserved(device.torch_device))
     return float(free_memory_bytes(device) + psutil.Process().memory_info().rss)
 
 
@@ -166,12 +257,10 @@ def empty_cache(device: Device) -> None:
     import gc
 
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "xpu":
-        torch.xpu.empty_cache()
-    elif device.type == "mps":
+    if device.type == "mps":
         torch.mps.empty_cache()
+    elif device.type != "cpu" and hasattr(backend_module(device.type), "empty_cache"):
+        backend_module(device.type).empty_cache()
 
 
 def reset_host_peak_rss() -> bool:
@@ -199,9 +288,8 @@ def host_peak_rss_bytes() -> float:
 
 def resident_bytes(device: Device) -> float:
     """Memory the process holds now: torch's allocation on a GPU, the process RSS on the host."""
-    if device.type == "cuda":
-        return float(torch.cuda.memory_allocated(device.torch_device))
-    return float(psutil.Process().memory_info().rss)
+    fn = _memory_fn(device, "memory_allocated")
+    return float(fn(device.torch_device)) if fn is not None else float(psutil.Process().memory_info().rss)
 
 
 def set_threads(requested: int) -> int:

@@ -80,7 +80,7 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
         "git": git_state(),
         # The GPU allocator's configuration changes how much fits before an OOM.
         "allocator_conf": {v: os.environ[v] for v in ALLOC_CONF_VARS if os.environ.get(v)},
-        "device": {"torch": str(device), "name": device.name,
+        "device": {"torch": str(device), "name": device.name, "vendor": device.vendor,
                    "memory_total_gb": device.total_memory_bytes / 1e9} if device else None,
         "torch_devices": torch_devices(),
         "accelerators": backend.fingerprint(),

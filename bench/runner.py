@@ -144,7 +144,7 @@ class Runner:
         return {**model_identity,
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "workload": self.workload.name,
             "case": case.index, "model": p["model"], "engine": p["engine"], "device": str(self.device),
-            "device_name": self.device.name, "device_count": device_count(p), "dtype": p["dtype"],
+            "device_name": self.device.name, "vendor": self.device.vendor, "device_count": device_count(p), "dtype": p["dtype"],
             "batch_size": p["batch_size"], "input_len": p["input_len"], "output_len": p["output_len"],
             "compile": p["compile"], "cache": p["cache"], "repetitions": 0, "status": "", "detail": "",
             "energy_source": self.sampler.backend.energy_reason(), "tags": _tags(p),

@@ -118,6 +118,7 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("mbu", "", "model bandwidth utilisation of decode"),
     ("mfu", "", "model FLOP/s utilisation of prefill"),
     # Extra columns.
+    ("vendor", "", "who made the device: nvidia | amd | huawei | iluvatar | moorethreads | cambricon | hygon | ..."),
     ("warnings", "", "the case's warning kinds, ';'-separated (high-cv;shared-device); their text is in detail"),
     ("itl_ms_p50", "ms", "inter-token latency, median"),
     ("ttft_ms_mean", "ms", "time to first token, mean"),
@@ -169,7 +170,7 @@ RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
 # The contract: every results.csv has these; a run adds the columns its scenario declares.
 CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.index("mfu") + 1]
 # Beyond the contract, what every row has (the case's identity) and what every model row has.
-ROW_EXTRAS: tuple[str, ...] = ("warnings", "compile", "cache", "measured_seconds", "tags")
+ROW_EXTRAS: tuple[str, ...] = ("vendor", "warnings", "compile", "cache", "measured_seconds", "tags")
 MODEL_EXTRAS: tuple[str, ...] = (
     "decode_path", "compile_s", "threads", "threads_used", "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params",
     "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",

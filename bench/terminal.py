@@ -284,8 +284,8 @@ def print_env(info: dict[str, Any], device: Any, tried: list[str]) -> None:
     console = stdout_console()
     console.print(f"[bold]host[/] {info['host']}  {info['os']}  Python {info['python']}")
     console.print(f"[bold]cpu[/] {info['cpu']} x{info['cpu_count']}, RAM {info['ram_gb']:.1f} GB")
-    console.print(f"[bold]device[/] {device} ({device.name}), {device.total_memory_bytes / 1e9:.1f} GB; "
-                  f"dtype {info['dtype_auto']}")
+    console.print(f"[bold]device[/] {device} ({device.name}, {info.get('vendor') or 'vendor unknown'}), "
+                  f"{device.total_memory_bytes / 1e9:.1f} GB; dtype {info['dtype_auto']}")
     console.print("[bold]versions[/] " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
     git = info["git"]
     console.print(f"[bold]git[/] {git['commit'] or 'not a git checkout'}" + (" (dirty)" if git["dirty"] else ""))
@@ -301,6 +301,12 @@ def print_env(info: dict[str, Any], device: Any, tried: list[str]) -> None:
         console.print(f"  {field}: {how}")
     for line in tried:
         console.print(f"  [dim]not used: {line}[/]")
+    for seen in info.get("accelerators_seen", []):
+        usable = "torch can use them" if seen["torch_usable"] else f"torch cannot use them yet: install {seen['install']}"
+        console.print(f"[bold]{seen['backend']}[/] sees {', '.join(seen['devices'])}; {usable}", highlight=False)
+        console.print(f"  reads: {', '.join(seen['readable']) or 'nothing'}", highlight=False)
+        for field, why in seen["not_readable"].items():
+            console.print(f"  [dim]{field}: {why}[/]", highlight=False)
 
 
 # --- bench compare ---------------------------------------------------------------------------

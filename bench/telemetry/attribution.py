@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.metrics import Repetition
 from bench.schema import NAN
+from bench.telemetry.energy import MAX_POWER_GAP_S
 from bench.telemetry.sampler import Sampler, summarise_windows
 
 ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",
@@ -53,6 +54,9 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         source = backend.power_method  # some window fell back from the counter to integrated power
     if methods == {"none"}:
         source = f"none: telemetry samples did not bracket the windows ({source})"
+    if "gap" in methods:
+        source = (f"none: power readings more than {MAX_POWER_GAP_S:g} s apart inside the measured windows "
+                  f"(the tool fell behind): energy not resolved ({source})")
     idle = sum(idle_power.values()) if idle_power else NAN
     dec_power = e_dec / decode_s if decode_s > 0 else NAN
     reasons = sorted({x for s in by_all.values() for x in s["throttle"]})

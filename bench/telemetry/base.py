@@ -46,6 +46,8 @@ class Backend(ABC):
     energy_method: str = "none"
     # The name when energy comes from integrating sampled power instead (a card or window without the counter).
     power_method: ClassVar[str] = ""
+    # The fastest rate it can sustain (a vendor SMI run per sample answers in tens to hundreds of ms).
+    max_hz: ClassVar[float] = 1000.0
     # What this device calls a field, where the generic name would mislead (a CPU has no SM clock).
     field_names: ClassVar[dict[str, str]] = {}
 

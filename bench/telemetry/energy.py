@@ -9,6 +9,9 @@ import numpy as np
 from bench.schema import NAN
 
 Window = tuple[float, float]
+# Integrated power needs readings close together inside the windows: a longer gap (a tool that fell behind,
+# a sensor that stalled) leaves energy unresolved rather than interpolated across it.
+MAX_POWER_GAP_S = 2.0
 
 
 def _cumulative_energy(times: np.ndarray, power: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -28,7 +31,8 @@ def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None
                         prefer: str = "counter") -> tuple[float, str]:
     """Energy of one device summed over windows, by counter if it has one, else by power.
 
-    Returns (joules, method) where method is 'counter', 'power' or 'none'.
+    Returns (joules, method) where method is 'counter', 'power', 'gap' (power readings more than
+    MAX_POWER_GAP_S apart inside the windows: not resolved) or 'none'.
     prefer="power" integrates the sampled power even where a counter exists, so the
     two methods can be set side by side. Vectorised: one pass over the samples for all windows.
     """
@@ -40,6 +44,10 @@ def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None
         at = np.interp(edges, t, np.asarray(counter_j, float))
         return float(np.sum(at[:, 1] - at[:, 0])), "counter"
     if len(t) >= 2 and power_w and all(p is not None for p in power_w):
+        lo = max(int(np.searchsorted(t, edges[:, 0].min(), side="right")) - 1, 0)
+        hi = min(int(np.searchsorted(t, edges[:, 1].max(), side="left")) + 1, len(t))
+        if hi - lo >= 2 and float(np.max(np.diff(t[lo:hi]))) > MAX_POWER_GAP_S:
+            return NAN, "gap"
         at = _cumulative_energy(t, np.asarray(power_w, float), edges.ravel()).reshape(edges.shape)
         return float(np.sum(at[:, 1] - at[:, 0])), "power"
     return NAN, "none"

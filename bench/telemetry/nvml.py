@@ -50,6 +50,7 @@ class NvmlBackend(Backend):
 
     name = "nvml"
     reads = FIELDS
+    counter_method = "nvml-counter"
     power_method = "nvml-power"
 
     def __init__(self, nvml: Any = None) -> None:
@@ -65,7 +66,7 @@ class NvmlBackend(Backend):
         self._labels = [f"gpu{i}" for i in range(count)]
         self._unsupported: list[dict[str, str]] = [self._probe(h) for h in self.handles]
         has_counter = all("energy_j" not in u for u in self._unsupported)
-        self.energy_method = "nvml-counter" if has_counter else self.power_method
+        self.energy_method = self.counter_method if has_counter else self.power_method
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -216,3 +217,39 @@ class NvmlBackend(Backend):
     def close(self) -> None:
         with contextlib.suppress(Exception):  # shutting down: nothing useful to do on failure
             self.nvml.nvmlShutdown()
+
+
+# NVML-compatible libraries that vendors ship for their CUDA-compatible cards (same C API, another file).
+COMPAT_LIBRARIES = ("libixml.so", "/usr/local/corex/lib64/libixml.so", "/usr/local/corex/lib/libixml.so")
+LIBRARY_ENV = "CLAIMBENCH_NVML_LIBRARY"
+
+
+class NvmlCompatBackend(NvmlBackend):
+    """A card whose vendor ships an NVML-compatible library (Iluvatar CoreX's libixml.so, or any library named in
+    $CLAIMBENCH_NVML_LIBRARY): the NVML code above, reading that library instead of libnvidia-ml."""
+
+    name = "nvml-compat"
+    counter_method = "nvml-compat-counter"
+    power_method = "nvml-compat-power"
+
+    def __init__(self, nvml: Any = None, library: str | None = None) -> None:
+        import ctypes
+        import os
+
+        if nvml is None:
+            import pynvml as nvml
+        named = library or os.environ.get(LIBRARY_ENV)
+        candidates = [named] if named else list(COMPAT_LIBRARIES)
+        errors = []
+        for path in candidates:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError as exc:
+                errors.append(f"{path}: {str(exc)[:80]}")
+                continue
+            nvml.nvmlLib = lib  # pynvml loads its library only when none is set: it calls this one
+            self.library = path
+            super().__init__(nvml)
+            return
+        raise FileNotFoundError("no NVML-compatible library (" + "; ".join(errors) +
+                                f"); name one with {LIBRARY_ENV}=PATH")

@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import os
+
+from bench.errors import BadInput
 from bench.telemetry.base import Backend, NoTelemetry
-from bench.telemetry.registry import BACKENDS, backend_class
+from bench.telemetry.registry import BACKENDS, ENV_BACKEND, backend_class
 
 
 def probe_backend(device_type: str = "cuda") -> tuple[Backend, list[str]]:
     """The first backend that starts, and why each earlier one did not.
 
-    On a CPU run the accelerator backends are skipped: the host is what does the work.
+    On a CPU run the accelerator backends are skipped: the host is what does the work. $CLAIMBENCH_TELEMETRY
+    names one backend to use whatever the device (a card seen by its SMI that torch cannot use yet).
     """
     tried: list[str] = []
-    for name in BACKENDS:
+    chosen = os.environ.get(ENV_BACKEND, "")
+    if chosen and chosen not in BACKENDS:
+        raise BadInput(f"{ENV_BACKEND}={chosen[:80]}: not a telemetry backend (known: {', '.join(BACKENDS)})")
+    for name in [chosen] if chosen else list(BACKENDS):
         try:
             cls = backend_class(name)
-            if cls.accelerator and device_type == "cpu":
+            if cls.accelerator and device_type == "cpu" and not chosen:
                 continue
             return cls(), tried
         except Exception as exc:  # noqa: BLE001 - any error at start (no library, no card) means "not here"
             tried.append(f"{name}: {exc.__class__.__name__}: {exc}" if name != "cpu" else f"{name}: {exc}")
     return NoTelemetry("; ".join(tried)), tried
+
+
+def accelerators_seen() -> list[dict]:
+    """Every card a vendor's tool or library shows, whether or not torch can use it, with what its telemetry
+    reads: so `bench env` shows a card before the first run (and what to install when torch cannot use it)."""
+    from bench.devices import ACCELERATORS, _available
+
+    seen = []
+    usable = {kind for kind in ACCELERATORS if _safe(_available, kind)}
+    for name in BACKENDS:
+        cls = backend_class(name)
+        if not cls.accelerator:
+            continue
+        try:
+            backend = cls()
+        except Exception:  # noqa: BLE001 - not on this machine
+            continue
+        caps = backend.capabilities()
+        kind = getattr(cls, "vendor", "") or "cuda"
+        seen.append({"backend": name, "devices": backend.devices(), "torch_usable": kind in usable or
+                     (kind in ("dcu",) and "cuda" in usable),
+                     "readable": [backend.field_names.get(f, f) for f, why in caps.items() if why is None],
+                     "not_readable": {backend.field_names.get(f, f): why for f, why in caps.items() if why},
+                     "install": getattr(cls, "install", "")})
+        backend.close()
+    return seen
+
+
+def _safe(fn, *args) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(fn(*args))
+    except Exception:  # noqa: BLE001
+        return False

@@ -14,9 +14,14 @@ from typing import Any
 
 BACKENDS: dict[str, str] = {
     "nvml": "bench.telemetry.nvml:NvmlBackend",
+    "nvml-compat": "bench.telemetry.nvml:NvmlCompatBackend",  # Iluvatar's libixml.so, or a library named
     "amdsmi": "bench.telemetry.amdsmi_backend:AmdSmiBackend",
+    "hy-smi": "bench.telemetry.hygon:HygonBackend",
+    "npu-smi": "bench.telemetry.ascend:AscendBackend",
+    "mthreads-gmi": "bench.telemetry.moorethreads:MooreThreadsBackend",
     "cpu": "bench.telemetry.cpu:CpuBackend",
 }
+ENV_BACKEND = "CLAIMBENCH_TELEMETRY"  # a backend's name: use it, and only it (a card torch cannot use yet)
 
 
 def backend_class(name: str) -> Any:

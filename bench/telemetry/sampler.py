@@ -22,7 +22,7 @@ class Sampler:
 
     def __init__(self, backend: Backend, hz: float = 10.0) -> None:
         self.backend = backend
-        self.period = 1.0 / hz
+        self.period = 1.0 / min(hz, backend.max_hz)  # never faster than the backend's tool can answer
         self.readings: list[Reading] = []
         self.case_of: list[str] = []
         self.case = ""
