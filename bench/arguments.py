@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
     ver.add_argument("--wide", **wide)
 
+    his = sub.add_parser("history", help="a series per case and metric over commits; change points (Apache Otava)")
+    his.add_argument("runs", nargs="*", metavar="ROOT", help="results roots or runs (default: ./results)")
+    his.add_argument("-o", "--output", metavar="FILE.html", help="also write the trend page")
+    his.add_argument("--fail-on", choices=["regression"], help="exit 1 when a series' newest change point is one")
+    his.add_argument("--max-pvalue", type=float, default=0.001, help="significance of a change point (0.001)")
+    his.add_argument("--min-change", type=float, default=3.0, metavar="PCT",
+                     help="smallest change reported as a regression or improvement, in percent (3)")
+
     rep = sub.add_parser("report", help="one self-contained HTML report")
     rep.add_argument("runs", nargs="*", metavar="RUN", help="run directories or results roots (default: ./results)")
     rep.add_argument("-o", "--output", required=True, metavar="FILE.html")

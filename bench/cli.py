@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             args = build_parser().parse_args(["run", *argv])
         handler = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "compare": cmd_compare, "check": cmd_check,
-                   "verify": cmd_verify, "report": cmd_report}[args.command]
+                   "verify": cmd_verify, "report": cmd_report, "history": cmd_history}[args.command]
         return handler(args)
     except BadInput as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -50,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("bench: terminated" if isinstance(exc, Terminated) else "bench: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-
-
-# --- run -------------------------------------------------------------------------------------
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,9 +124,6 @@ def _exit_status(outcome: Any, console: Any) -> int:
     return EXIT_FAIL if any(r["status"] == "error" for r in outcome.rows) else EXIT_OK
 
 
-# --- list / env ------------------------------------------------------------------------------
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import terminal
 
@@ -139,26 +133,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     from bench import terminal
-    from bench.devices import pick_dtype, resolve_device
-    from bench.fingerprint import fingerprint
+    from bench.fingerprint import environment
     from bench.results import clean_for_json
-    from bench.telemetry.probe import accelerators_seen, probe_backend
 
-    device = resolve_device("auto")
-    backend, tried = probe_backend(device.type)
-    info = fingerprint(device, backend)
-    info["telemetry"]["probe"] = tried
-    info["vendor"], info["accelerators_seen"] = device.vendor, accelerators_seen()
-    info["dtype_auto"] = pick_dtype("auto", device)[1]
-    backend.close()
+    info, device, tried = environment()
     if args.json:
         print(json.dumps(clean_for_json(info), indent=2, default=str))
     else:
         terminal.print_env(info, device, tried)
     return EXIT_OK
-
-
-# --- compare / check / verify / report -------------------------------------------------------
 
 
 def _read(specs: list[str], default_root: bool = False, machine_format: bool = False) -> Any:
@@ -247,3 +230,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"report: {out}")
     return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from bench import terminal
+    from bench.history import failing, history, trend_page
+
+    series = history(_read(args.runs, default_root=True).runs, args.max_pvalue, args.min_change / 100)
+    terminal.print_history(series)
+    if args.output:
+        Path(args.output).write_text(trend_page(series), encoding="utf-8")
+        print(f"trend: {args.output}")
+    return EXIT_FAIL if args.fail_on and failing(series, args.fail_on) else EXIT_OK

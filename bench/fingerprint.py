@@ -39,9 +39,10 @@ def git_state() -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "commit_time": None}
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status)}
+    # The commit's time orders a history (bench history): a run's own start time would order re-runs of old commits last.
+    return {"commit": commit, "dirty": bool(status), "commit_time": git("show", "-s", "--format=%cI", "HEAD")}
 
 
 def torch_devices() -> list[dict[str, Any]]:
@@ -90,3 +91,19 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
             "capabilities": {backend.field_names.get(k, k): (v or "readable") for k, v in backend.capabilities().items()},
         },
     }
+
+
+def environment() -> tuple[dict[str, Any], Device, list[str]]:
+    """`bench env`'s facts: the fingerprint of this machine's auto device and its telemetry, the backends tried,
+    auto's dtype, and every card a vendor's tool sees (usable by torch or not)."""
+    from bench.devices import pick_dtype, resolve_device
+    from bench.telemetry.probe import accelerators_seen, probe_backend
+
+    device = resolve_device("auto")
+    backend, tried = probe_backend(device.type)
+    info = fingerprint(device, backend)
+    info["telemetry"]["probe"] = tried
+    info["dtype_auto"] = pick_dtype("auto", device)[1]
+    info["vendor"], info["accelerators_seen"] = device.vendor, accelerators_seen()
+    backend.close()
+    return info, device, tried

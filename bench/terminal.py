@@ -408,3 +408,22 @@ def print_verdicts(frame: Any, title: str, wide: bool) -> None:
         said = "; ".join(str(row[k]) for k in ("where", "why") if str(row.get(k, "")) not in ("", "nan"))
         if said:
             console.print(f"  {row['claim']}: {said}", markup=False, highlight=False)
+
+
+# --- bench history ---------------------------------------------------------------------------
+
+
+def print_history(all_series: list[Any]) -> None:
+    """`bench history`: how many series and what they say, then the change points, newest first."""
+    from collections import Counter
+
+    from bench.history import open_change_points
+
+    counts = Counter(s.label for s in all_series)
+    print(f"{len(all_series)} series: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()))
+    frame = open_change_points(all_series)
+    if frame.empty:
+        print("no change point")
+        return
+    print_frame(frame.drop(columns=["machine"]), "change points, newest first",
+                ["case", "metric", "change %", "p", "label", "commits"])
