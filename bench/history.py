@@ -72,8 +72,8 @@ class Series:
 
 
 def _machine(run: Run) -> str:
-    fp = run.fingerprint()
-    return f"{run.device_name} / {fp.get('cpu') or '-'}"
+    cpu = str(run.fingerprint().get("cpu") or "-")
+    return run.device_name if run.device_name == cpu else f"{run.device_name} / {cpu}"
 
 
 def _software(run: Run) -> str:
@@ -185,7 +185,8 @@ def trend_page(all_series: list[Series]) -> str:
     from bench.htmlreport import _svg
 
     figures = []
-    for i, s in enumerate(all_series):
+    rank = {"regression": 0, "suspicious": 1, "improvement": 2}  # what needs a look first
+    for i, s in enumerate(sorted(all_series, key=lambda s: rank.get(s.label, 3))):
         if not s.points:
             continue
 
