@@ -321,6 +321,8 @@ def render(runs: list[Run], price_per_hour: float | None = None, groups: list[li
             '<p class="empty">No data for this plot in these runs.</p>'
         sections.append(f"<h2>{title}</h2>{body}")
     verdicts = verify(runs, price_per_hour, groups=groups)
+    # What was measured first: the grey "not measured" rows follow, so the first screen shows answers.
+    verdicts = sorted(verdicts, key=lambda v: v.verdict == "not measured")
     counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICT_COLOURS}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     measured_any = any(v.verdict != "not measured" for v in verdicts)
