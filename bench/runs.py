@@ -98,7 +98,7 @@ def find_runs(root: Path) -> list[Path]:
 
 
 @dataclass
-class Loaded:
+class ReadRuns:
     """The runs read for a command, in groups (one per argument given), and what was skipped and why."""
 
     groups: list[list[Run]]
@@ -129,14 +129,14 @@ def _short(path: str, width: int = 18) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-def read_runs(specs: list[str]) -> Loaded:
+def read_runs(specs: list[str]) -> ReadRuns:
     """Any mix of run directories, results.csv files and results roots (searched at any depth), one group per
     spec; a run named twice (or a root and a run inside it) is read once, where it first appears. A run that
     cannot be read inside a root is skipped with the reason; one named by itself is bad input."""
     if not specs:
         raise BadInput("give at least one run directory, results.csv or results root")
     seen: set[Path] = set()
-    loaded = Loaded([])
+    loaded = ReadRuns([])
     for spec in specs:
         path = Path(spec)
         group: list[Run] = []

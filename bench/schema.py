@@ -125,7 +125,8 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("e2e_ms_p99", "ms", "request latency, p99"),
     ("compile", "", "torch.compile used"),
     ("decode_path", "", "transformers decode path that ran: generate | loop | captured (the decode parameter resolved)"),
-    ("compile_s", "s", "compilation and graph capture in the warm-up (never timed); empty when nothing compiled"),
+    ("compile_s", "s", "wall time of the warm-up calls that compiled (compilation, graph capture and that call's own "
+                       "decode; never timed); empty when nothing compiled"),
     ("threads", "", "the threads parameter (0: the cores this process may use)"),
     ("threads_used", "", "torch CPU threads during the case"),
     ("cache", "", "KV cache implementation"),

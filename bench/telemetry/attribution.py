@@ -12,7 +12,6 @@ from typing import Any
 
 from bench.metrics import Repetition
 from bench.schema import NAN
-from bench.telemetry.energy import MAX_POWER_GAP_S
 from bench.telemetry.sampler import Sampler, summarise_windows
 
 ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",
@@ -35,12 +34,13 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         return empty, ""
     pre = [(r.start, r.first_token) for r in reps]
     dec = [(r.first_token, r.end) for r in reps]
-    by_pre = summarise_windows(series, pre)
-    by_dec = summarise_windows(series, dec)
-    by_all = summarise_windows(series, pre + dec)
+    gap = sampler.backend.max_power_gap_s
+    by_pre = summarise_windows(series, pre, gap)
+    by_dec = summarise_windows(series, dec, gap)
+    by_all = summarise_windows(series, pre + dec, gap)
     for s, rep_pre, rep_dec in zip(samples, pre, dec):
-        s["energy_prefill_j"] = _sum(summarise_windows(series, [rep_pre]), "energy_j")
-        s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec]), "energy_j")
+        s["energy_prefill_j"] = _sum(summarise_windows(series, [rep_pre], gap), "energy_j")
+        s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec], gap), "energy_j")
         s["energy_j_per_token"] = s["energy_decode_j"] / s["_decode_tokens"] if s["_decode_tokens"] else NAN
         span = rep_dec[1] - rep_pre[0]
         s["power_w"] = (s["energy_prefill_j"] + s["energy_decode_j"]) / span / len(series) if span > 0 else NAN
@@ -55,7 +55,7 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
     if methods == {"none"}:
         source = f"none: telemetry samples did not bracket the windows ({source})"
     if "gap" in methods:
-        source = (f"none: power readings more than {MAX_POWER_GAP_S:g} s apart inside the measured windows "
+        source = (f"none: power readings more than {gap:g} s apart inside the measured windows "
                   f"(the tool fell behind): energy not resolved ({source})")
     idle = sum(idle_power.values()) if idle_power else NAN
     dec_power = e_dec / decode_s if decode_s > 0 else NAN

@@ -75,6 +75,14 @@ class Backend(ABC):
         """Other processes using the devices now ("pid 123 (2.1 GB)"); empty when none or unknown."""
         return []
 
+    @property
+    def max_power_gap_s(self) -> float:
+        """The longest gap between power readings that integrated energy may bridge: 2 s, or four sampling
+        periods of a slow tool (npu-smi at 1 Hz: 4 s), so a tool that merely runs slowly is not a gap."""
+        from bench.telemetry.energy import MAX_POWER_GAP_S
+
+        return max(MAX_POWER_GAP_S, 4.0 / self.max_hz)
+
     def energy_reason(self) -> str:
         """The energy_source text: the method, or 'none: why'."""
         reason = self.capabilities().get("energy_j") and self.capabilities().get("power_w")

@@ -28,11 +28,11 @@ def _bracketed(times: Sequence[float], windows: Sequence[Window]) -> bool:
 
 def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None],
                         power_w: Sequence[float | None], windows: Sequence[Window],
-                        prefer: str = "counter") -> tuple[float, str]:
+                        prefer: str = "counter", max_gap_s: float = MAX_POWER_GAP_S) -> tuple[float, str]:
     """Energy of one device summed over windows, by counter if it has one, else by power.
 
     Returns (joules, method) where method is 'counter', 'power', 'gap' (power readings more than
-    MAX_POWER_GAP_S apart inside the windows: not resolved) or 'none'.
+    max_gap_s apart inside the windows: not resolved) or 'none'.
     prefer="power" integrates the sampled power even where a counter exists, so the
     two methods can be set side by side. Vectorised: one pass over the samples for all windows.
     """
@@ -46,7 +46,7 @@ def energy_over_windows(times: Sequence[float], counter_j: Sequence[float | None
     if len(t) >= 2 and power_w and all(p is not None for p in power_w):
         lo = max(int(np.searchsorted(t, edges[:, 0].min(), side="right")) - 1, 0)
         hi = min(int(np.searchsorted(t, edges[:, 1].max(), side="left")) + 1, len(t))
-        if hi - lo >= 2 and float(np.max(np.diff(t[lo:hi]))) > MAX_POWER_GAP_S:
+        if hi - lo >= 2 and float(np.max(np.diff(t[lo:hi]))) > max_gap_s:
             return NAN, "gap"
         at = _cumulative_energy(t, np.asarray(power_w, float), edges.ravel()).reshape(edges.shape)
         return float(np.sum(at[:, 1] - at[:, 0])), "power"

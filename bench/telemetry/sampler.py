@@ -10,7 +10,13 @@ from collections import defaultdict
 from bench import clock
 from bench.schema import NAN
 from bench.telemetry.base import Backend, Reading, throttling_reasons
-from bench.telemetry.energy import Window, energy_over_windows, merge_windows, power_in_windows
+from bench.telemetry.energy import (
+    MAX_POWER_GAP_S,
+    Window,
+    energy_over_windows,
+    merge_windows,
+    power_in_windows,
+)
 
 
 class Sampler:
@@ -111,16 +117,20 @@ class Sampler:
         return {dev: s["power_w_mean"] for dev, s in summary.items() if not math.isnan(s["power_w_mean"])}
 
 
-def summarise_windows(series: dict[str, list[Reading]], windows: list[Window]) -> dict[str, dict]:
+def summarise_windows(series: dict[str, list[Reading]], windows: list[Window],
+                      max_gap_s: float = MAX_POWER_GAP_S) -> dict[str, dict]:
     """Per device: energy (J) and its method, the same energy from integrated power (energy_power_j),
-    mean/max power, max temperature and throttle reasons."""
+    mean/max power, max temperature and throttle reasons. max_gap_s: the longest gap between power readings
+    that integrated energy bridges (the backend's own, from its sampling period)."""
     windows = merge_windows(windows)
     out: dict[str, dict] = {}
     for dev, rs in series.items():
         ts = [r.t for r in rs]
-        energy, method = energy_over_windows(ts, [r.energy_j for r in rs], [r.power_w for r in rs], windows)
+        energy, method = energy_over_windows(ts, [r.energy_j for r in rs], [r.power_w for r in rs], windows,
+                                             max_gap_s=max_gap_s)
         # The same windows by integrating sampled power: a cross-check of the counter (NaN without power).
-        by_power, _ = energy_over_windows(ts, [], [r.power_w for r in rs], windows, prefer="power")
+        by_power, _ = energy_over_windows(ts, [], [r.power_w for r in rs], windows, prefer="power",
+                                          max_gap_s=max_gap_s)
         mean, peak = power_in_windows(ts, [r.power_w for r in rs], windows)
         if math.isnan(mean) and not math.isnan(energy):
             duration = sum(b - a for a, b in windows)
