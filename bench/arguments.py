@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--alpha", type=float, default=0.01,
                      help="significance level of the Mann-Whitney test with 5+ repetitions, in (0, 0.5] (default 0.01)")
     chk.add_argument("--metric", help="comma-separated metrics to gate (default: every gated metric measured)")
-    chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change too")
+    chk.add_argument("--strict", action="store_true", help="exit 1 on an inconclusive change or machine-drift too")
     chk.add_argument("--wide", **wide)
 
     ver = sub.add_parser("verify", help="verdicts on the claims in seeds/claims.toml")
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     his.add_argument("runs", nargs="*", metavar="ROOT", help="results roots or runs (default: ./results)")
     his.add_argument("-o", "--output", metavar="FILE.html", help="also write the trend page")
     his.add_argument("--fail-on", choices=["regression"], help="exit 1 when a series' newest change point is one")
+    his.add_argument("--strict", action="store_true", help="with --fail-on: a machine-drift fails too")
     his.add_argument("--max-pvalue", type=float, default=0.001, help="significance of a change point (0.001)")
     his.add_argument("--min-change", type=float, default=3.0, metavar="PCT",
                      help="smallest change reported as a regression or improvement, in percent (3)")

@@ -144,7 +144,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read(specs: list[str], default_root: bool = False, machine_format: bool = False) -> Any:
+def _read(specs: list[str], default_root: bool = False, machine_format: bool = False, loader: Any = None) -> Any:
     """The runs asked for (./results when none and default_root), after one line saying what was read (on
     stdout, its first line; on stderr where stdout is csv/markdown) and a warning per run skipped."""
     from bench.runs import read_runs
@@ -154,7 +154,7 @@ def _read(specs: list[str], default_root: bool = False, machine_format: bool = F
             raise BadInput(f"no RUN given and no ./{DEFAULT_ROOT} here: give run directories or results roots "
                            "(or measure first: bench run --workload claims --quick)")
         specs = [DEFAULT_ROOT]
-    loaded = read_runs(specs)
+    loaded = read_runs(specs, loader)
     print(f"read {loaded.said()}", file=sys.stderr if machine_format else sys.stdout)
     for line in loaded.skipped:
         print(f"warning: skipped {line[:300]}", file=sys.stderr)
@@ -199,7 +199,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     terminal.print_gate(result, args.wide)
     if result.regressions:
         return EXIT_FAIL
-    return EXIT_FAIL if args.strict and result.inconclusive else EXIT_OK
+    return EXIT_FAIL if args.strict and (result.inconclusive or result.drifted) else EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -234,11 +234,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from bench import terminal
-    from bench.history import failing, history, trend_page
+    from bench.history import failing, history, read_record, trend_page
 
-    series = history(_read(args.runs, default_root=True).runs, args.max_pvalue, args.min_change / 100)
+    series = history(_read(args.runs, default_root=True, loader=read_record).runs, args.max_pvalue,
+                     args.min_change / 100)
     terminal.print_history(series)
     if args.output:
         Path(args.output).write_text(trend_page(series), encoding="utf-8")
         print(f"trend: {args.output}")
-    return EXIT_FAIL if args.fail_on and failing(series, args.fail_on) else EXIT_OK
+    return EXIT_FAIL if args.fail_on and failing(series, args.fail_on, args.strict) else EXIT_OK

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.canary import divide_out, machine_change_pct
+from bench.canary import speed as canary_speed
 from bench.caseid import case_label
 from bench.compare import CASE_KEYS, case_rows, fingerprint_summary
 from bench.errors import BadInput
@@ -39,11 +41,12 @@ class Finding:
     candidate: float
     worse_pct: float
     p_value: float
-    verdict: str  # ok | regression | inconclusive
+    verdict: str  # ok | regression | machine-drift | inconclusive
     note: str
     reps: tuple[int, int] = (0, 0)
     detectable_pct: float = math.nan  # the smallest slowdown the rule would have flagged with this noise
     rule: str = ""  # the decision rule that judged it: ALL_PAIRS, RANK_TEST, or "" (no per-repetition values)
+    machine_pct: float = math.nan  # how much faster (+) / slower (-) the canary says the machine was
 
     @property
     def regression(self) -> bool:
@@ -65,6 +68,7 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
     then inconclusive, never a regression (one value cannot show consistency).
     """
     baselines = baseline if isinstance(baseline, list) else [baseline]
+    machine = machine_change_pct([canary_speed(b.meta) for b in baselines], canary_speed(candidate.meta))
     history: dict[tuple[str, ...], list[tuple[Run, pd.Series]]] = {}
     for run in baselines:
         for _, row in case_rows(run).iterrows():
@@ -95,13 +99,26 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
                 verdict, worse, p, note = judge(xb, xc, direction, tol, alpha)
                 floor = detectable_pct(xb, xc, direction, tol, alpha)
                 rule = ALL_PAIRS if min(len(xb), len(xc)) < FEW else RANK_TEST
+                if verdict == "regression" and math.isfinite(machine):
+                    verdict, note = _drift(xb, xc, direction, tol, alpha, machine, note)
             else:
                 verdict, worse, p, note = judge(np.array(values), np.array([float(c)]), direction, tol, alpha)
                 if verdict != "ok":
                     verdict, note = "inconclusive", f"worse by {worse:.1f}% (no per-repetition samples: not gated)"
             findings.append(Finding(label, metric, b, float(c), worse, p, verdict, note, (len(xb), len(xc)), floor,
-                                    rule))
+                                    rule, machine))
     return findings
+
+
+def _drift(xb: np.ndarray, xc: np.ndarray, direction: int, tol: float, alpha: float, machine: float,
+           note: str) -> tuple[str, str]:
+    """A regression judged again with the machine's change (the canary's) divided out of the candidate: when
+    that is no longer a regression, the machine moved as much as the figure: machine-drift."""
+    verdict, worse, _p, _note = judge(xb, divide_out(xc, machine, direction), direction, tol, alpha)
+    if verdict == "regression":
+        return "regression", f"{note}; the machine's canary moved {machine:+.1f}%, {worse:.1f}% worse without it"
+    return "machine-drift", (f"{note}, and the machine's canary moved {machine:+.1f}% (bandwidth and FLOP/s probe): "
+                             f"{worse:+.1f}% with it divided out; rerun both on a quiet machine")
 
 
 def parse_percent(text: str, what: str) -> float:
@@ -144,7 +161,7 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     return pd.DataFrame([{
         "case": f.case, "metric": f.metric, "baseline": f.baseline, "candidate": f.candidate,
         "worse %": round(f.worse_pct, 2), "p": f.p_value, "verdict": f.verdict, "reps": f"{f.reps[0]}/{f.reps[1]}",
-        "detectable %": round(f.detectable_pct, 1),
+        "detectable %": round(f.detectable_pct, 1), "machine %": round(f.machine_pct, 1),
         "note": f.note,
     } for f in findings])
 
@@ -168,6 +185,11 @@ class GateResult:
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.verdict == "regression"]
+
+    @property
+    def drifted(self) -> list[Finding]:
+        """Regressions the machine's own change explains (bench.canary)."""
+        return [f for f in self.findings if f.verdict == "machine-drift"]
 
     @property
     def inconclusive(self) -> list[Finding]:

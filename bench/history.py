@@ -4,24 +4,31 @@ a t-test significance step, the method of Fleming et al., "Hunter", ICPE 2023). 
 
 Labels in the manner of the PyTorch HUD: `regression` / `improvement` (a change point at p <= max_pvalue and at
 least min_magnitude in size, its direction from the schema), `suspicious` (a weak change point Otava found at its
-relaxed first-pass threshold but that did not survive), `insufficient data` (a series too short to judge).
+relaxed first-pass threshold but that did not survive), `insufficient data` (a series too short to judge), and
+`machine-drift`: a regression that the machine's own canary (bench.canary) moved as much as, across the same step.
 """
 
 from __future__ import annotations
 
+import csv
+import functools
 import math
+import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench.caseid import case_label
-from bench.compare import CASE_KEYS, case_rows
-from bench.errors import BadInput
-from bench.runs import Run
-from bench.schema import GATED
-from bench.stats import case_values
+from bench.canary import speed as canary_speed
+from bench.caseid import case_label, param_text
+from bench.compare import CASE_KEYS
+from bench.errors import BadInput, first_line
+from bench.params import CASE_PARAMS, IDENTITY
+from bench.results import read_meta, results_csv_path
+from bench.runs import case_param_fills
+from bench.schema import GATED, SCHEMA_VERSION
 
 # Tuned on this machine's noise (README, Regression tracking: tests/benchmarks/history_rates.py measured them).
 MAX_PVALUE = 0.001
@@ -29,6 +36,8 @@ MIN_MAGNITUDE = 0.03  # a change point smaller than 3% of the mean is not report
 MIN_POINTS = 5
 WINDOW = 30  # Otava's sliding window (points)
 SOFTWARE_KEYS = ("torch", "transformers", "vllm", "cuda_runtime")
+IDENTITY_TEXT = (*CASE_KEYS, *CASE_PARAMS)  # what makes a row's case label, with the metrics a label names
+LABEL_IF_METRICS = tuple(sorted({p.label_if for p in IDENTITY.values() if p.label_if} - set(IDENTITY)))
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Point:
     value: float
     reps: list[float]
     software: str  # torch/transformers/... versions, to mark a software change on the series
+    canary: float = math.nan  # the machine's speed index during the run (bench.canary), NaN when not taken
 
 
 @dataclass
@@ -52,7 +62,8 @@ class ChangePoint:
     first_bad: str
     change_pct: float  # +: the metric went up
     pvalue: float
-    label: str  # regression | improvement | suspicious
+    label: str  # regression | improvement | suspicious | machine-drift
+    machine_pct: float = math.nan  # the canary's change across the same step, where both sides have one
 
 
 @dataclass
@@ -71,17 +82,110 @@ class Series:
         return [i for i in range(1, len(self.points)) if self.points[i].software != self.points[i - 1].software]
 
 
-def _machine(run: Run) -> str:
+@dataclass
+class RunRecord:
+    """What a history needs of one run, read without pandas (a history holds thousands of runs): its ok rows
+    (case parameters as text, gated metrics as numbers), its repetitions per case, run.json."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    rows: list[dict[str, Any]]
+    samples: dict[str, dict[str, list[float]]]  # case -> samples.csv column -> one value per repetition
+    device_name: str = "unknown"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.meta.get("fingerprint", {}) or {}
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV we wrote, as dicts, checked as read_results checks it: complete lines, one width."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({first_line(exc)})") from None
+    if not text.strip():
+        return []
+    if not text.endswith("\n"):
+        raise BadInput(f"{path}: last line is incomplete: truncated file")
+    rows = list(csv.reader(text.splitlines()))
+    header = rows[0]
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(header):
+            raise BadInput(f"{path}: line {number} has {len(row)} fields, the header {len(header)}: truncated")
+    return [dict(zip(header, row)) for row in rows[1:] if row]
+
+
+def _number(text: str, path: Path, column: str) -> float:
+    """A numeric cell: empty is NaN; anything but a finite number is a corrupt file."""
+    if text == "":
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadInput(f"{path}: column {column}: {text[:80]!r} is not a finite number")
+    return value
+
+
+@functools.lru_cache(maxsize=4096)  # a history repeats a few dozen values thousands of times
+def _text(value: str) -> str:
+    try:
+        return param_text(float(value))  # '8' and '8.0' are one batch size, as pandas reads them
+    except ValueError:
+        return param_text(value)
+
+
+def read_record(spec: str | Path) -> RunRecord:
+    """One run for a history (the light counterpart of runs.load_run; BadInput with the reason)."""
+    path = results_csv_path(spec)
+    results = _csv_rows(path)
+    if not results or any(c not in results[0] for c in ("schema_version", "status", "workload", "model")):
+        raise BadInput(f"{path}: no result rows, or not a claimbench results.csv")
+    if any(_number(r["schema_version"], path, "schema_version") > SCHEMA_VERSION for r in results):
+        raise BadInput(f"{path}: schema version newer than this claimbench understands ({SCHEMA_VERSION})")
+    directory = path.parent
+    meta = read_meta(directory / "run.json") if (directory / "run.json").is_file() else {}
+    fills = case_param_fills(meta)
+    rows = []
+    for raw in results:
+        if raw["status"] != "ok":
+            continue
+        row: dict[str, Any] = {k: _text(raw.get(k, "")) for k in CASE_KEYS}
+        for name, (fill, varied) in fills.items():
+            if name == "reuse" and name not in raw and varied and "ttft_speedup" in raw:
+                row[name] = param_text(raw["ttft_speedup"] != "")  # an older prefix-reuse row
+            else:
+                row[name] = _text(raw.get(name, "")) or param_text(fill)
+        row.update({m: _number(raw.get(m, ""), path, m) for m in (*GATED, *LABEL_IF_METRICS)})
+        row["case"] = raw.get("case", "")
+        rows.append(row)
+    samples: dict[str, dict[str, list[float]]] = {}
+    wanted = {c.sample for c in GATED.values() if c.sample}
+    if (directory / "samples.csv").is_file():
+        for raw in _csv_rows(directory / "samples.csv"):
+            per_case = samples.setdefault(raw.get("case", ""), {})
+            for column in wanted & raw.keys():
+                value = _number(raw[column], directory / "samples.csv", column)
+                if math.isfinite(value):
+                    per_case.setdefault(column, []).append(value)
+    names = [r.get("device_name") for r in results if r.get("device_name")]
+    name = directory.name if path.name == "results.csv" else path.stem
+    return RunRecord(name, directory, meta, rows, samples, names[0] if names else "unknown")
+
+
+def _machine(run: RunRecord) -> str:
     cpu = str(run.fingerprint().get("cpu") or "-")
     return run.device_name if run.device_name == cpu else f"{run.device_name} / {cpu}"
 
 
-def _software(run: Run) -> str:
+def _software(run: RunRecord) -> str:
     versions = run.fingerprint().get("versions") or {}
     return ", ".join(f"{k} {versions[k]}" for k in SOFTWARE_KEYS if versions.get(k))
 
 
-def _commit(run: Run) -> tuple[str, str]:
+def _commit(run: RunRecord) -> tuple[str, str]:
     """(commit, the order key): the commit time where run.json has one, else the run's start time."""
     git = run.fingerprint().get("git") or {}
     commit = str(git.get("commit") or "")[:10] or "-"
@@ -89,25 +193,28 @@ def _commit(run: Run) -> tuple[str, str]:
     return commit, f"{when}|{run.meta.get('start') or run.name}"
 
 
-def build_series(runs: list[Run]) -> list[Series]:
+def build_series(runs: list[RunRecord]) -> list[Series]:
     """Every (case, machine, gated metric) series, points ordered by commit; runs on different machines never mix."""
     table: dict[tuple[str, str, str], Series] = {}
+    labels: dict[tuple[Any, ...], str] = {}  # one label per identity: thousands of runs share a few cases
     for run in runs:
-        rows = case_rows(run)
-        if rows.empty:
+        if not run.rows:
             continue
         commit, order = _commit(run)
-        machine, software = _machine(run), _software(run)
-        for _, row in rows.iterrows():
-            label = case_label(row)
+        machine, software, canary = _machine(run), _software(run), canary_speed(run.meta)
+        for row in run.rows:
+            identity = tuple(row[k] for k in IDENTITY_TEXT) + tuple(math.isfinite(row.get(m, math.nan))
+                                                                     for m in LABEL_IF_METRICS)
+            label = labels.get(identity) or labels.setdefault(identity, case_label(row))
+            samples = run.samples.get(row["case"], {})
             for metric, column in GATED.items():
                 value = row.get(metric)
-                if value is None or pd.isna(value):
+                if value is None or math.isnan(value):
                     continue
-                reps = list(case_values(run, row["case"], column.sample)) if column.sample else []
+                reps = samples.get(column.sample, []) if column.sample else []
                 series = table.setdefault((label, machine, metric), Series(label, metric, machine))
-                series.points.append(Point(run.name, commit, order, float(np.median(reps) if reps else value),
-                                           [float(r) for r in reps], software))
+                series.points.append(Point(run.name, commit, order, float(statistics.median(reps) if reps else value),
+                                           [float(r) for r in reps], software, canary))
     for series in table.values():
         series.points.sort(key=lambda p: p.order)
     return sorted(table.values(), key=lambda s: (s.machine, s.case, s.metric))
@@ -135,6 +242,7 @@ def detect(series: Series, max_pvalue: float = MAX_PVALUE, min_magnitude: float 
         label = ("regression" if worse else "improvement") if abs(change) >= min_magnitude * 100 else "suspicious"
         found.append(ChangePoint(cp.index, series.points[cp.index - 1].commit, series.points[cp.index].commit,
                                  change, float(cp.stats.pvalue), label))
+    _machine_drift(series, found, [c.index for c in strong], direction, min_magnitude)
     strong_at = {c.index for c in strong}
     for cp in weak or []:
         if cp.index not in strong_at and 0 < cp.index < len(values):
@@ -144,12 +252,33 @@ def detect(series: Series, max_pvalue: float = MAX_PVALUE, min_magnitude: float 
                 found.append(ChangePoint(cp.index, series.points[cp.index - 1].commit, series.points[cp.index].commit,
                                          change, float(cp.stats.pvalue), "suspicious"))
     series.change_points = sorted(found, key=lambda c: c.index)
-    strong_found = [c for c in series.change_points if c.label in ("regression", "improvement")]
+    strong_found = [c for c in series.change_points if c.label in ("regression", "improvement", "machine-drift")]
     series.label = strong_found[-1].label if strong_found else "ok"
     return series
 
 
-def history(runs: list[Run], max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE) -> list[Series]:
+def _machine_drift(series: Series, found: list[ChangePoint], steps: list[int], direction: int,
+                   min_magnitude: float) -> None:
+    """A regression whose segments' canaries moved as much as the figure: relabelled machine-drift (the step
+    left after dividing out the machine's change is under min_magnitude, or goes the other way)."""
+    bounds = [0, *sorted(steps), len(series.points)]
+    for c in found:
+        if c.label != "regression" or c.index not in bounds:
+            continue
+        k = bounds.index(c.index)
+        before = [p.canary for p in series.points[bounds[k - 1]:c.index] if math.isfinite(p.canary)]
+        after = [p.canary for p in series.points[c.index:bounds[k + 1]] if math.isfinite(p.canary)]
+        if not before or not after:
+            continue
+        c.machine_pct = (float(np.mean(after)) / float(np.mean(before)) - 1) * 100
+        ratio = 1 + c.change_pct / 100  # the figure's after/before
+        left = ratio / (1 + c.machine_pct / 100) if direction > 0 else ratio * (1 + c.machine_pct / 100)
+        still_worse = (left - 1 < -min_magnitude) if direction > 0 else (left - 1 > min_magnitude)
+        if not still_worse:
+            c.label = "machine-drift"
+
+
+def history(runs: list[RunRecord], max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE) -> list[Series]:
     """Every series with its change points."""
     if not (0 < max_pvalue < 1) or not (0 <= min_magnitude < 10):
         raise BadInput("--max-pvalue must be in (0, 1) and --min-change in [0, 1000%)")
@@ -163,6 +292,7 @@ def open_change_points(all_series: list[Series]) -> pd.DataFrame:
         for c in s.change_points:
             rows.append({"case": s.case, "metric": s.metric, "change %": round(c.change_pct, 1), "p": c.pvalue,
                          "label": c.label, "commits": f"{c.last_good}..{c.first_bad}",
+                         "machine %": round(c.machine_pct, 1),
                          "_order": s.points[c.index].order, "machine": s.machine})
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -170,9 +300,11 @@ def open_change_points(all_series: list[Series]) -> pd.DataFrame:
     return frame.sort_values("_order", ascending=False).drop(columns=["_order"]).reset_index(drop=True)
 
 
-def failing(all_series: list[Series], fail_on: str) -> list[Series]:
-    """The series whose newest change point carries the label asked to fail on (a regression still open)."""
-    return [s for s in all_series if s.label == fail_on]  # a series' label is its newest strong change point
+def failing(all_series: list[Series], fail_on: str, strict: bool = False) -> list[Series]:
+    """The series whose newest change point carries the label asked to fail on (a regression still open);
+    strict: a regression the machine's drift explains too."""
+    labels = {fail_on, "machine-drift"} if strict else {fail_on}
+    return [s for s in all_series if s.label in labels]  # a series' label is its newest strong change point
 
 
 def trend_page(all_series: list[Series]) -> str:
@@ -183,7 +315,7 @@ def trend_page(all_series: list[Series]) -> str:
     from bench.htmlreport import _svg
 
     figures = []
-    rank = {"regression": 0, "suspicious": 1, "improvement": 2}  # what needs a look first
+    rank = {"regression": 0, "machine-drift": 1, "suspicious": 2, "improvement": 3}  # what needs a look first
     for i, s in enumerate(sorted(all_series, key=lambda s: rank.get(s.label, 3))):
         if not s.points:
             continue
@@ -196,7 +328,8 @@ def trend_page(all_series: list[Series]) -> str:
             ax.fill_between(x, lo, hi, alpha=0.2, label="repetitions (min to max)")
             ax.plot(x, y, marker="o", label=f"{s.metric} (median of each run)")
             for c in s.change_points:
-                colour = {"regression": "red", "improvement": "green"}.get(c.label, "orange")
+                colour = {"regression": "red", "improvement": "green", "machine-drift": "purple"}.get(c.label,
+                                                                                                   "orange")
                 ax.axvline(c.index - 0.5, color=colour, linestyle="-")
                 ax.annotate(f"{c.label} {c.change_pct:+.1f}%\n{c.last_good}..{c.first_bad}", (c.index - 0.5, y.max()),
                             fontsize=8, color=colour)
@@ -213,9 +346,10 @@ def trend_page(all_series: list[Series]) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>claimbench trend</title>
 <style>body {{ font-family: system-ui, sans-serif; margin: 2em; }} figure.plot svg {{ max-width: 100%; height: auto; }}
 </style></head><body><h1>claimbench trend</h1>
-<p>{len(all_series)} series; red: regression, green: improvement, orange: suspicious, dashed grey: software changed.</p>
+<p>{len(all_series)} series; red: regression, green: improvement, orange: suspicious, purple: machine-drift (the
+machine's canary moved as much), dashed grey: software changed.</p>
 {''.join(figures)}</body></html>"""
 
 
-__all__ = ["CASE_KEYS", "ChangePoint", "Point", "Series", "build_series", "detect", "failing", "history",
-           "open_change_points", "trend_page"]
+__all__ = ["CASE_KEYS", "ChangePoint", "Point", "RunRecord", "Series", "build_series", "detect", "failing", "history",
+           "open_change_points", "read_record", "trend_page"]

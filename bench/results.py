@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.errors import BadInput
@@ -211,6 +212,12 @@ def _numbers_only(df: pd.DataFrame, path: Path, columns: Any) -> None:
     """Numeric columns hold finite numbers or nothing: anything else is a corrupt file, never a measurement.
     Converts those columns in place."""
     for col in [c for c in columns if c in df.columns]:
+        if df[col].dtype.kind in "fiu":  # parsed as numbers already: only an infinity can be wrong
+            if df[col].dtype.kind == "f" and np.isinf(df[col].to_numpy()).any():
+                first = int(np.flatnonzero(np.isinf(df[col].to_numpy()))[0])
+                raise BadInput(f"{path}: column {col}, row {first + 1}: {df[col].iloc[first]!r} is not a finite "
+                               "number")
+            continue
         values = pd.to_numeric(df[col], errors="coerce")
         if values.dtype == bool:
             values = values.astype(float)

@@ -93,7 +93,9 @@ def load_run(spec: str | Path) -> Run:
 def find_runs(root: Path) -> list[Path]:
     """The run directories under a results root at any depth (a suite's root inside it, results/reference/...),
     each once, oldest first (run ids start with the UTC time)."""
-    found = {p.parent.resolve() for p in root.rglob("results.csv") if p.is_file()}
+    import os
+
+    found = {Path(d).resolve() for d, _dirs, files in os.walk(root) if "results.csv" in files}
     return sorted(found, key=lambda p: (p.name, str(p)))
 
 
@@ -129,10 +131,12 @@ def _short(path: str, width: int = 18) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-def read_runs(specs: list[str]) -> ReadRuns:
+def read_runs(specs: list[str], loader: Any = None) -> ReadRuns:
     """Any mix of run directories, results.csv files and results roots (searched at any depth), one group per
     spec; a run named twice (or a root and a run inside it) is read once, where it first appears. A run that
-    cannot be read inside a root is skipped with the reason; one named by itself is bad input."""
+    cannot be read inside a root is skipped with the reason; one named by itself is bad input. loader: what
+    reads one run (default load_run; bench history's lighter reader holds thousands)."""
+    loader = loader or load_run
     if not specs:
         raise BadInput("give at least one run directory, results.csv or results root")
     seen: set[Path] = set()
@@ -150,11 +154,11 @@ def read_runs(specs: list[str]) -> ReadRuns:
                     continue
                 seen.add(d)
                 try:
-                    group.append(load_run(d))
+                    group.append(loader(d))
                 except BadInput as exc:
                     loaded.skipped.append(f"{d}: {exc}")
         else:
-            run = load_run(spec)
+            run = loader(spec)
             if run.path.resolve() in seen:
                 continue
             seen.add(run.path.resolve())
@@ -186,16 +190,24 @@ def with_case_params(run: Run, rows: pd.DataFrame, as_text: bool = True) -> pd.D
     else the parameter's default. An older prefix-reuse row without `reuse` reused its prefix when it
     has a ttft_speedup (only the reusing case of a pair has one). as_text: every one as param_text
     (for matching); otherwise only the missing values are filled, in their own type."""
-    params = (run.meta.get("workload") or {}).get("params") or {}
     out = rows.copy()
-    for name, default in CASE_PARAMS.items():
-        given = params.get(name, default)
-        values = given if isinstance(given, list) else [given]
-        fill = values[0] if len(values) == 1 else default
-        if name not in out.columns and name == "reuse" and len(values) > 1 and "ttft_speedup" in out.columns:
+    for name, (fill, varied) in case_param_fills(run.meta).items():
+        if name not in out.columns and name == "reuse" and varied and "ttft_speedup" in out.columns:
             column = list(out["ttft_speedup"].notna())
         else:
             column = list(out[name]) if name in out.columns else [None] * len(out)
         filled = [fill if param_text(v) == "" else v for v in column]
         out[name] = [param_text(v) for v in filled] if as_text else pd.Series(filled, index=out.index, dtype=object)
     return out
+
+
+def case_param_fills(meta: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
+    """Per case parameter: the value a row that lacks it takes (the one the run's workload gave every case,
+    else the parameter's default), and whether the workload varied it."""
+    params = (meta.get("workload") or {}).get("params") or {}
+    fills = {}
+    for name, default in CASE_PARAMS.items():
+        given = params.get(name, default)
+        values = given if isinstance(given, list) else [given]
+        fills[name] = (values[0] if len(values) == 1 else default, len(values) > 1)
+    return fills

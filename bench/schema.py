@@ -275,4 +275,6 @@ RUN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "errors_after": (dict, "device error counters at the end"),
     "server": ((dict, type(None)), "the server a remote engine talked to (null in-process)"),
     "idle_power_w": (dict, "idle power per device, measured before the first case"),
+    "canary": (dict, "the machine's speed at the run's start and end (bench.canary: copy GB/s, bf16 matmul TFLOP/s, "
+                     "seconds), for bench check/history's machine-drift"),
 }

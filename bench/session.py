@@ -20,6 +20,7 @@ from rich.text import Text
 from bench import clock
 from bench.ceilings import fill_missing, latest_ceiling
 from bench.devices import Device
+from bench.errors import first_line
 from bench.fingerprint import fingerprint
 from bench.results import RunWriter
 from bench.runner import Runner
@@ -108,6 +109,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     console.print(f"[bold]{workload.name}[/]: {len(cases)} case(s) on {device} ({device.name}); "
                   f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
     outcome = Outcome(writer.path)
+    canary: dict[str, Any] = {}
     try:
         sampler.start()
         idle: dict[str, float] = {}
@@ -115,6 +117,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         if any(workload.params["telemetry"]) and workload.params["idle_seconds"] > 0:
             idle = sampler.idle_baseline(workload.params["idle_seconds"])
             writer.write_meta(idle_power_w=idle)
+        canary = _canary(workload, device, sampler, writer, "start", {})
         steps = CaseStepColumn()
         with Progress(TimeElapsedColumn(), MofNCompleteColumn(), BarColumn(bar_width=10), steps, console=console,
                       transient=True, expand=True) as progress:
@@ -132,6 +135,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     except KeyboardInterrupt as exc:
         outcome.interrupted = "terminated" if exc.__class__.__name__ == "Terminated" else "interrupted"
     finally:
+        if not outcome.interrupted and canary:
+            _canary(workload, device, sampler, writer, "end", canary)
         sampler.stop()
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
                           interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion",
@@ -140,3 +145,21 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         writer.close()
         backend.close()
     return outcome
+
+
+def _canary(workload: Workload, device: Device, sampler: Sampler, writer: RunWriter, when: str,
+            canary: dict[str, Any]) -> dict[str, Any]:
+    """The machine's speed now (bench.canary), into run.json's `canary` (a run on this machine's device only)."""
+    from bench.canary import measure
+
+    seconds = workload.params.get("canary_seconds", 0.0)
+    if not seconds or not needs_ceiling(workload):
+        return canary
+    sampler.case = f"canary-{when}"
+    try:
+        taken: dict[str, Any] = measure(device, seconds)
+    except Exception as exc:  # noqa: BLE001 - a canary that fails leaves the run's figures standing
+        taken = {"error": first_line(exc)}
+    canary = {**canary, when: taken}
+    writer.write_meta(canary=canary)
+    return canary

@@ -382,6 +382,11 @@ def print_gate(result: Any, wide: bool) -> None:
         if not wide:
             for rule in result.rules():
                 print(f"judged by: {rule}\n  (--wide shows each case's note)")
+    drifted = frame[frame["verdict"] == "machine-drift"]
+    if not drifted.empty:
+        print_frame(drifted, f"{len(drifted)} change(s) the machine explains (machine-drift: its canary moved as "
+                             "much)", None if wide else [*CHECK_COMPACT, "machine %"])
+        print("machine-drift: not a regression of the code; --strict fails on it, a quiet machine decides it")
     floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
     if not floors.empty:
         per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")
@@ -389,7 +394,8 @@ def print_gate(result: Any, wide: bool) -> None:
         print_frame(per_case, "smallest slowdown (%) this check could have caught, per case", list(per_case.columns))
     if regressions.empty:
         print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no consistent regression beyond "
-              f"{result.tolerance_pct:g}%" + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else ""))
+              f"{result.tolerance_pct:g}%" + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else "")
+              + (f"; {len(drifted)} machine-drift" if len(drifted) else ""))
 
 
 # --- bench verify ----------------------------------------------------------------------------
@@ -425,5 +431,6 @@ def print_history(all_series: list[Any]) -> None:
     if frame.empty:
         print("no change point")
         return
+    drift = ["machine %"] if frame["machine %"].notna().any() else []  # where the runs took a canary
     print_frame(frame.drop(columns=["machine"]), "change points, newest first",
-                ["case", "metric", "change %", "p", "label", "commits"])
+                ["case", "metric", "change %", "p", "label", "commits", *drift])

@@ -46,6 +46,8 @@ def test_bench_run_with_no_arguments(tmp_path):
     assert meta["complete"] is True and meta["schema_version"] == 1
     assert meta["fingerprint"]["versions"]["torch"]
     assert meta["workload"]["name"] == "quick"
+    for when in ("start", "end"):  # the machine's canary brackets the run (bench check/history's machine-drift)
+        assert meta["canary"][when]["bandwidth_gb_s"] > 0 and meta["canary"][when]["tflops"] > 0
     assert "decode tok/s" in proc.stdout  # the results table
 
 
