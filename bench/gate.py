@@ -112,10 +112,11 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
 
 def _drift(xb: np.ndarray, xc: np.ndarray, direction: int, tol: float, alpha: float, machine: float,
            note: str) -> tuple[str, str]:
-    """A regression judged again with the machine's change (the canary's) divided out of the candidate: when
-    that is no longer a regression, the machine moved as much as the figure: machine-drift."""
+    """A regression judged again with the machine's change (the canary's) divided out of the candidate: only
+    when that is within the tolerance did the machine move as much as the figure (machine-drift); a change the
+    machine explains only in part stays a regression (a noisy canary must not hide one)."""
     verdict, worse, _p, _note = judge(xb, divide_out(xc, machine, direction), direction, tol, alpha)
-    if verdict == "regression":
+    if verdict != "ok":
         return "regression", f"{note}; the machine's canary moved {machine:+.1f}%, {worse:.1f}% worse without it"
     return "machine-drift", (f"{note}, and the machine's canary moved {machine:+.1f}% (bandwidth and FLOP/s probe): "
                              f"{worse:+.1f}% with it divided out; rerun both on a quiet machine")

@@ -35,6 +35,7 @@ MAX_PVALUE = 0.001
 MIN_MAGNITUDE = 0.03  # a change point smaller than 3% of the mean is not reported as a regression
 MIN_POINTS = 5
 WINDOW = 30  # Otava's sliding window (points)
+MAX_TICKS = 24  # commit labels under a trend plot: every commit up to this many, then evenly spaced ones
 SOFTWARE_KEYS = ("torch", "transformers", "vllm", "cuda_runtime")
 IDENTITY_TEXT = (*CASE_KEYS, *CASE_PARAMS)  # what makes a row's case label, with the metrics a label names
 LABEL_IF_METRICS = tuple(sorted({p.label_if for p in IDENTITY.values() if p.label_if} - set(IDENTITY)))
@@ -326,7 +327,7 @@ def trend_page(all_series: list[Series]) -> str:
             lo = np.array([min(p.reps) if p.reps else p.value for p in s.points])
             hi = np.array([max(p.reps) if p.reps else p.value for p in s.points])
             ax.fill_between(x, lo, hi, alpha=0.2, label="repetitions (min to max)")
-            ax.plot(x, y, marker="o", label=f"{s.metric} (median of each run)")
+            ax.plot(x, y, marker="o" if len(x) <= 200 else None, label=f"{s.metric} (median of each run)")
             for c in s.change_points:
                 colour = {"regression": "red", "improvement": "green", "machine-drift": "purple"}.get(c.label,
                                                                                                    "orange")
@@ -335,7 +336,8 @@ def trend_page(all_series: list[Series]) -> str:
                             fontsize=8, color=colour)
             for j in s.software_changes():
                 ax.axvline(j - 0.5, color="grey", linestyle="--")
-            ax.set_xticks(x, [p.commit[:7] for p in s.points], rotation=60, fontsize=7)
+            ticks = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_TICKS)).round().astype(int))
+            ax.set_xticks(ticks, [s.points[t].commit[:7] for t in ticks], rotation=60, fontsize=7)
             ax.set_xlabel("commit (oldest first)")
             ax.set_ylabel(f"{s.metric} ({GATED[s.metric].unit})")
             ax.set_title(f"{s.case}: {s.metric} on {s.machine}", fontsize=10)

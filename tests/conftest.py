@@ -51,3 +51,17 @@ def virtual_clock():
 
     yield clock
     clock.use_real()
+
+
+def headless_chromium(tmp_path: Path) -> list[str]:
+    """The command line of a headless Chromium with its own profile (skips the test where none is installed)."""
+    import shutil
+
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}"]

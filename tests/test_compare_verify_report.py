@@ -12,7 +12,7 @@ from bench.claims import load_claims
 from bench.compare import compare_table
 from bench.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
 from bench.runs import load_run
-from tests.conftest import ROOT, run_bench
+from tests.conftest import ROOT, headless_chromium, run_bench
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +139,7 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     again = tmp_path / "again.html"
     assert run_bench("report", *map(str, two_runs), "-o", str(again)).returncode == 0
     assert again.read_text() == text
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
-    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = headless_chromium(tmp_path)
     dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
     assert int(dom.stdout.split('data-plots-loaded="')[1].split('"')[0]) == plots
     assert dom.stdout.index('class="plot"') < dom.stdout.index(said)

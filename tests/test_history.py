@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import FAST, run_bench
+from tests.conftest import FAST, ROOT, headless_chromium, run_bench
 
 pytest.importorskip("otava")
 
@@ -56,6 +57,18 @@ def test_a_step_is_found_at_its_commit_and_fails_the_gate(tmp_path):
     assert "regression" in proc.stdout and "0007abcdef..0008abcdef" in proc.stdout, proc.stdout
     page = out.read_text()
     assert page.count('<figure class="plot"') >= 1 and 'data-label="regression"' in page
+    # As a person sees it: Chromium renders the page, regressions first, the commit range on the plot.
+    flags = headless_chromium(tmp_path)
+    dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    first = dom.index('<figure class="plot"')
+    assert 'data-label="regression"' in dom[first:first + 200], dom[first:first + 200]
+    assert "0007abcdef..0008abcdef" in dom and "<svg" in dom
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "trend.png"
+    subprocess.run([*flags, "--window-size=1000,1400", f"--screenshot={shot}", out.as_uri()], capture_output=True,
+                   timeout=120)
+    assert shot.stat().st_size > 10_000
 
 
 def test_noise_alone_is_no_regression_and_one_run_is_insufficient(tmp_path):
