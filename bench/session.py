@@ -132,11 +132,11 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
                 writer.append_case(result.row, result.samples, result.telemetry, t0, result.warnings)
                 outcome.rows.append(result.row)
                 progress.advance(task)
+        if canary:  # only after every case finished: never after a crash (an OOM'd device measures nothing)
+            _canary(workload, device, sampler, writer, "end", canary)
     except KeyboardInterrupt as exc:
         outcome.interrupted = "terminated" if exc.__class__.__name__ == "Terminated" else "interrupted"
     finally:
-        if not outcome.interrupted and canary:
-            _canary(workload, device, sampler, writer, "end", canary)
         sampler.stop()
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
                           interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion",
