@@ -48,11 +48,13 @@ def latest_ceiling(root: Path, device_name: str, warnings: list[str] | None = No
     bandwidth_physical = flops_physical = False
     if peak is not None:
         if math.isnan(bandwidth):
-            bandwidth, bandwidth_physical = peak.bandwidth, True
-            sources.append(f"bandwidth from {peak.source} ({peak.name})")
+            bandwidth, bandwidth_physical = peak.bandwidth, not math.isnan(peak.bandwidth)
+            sources.append(f"bandwidth from {peak.source} ({peak.name})" if bandwidth_physical else
+                           f"no bandwidth figure for {peak.name} ({peak.source})")
         if math.isnan(flops):
-            flops, flops_physical = peak.flops16, True
-            sources.append(f"FLOP/s from {peak.source} ({peak.name})")
+            flops, flops_physical = peak.flops16, not math.isnan(peak.flops16)
+            sources.append(f"FLOP/s from {peak.source} ({peak.name})" if flops_physical else
+                           f"no 16-bit FLOP/s figure for {peak.name} ({peak.source})")
     return Ceiling(bandwidth, flops, "; ".join(sources), bandwidth_physical, flops_physical)
 
 

@@ -62,11 +62,29 @@ DATASHEET: list[tuple[str, Peak]] = [
     (r"MI300X", Peak("MI300X", 5.3 * TB, 1307.4 * TFLOP, "AMD Instinct MI300X datasheet")),
     # AMD Instinct MI250X datasheet: 3.2 TB/s HBM2e, BF16 383 TFLOPS.
     (r"MI250X", Peak("MI250X", 3.2768 * TB, 383 * TFLOP, "AMD Instinct MI250X datasheet")),
+    # The cards the articles name. A figure the vendor has not published in a source checked here is NaN:
+    # its MBU or MFU stays empty with the reason, never a guessed ceiling.
+    # Moore Threads' MTT S4000 launch (Dec 2023, as reported by io-tech.fi and others): 48 GB GDDR6 at 768 GB/s,
+    # FP16/BF16 100 TFLOPS.
+    (r"S4000", Peak("MTT S4000", 0.768 * TB, 100 * TFLOP, "Moore Threads MTT S4000 launch figures")),
+    # Cambricon's MLU370-X8 launch (Mar 2022): 48 GB LPDDR5 at 614.4 GB/s, FP16/BF16 96 TFLOPS.
+    (r"MLU370", Peak("MLU370-X8", 0.6144 * TB, 96 * TFLOP, "Cambricon MLU370-X8 launch figures")),
+    # Huawei Atlas 300I Duo (two Ascend 310P chips): 96 GB LPDDR4X at 408 GB/s, 280 TOPS INT8 (FP16 not in the
+    # source checked). A chip of the card sees its half of the bandwidth only if torch names the card; not split.
+    (r"Atlas 300I|310P", Peak("Atlas 300I Duo", 0.408 * TB, NAN, "Huawei Atlas 300I Duo specifications")),
+    # Axera AX650N: 18 TOPS INT8 / 72 TOPS INT4 (Axera's figures); no FP16 or memory bandwidth published.
+    (r"AX650", Peak("AX650N", NAN, NAN, "Axera AX650N: only INT8/INT4 TOPS published")),
+    # Named by the articles, no bandwidth or 16-bit figure from the vendor in a source checked here.
+    (r"910B|Ascend ?910", Peak("Ascend 910B", NAN, NAN, "Huawei publishes no 910B datasheet figures")),
+    (r"BI-V150|BI-V100|MR-V100|Iluvatar", Peak("Iluvatar CoreX", NAN, NAN, "no Iluvatar datasheet figures checked")),
+    (r"P800|Kunlun", Peak("Kunlunxin P800", NAN, NAN, "no Kunlunxin datasheet figures checked")),
+    (r"K100", Peak("Hygon K100", NAN, NAN, "no Hygon datasheet figures checked")),
+    (r"\bS60\b|Enflame", Peak("Enflame S60", NAN, NAN, "no Enflame datasheet figures checked")),
 ]
 
 
 def datasheet_peak(device_name: str) -> Peak | None:
-    """The datasheet entry whose pattern matches the device name, if any."""
+    """The datasheet entry whose pattern matches the device name, if any (its unpublished figures NaN)."""
     for pattern, peak in DATASHEET:
         if re.search(pattern, device_name, flags=re.IGNORECASE):
             return peak

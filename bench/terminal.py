@@ -155,6 +155,9 @@ def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
         share = ", ".join(f"bs={r['batch_size']} {float(r['goodput_frac']):.0%}" for r in slo)
         lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
                                                              "; no batch met it"))
+    from bench.sampler_cost import sampler_costs
+
+    lines.extend(cost.text() for cost in sampler_costs(rows))
     return lines
 
 

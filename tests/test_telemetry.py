@@ -185,3 +185,37 @@ def test_a_backend_is_one_registry_line(monkeypatch):
     backend, _ = probe_backend("cuda")
     assert backend.name == "toy" and backend.energy_reason() == "toy-counter"
     assert probe_backend("cpu")[0].name == "cpu"  # an accelerator backend is not tried on a CPU run
+
+
+def test_sampler_cost_pairs_trials_and_says_whether_it_is_noise():
+    from bench.sampler_cost import sampler_costs
+
+    def row(tok_s, trial, on, bs=1, status="ok"):
+        tags = ";".join(t for t in ("" if on else "telemetry=off", f"trial={trial}" if trial > 1 else "") if t)
+        return {"status": status, "model": "tiny", "dtype": "bfloat16", "batch_size": bs, "input_len": 64,
+                "output_len": 64, "decode_tok_s": tok_s, "tags": tags}
+
+    # On 2% slower in every pair, with the pairs' spread small: measurable, and the figure is the pairs' mean.
+    rows = [row(98, 1, True), row(100, 1, False), row(98.2, 2, True), row(100.1, 2, False),
+            row(97.9, 3, True), row(99.8, 3, False)]
+    (cost,) = sampler_costs(rows)
+    assert cost.pairs == 3 and 1.5 < cost.slowdown_pct < 2.5 and cost.low_pct > 0 and not cost.within_noise
+    assert "measurable" in cost.text() and "3 on/off pairs" in cost.text()
+    # Pairs that disagree in sign: the interval holds 0; a failed case is no pair; another batch is its own case.
+    rows = [row(101, 1, True), row(100, 1, False), row(99, 2, True), row(100, 2, False),
+            row(50, 3, True, status="error"), row(100, 3, False), row(700, 1, True, bs=8)]
+    costs = sampler_costs(rows)
+    assert len(costs) == 1 and costs[0].pairs == 2 and costs[0].within_noise and "within noise" in costs[0].text()
+    (one,) = sampler_costs([row(99, 1, True), row(100, 1, False)])
+    assert "more trials" in one.text()  # one pair cannot tell a cost from noise
+    assert sampler_costs([row(99, 1, True)]) == []
+
+
+def test_telemetry_overhead_workload_answers_with_the_sampler_cost(out_dir):
+    """End to end on the simulated engine (exact timings): on and off take the same time, so the cost is 0."""
+    from tests.conftest import FAST, run_bench
+
+    proc = run_bench("run", "--workload", "telemetry-overhead", "--engine", "simulated", "--quick", *FAST,
+                     "--set", "trial=1,2", "--out", str(out_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "the telemetry sampler costs +0.0% decode tok/s" in proc.stdout and "2 on/off pairs" in proc.stdout

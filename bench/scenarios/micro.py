@@ -5,6 +5,7 @@ Later runs in the same results root take their roofline from these rows.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bench import devices as dev
@@ -67,7 +68,7 @@ class MembwScenario(_Microbenchmark):
         return copy_bandwidth(device, case["size_mb"], **timing)
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
-        peak = datasheet_peak(device.name)
+        peak = _known(datasheet_peak(device.name), "bandwidth")
         row["bandwidth_gb_s"] = median / 1e9
         row["bandwidth_best_gb_s"] = best / 1e9
         ref = f"; datasheet {peak.bandwidth / 1e9:.0f} GB/s ({peak.name}): {median / peak.bandwidth:.0%}" if peak else ""
@@ -89,9 +90,14 @@ class MatmulScenario(_Microbenchmark):
         return matmul_flops(device, case["matmul_n"], dtype, **timing)
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
-        peak = datasheet_peak(device.name)
+        peak = _known(datasheet_peak(device.name), "flops16")
         row["tflops"] = median / 1e12
         row["tflops_best"] = best / 1e12
         ref = f"; datasheet {peak.flops16 / 1e12:.0f} TFLOP/s 16-bit dense ({peak.name})" if peak else ""
         row["detail"] = f"{case['matmul_n']}^3 products; best {best / 1e12:.2f} TFLOP/s{ref}"
         return peak is not None and row["dtype"] != "float32" and median > peak.flops16 * OVER_PEAK
+
+
+def _known(peak: Any, figure: str) -> Any:
+    """The datasheet entry where it has this figure (a card named without published figures has NaN)."""
+    return peak if peak is not None and math.isfinite(getattr(peak, figure)) else None
