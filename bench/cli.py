@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for step in planned.steps:
                 out.print(terminal.cases_table(step.cases, step.title(), step.plan_keys))
             console.print(planned.title + (f"; not on this device: {', '.join(planned.not_here)}"
-                                           if planned.not_here else ""))
+                                           if planned.not_here else ""), markup=False)
             return EXIT_OK
         status = EXIT_OK
 

@@ -110,6 +110,11 @@ def plan_suite(suite: Any, overrides: dict[str, Any], quick: bool, device: Any) 
         if not step.runs_on(device.type):
             not_here.append(f"{step.workload} (runs on {', '.join(step.devices)} only)")
             continue
+        if step.missing():
+            engine = {**step.params, **step.cpu}.get("engine", step.requires)
+            engine = engine[0] if isinstance(engine, list) and engine else engine
+            not_here.append(f"{step.workload} on {engine} ({step.missing()}: pip install -e \".[{step.requires}]\")")
+            continue
         keys = {**step.overrides(on_gpu, quick), **overrides}
         planned.append(plan(load_workload(step.workload), keys, quick, device))
     return SuitePlan(suite, planned, device, not_here)
@@ -125,7 +130,7 @@ def run_suite(planned: SuitePlan, out: Path, console: Any, label: str | None,
     root = suite_root(out, planned.suite.name)
     console.print(f"[bold]{planned.title}[/] -> {root}")
     for note in planned.not_here:
-        console.print(f"not on this device: {note}")
+        console.print(f"not on this device: {note}", markup=False)
     start = time.monotonic()
     outcomes = []
     for step in planned.steps:

@@ -3,7 +3,8 @@
 `bench run --workload claims` is the bundled suite: every workload some claim needs, the
 device's ceilings first, sized for the device present. Each step names a workload and may
 add keys for every device ([step.params]), for a CPU ([step.cpu]), for a GPU ([step.gpu])
-and for --quick ([step.quick]); `devices` limits a step to some device types. The keys
+and for --quick ([step.quick]); `devices` limits a step to some device types, `requires` to machines
+where an optional package is installed (a vllm step runs where vLLM is, and is said skipped elsewhere). The keys
 apply in that order on top of the workload's own [gpu] / [quick] tables, and the user's
 --set values last, so users can write their own suites the same way.
 """
@@ -18,7 +19,7 @@ from bench.errors import BadInput
 from bench.workload import read_workload_file, validate_params
 
 SUITE_KEYS = {"name", "description", "kind", "step"}
-STEP_KEYS = {"workload", "params", "cpu", "gpu", "quick", "devices"}
+STEP_KEYS = {"workload", "params", "cpu", "gpu", "quick", "devices", "requires"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Step:
     gpu: dict[str, Any] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
     devices: tuple[str, ...] = ()  # device types it runs on (empty: every one)
+    requires: str = ""  # a module that must be importable for the step to run (an optional extra: vllm)
 
     def overrides(self, on_gpu: bool, quick: bool) -> dict[str, Any]:
         """The suite's keys for this step on this device."""
@@ -42,6 +44,14 @@ class Step:
 
     def runs_on(self, device_type: str) -> bool:
         return not self.devices or device_type in self.devices
+
+    def missing(self) -> str:
+        """Why the step cannot run on this machine ('' when it can): its required package is not installed."""
+        import importlib.util
+
+        if self.requires and importlib.util.find_spec(self.requires) is None:
+            return f"{self.requires} is not installed"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,11 @@ def _step(raw: Any, where: str) -> Step:
     devices = raw.get("devices", [])
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise BadInput(f"{where}: devices must be a list of device types (cpu, cuda, ...)")
+    requires = raw.get("requires", "")
+    if not isinstance(requires, str) or not all(part.isidentifier() for part in requires.split(".") if requires):
+        raise BadInput(f"{where}: requires must name a Python module (vllm)")
     tables = {k: validate_params(raw.get(k, {}), f"{where} [{k}]") for k in ("params", "cpu", "gpu", "quick")}
-    return Step(workload, devices=tuple(devices), **tables)
+    return Step(workload, devices=tuple(devices), requires=requires, **tables)
 
 
 def suite_root(out: Path, name: str) -> Path:

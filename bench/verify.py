@@ -133,6 +133,7 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
             return Verdict(claim, "not measured", reason=text)
         return _judge(claim, value, NAN, text, run_name, where=_where(claim, [device]))
     best: tuple[float, pd.Series, Run] | None = None
+    by_path: dict[str, float] = {}  # the best figure of each engine and decode path, to say which one answered
     for run in runs:
         rows = candidate_rows(run, claim)
         if claim.metric not in rows.columns:
@@ -143,6 +144,9 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
             better = best is None or (value > best[0] if claim.comparison == ">=" else value < best[0])
             if better:
                 best = (value, row, run)
+            path = _path(row)
+            if path not in by_path or (value > by_path[path] if claim.comparison == ">=" else value < by_path[path]):
+                by_path[path] = value
     if best is None:
         return Verdict(claim, "not measured", bound=_bound_unmeasured(claim, runs), reason=why_not(claim, runs),
                        conditions=describe(claim.conditions))
@@ -152,6 +156,11 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
                      confidence_interval(run, row, claim.metric), _where(claim, [str(row.get("device_name", ""))]))
     if verdict.interval is None and verdict.verdict != "inconclusive":
         verdict.reason = "; ".join(r for r in (verdict.reason, "no interval: one figure per case") if r)
+    if len(by_path) > 1:  # the hardware's figure is the fastest software measured on it: say which, and the others
+        others = ", ".join(f"{p} {v:.4g}" for p, v in sorted(by_path.items(), key=lambda kv: kv[1],
+                                                               reverse=claim.comparison == ">="))
+        verdict.reason = "; ".join(r for r in (verdict.reason, f"from the fastest path measured, {_path(row)} "
+                                               f"(best per path: {others})") if r)
     warned = doubts(row.get("warnings"))
     if "engine-bound" in warned and verdict.verdict == "does not hold":  # the engine fell short, not the hardware
         verdict.verdict = "inconclusive"
@@ -161,6 +170,14 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
     if warned:  # the figure stands, but the reader should know what the run said about it
         verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(warned)}") if r)
     return verdict
+
+
+def _path(row: pd.Series) -> str:
+    """The software that produced a row: the engine, and the transformers decode path where there is one."""
+    engine = str(row.get("engine") or "")
+    decode = row.get("decode_path")
+    decode = str(decode) if engine == "transformers" and decode is not None and not pd.isna(decode) else ""
+    return " ".join(p for p in (engine, decode) if p) or "unknown"
 
 
 def _case_number(row: pd.Series) -> str:

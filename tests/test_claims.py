@@ -247,3 +247,30 @@ def test_the_report_opens_with_the_verdicts_when_a_claim_is_measured():
     assert text.index('id="verdicts"') < text.index("<h2>Runs</h2>")
     assert text.count('class="verdict" data-verdict=') == len(CLAIMS)
     assert 'data-verdict="not measured" style="background:#eeeeee"' in text and "None of the" not in text
+
+
+def test_a_verdict_takes_the_fastest_path_measured_and_says_which():
+    """The same batch-1 case on transformers' loop and on vLLM (the claims suite runs both where vLLM is): the
+    claim is answered from the faster, and the reason names it and the others."""
+    claim = CLAIMS["edge-latency-10ms"]
+    loop = make_run("latency", [{"itl_ms_p99": 14.0, "decode_path": "loop"}], name="loop")
+    vllm = make_run("latency", [{"itl_ms_p99": 8.0, "engine": "vllm"}], name="vllm")
+    v = verify_claim(claim, [loop, vllm])
+    assert v.verdict == "holds" and v.measured == 8.0
+    assert "fastest path measured, vllm (best per path: vllm 8, transformers loop 14)" in v.reason
+    one = verify_claim(claim, [loop])
+    assert "fastest path" not in one.reason  # one path: nothing to choose between
+
+
+def test_a_suite_step_that_needs_an_optional_package_is_skipped_with_a_line(tmp_path):
+    """The claims suite's vLLM steps where vLLM is not installed: planned out, said, never an error."""
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\nkind = "suite"\n[[step]]\nworkload = "quick"\n[step.params]\nengine = "simulated"\n'
+                     '[[step]]\nworkload = "quick"\nrequires = "no_such_module_here"\n[step.params]\nengine = "vllm"\n')
+    proc = run_bench("run", "--workload", str(suite), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert 'quick on vllm (no_such_module_here is not installed: pip install -e ".[no_such_module_here]")' \
+        in " ".join(proc.stderr.split())
+    suite.write_text('name = "s"\nkind = "suite"\n[[step]]\nworkload = "quick"\nrequires = "not a module"\n')
+    proc = run_bench("run", "--workload", str(suite), "--dry-run")
+    assert proc.returncode == 2 and "requires must name a Python module" in proc.stderr

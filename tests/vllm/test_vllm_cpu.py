@@ -33,6 +33,15 @@ def test_vllm_engine_on_the_tiny_model(tmp_path):
     assert df["peak_mem_gb"].isna().all()  # the engine core is another process: not ours to count
 
 
+def test_the_claims_suite_plans_its_vllm_steps_where_vllm_is_installed():
+    """The CPU steps of the claims suite also on vLLM's kernels here; the verdicts then take the faster path."""
+    proc = run_bench("run", "--workload", "claims", "--quick", "--dry-run", env=VLLM_ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "vllm is not installed" not in said
+    assert "engine vllm" in " ".join(proc.stdout.split())  # the vLLM steps are planned, engine named
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
