@@ -99,7 +99,7 @@ class Runner:
 
     def _finish(self, row: dict[str, Any], samples: list[dict] | None = None,
                 warnings: list[NoiseWarning] | None = None) -> CaseResult:
-        self.sampler.sample_now()
+        self.sampler.sample_now(settle=True)
         return CaseResult(row, samples or [], self.sampler.drain(), warnings or [])
 
     # --- loading -----------------------------------------------------------------------
@@ -195,7 +195,7 @@ class Runner:
             peaks.append(self._peak_gb(engine))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
         row["measured_seconds"] = clock.now() - t_start
-        self.sampler.sample_now()
+        self.sampler.sample_now(settle=True)
         self.sampler.pause(False)
 
         row.update(calculate_metrics(reps))

@@ -1,11 +1,14 @@
-"""A vendor SMI tool played back from fixtures (tests/fixtures/smi/TOOL/), for machines without the card.
+"""A vendor SMI tool played back from fixtures (tests/fixtures/smi/FOLDER/), for machines without the card.
 
-Installed on PATH by tests as a tiny shell script named after the tool (`npu-smi`, `mthreads-gmi`, `hy-smi`)
-that runs `python3 fake_smi.py TOOL ARGS...`. The output for ARGS is the fixture args_A_B_C.txt; where frames
-args_..._.1.txt, .2.txt exist they are played one after another across calls (a counter file in
-$FAKE_SMI_STATE), so a sampler sees values change over time. $FAKE_SMI_MODE makes it misbehave like a real
-tool can: exit1 | hang | bytes (non-UTF-8) | na (every number N/A) | missing (lines/keys with "Power" dropped)
-| reorder (lines reversed) | empty.
+Installed on PATH by tests as a tiny shell script named after the tool (`npu-smi`, `mthreads-gmi`, `hy-smi`,
+`xpu-smi`...) that runs `python3 fake_smi.py FOLDER ARGS...` (FOLDER tells Intel's xpu-smi from Kunlunxin's,
+which share a name). The output for ARGS is the fixture args_A_B_C.txt; where frames args_..._.1.txt, .2.txt
+exist they are played one after another across calls (a counter file in $FAKE_SMI_STATE), so a sampler sees
+values change over time. A watch/dump command (args_..._.stream.txt) runs until killed, as the real tool does:
+its first block (up to a blank line) is printed once, then each later block in turn every $FAKE_SMI_PERIOD
+seconds (default 0.2). $FAKE_SMI_MODE makes it misbehave like a real tool can: exit1 | hang | bytes (non-UTF-8)
+| na (every number N/A) | missing (lines/keys with "Power" dropped) | reorder (lines reversed) | empty | die (a
+watch that stops after two blocks); watch-MODE misbehaves in the watch only.
 """
 
 from __future__ import annotations
@@ -20,15 +23,23 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smi"
 
 
 def main() -> int:
-    tool, args = sys.argv[1], sys.argv[2:]
+    argv = sys.argv[1:]
+    if argv[:1] == ["--from"]:  # the test's own bin directory, so a test can find the processes it started
+        argv = argv[2:]
+    tool, args = argv[0], argv[1:]
     mode = os.environ.get("FAKE_SMI_MODE", "")
+    key = "args_" + "_".join(args)
+    folder = FIXTURES / tool
+    stream = folder / f"{key}.stream.txt"
+    if mode.startswith("watch-"):  # only the watch misbehaves; the tool's one-shot commands answer well
+        mode = mode.removeprefix("watch-") if stream.is_file() else ""
     if mode == "exit1":
         print(f"{tool}: device not found", file=sys.stderr)
         return 1
     if mode == "hang":
         time.sleep(60)
-    key = "args_" + "_".join(args)
-    folder = FIXTURES / tool
+    if stream.is_file():
+        return play_stream(stream.read_text(), mode)
     frames = sorted(folder.glob(f"{key}.[0-9]*.txt"))
     if frames:
         state = Path(os.environ.get("FAKE_SMI_STATE", "/tmp/fake-smi-state")) / f"{tool}-{key}"
@@ -41,10 +52,20 @@ def main() -> int:
     if not path.is_file():
         print(f"{tool}: unknown arguments {' '.join(args)}", file=sys.stderr)
         return 2
-    text = path.read_text()
+    text = mangle(path.read_text(), mode)
+    if mode == "bytes":
+        sys.stdout.buffer.write(text.encode()[:40] + b"\xff\xfe\xfa garbage \x80\n")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+def mangle(text: str, mode: str) -> str:
+    """The fixture's text as the misbehaving tool would print it."""
     if mode == "na":
         text = re.sub(r'(?<=[:"] )"?\d+(\.\d+)?[A-Za-z%]*"?|(?<=: )\d+(\.\d+)?', "N/A", text)
         text = re.sub(r'"(\d+(\.\d+)?)(MiB|W|C|%|MHz)?"', '"N/A"', text)
+        text = re.sub(r"(?<=[ \t,])\d+(\.\d+)?", "N/A", text)  # tables and CSV: every number, ids too
     elif mode == "missing":
         text = "\n".join(line for line in text.splitlines() if "Power" not in line)
         text = re.sub(r'"[^"]*Power[^"]*": \{?[^,}]*\}?,?', "", text)
@@ -52,10 +73,30 @@ def main() -> int:
         text = "\n".join(reversed(text.splitlines()))
     elif mode == "empty":
         text = ""
-    if mode == "bytes":
-        sys.stdout.buffer.write(text.encode()[:40] + b"\xff\xfe\xfa garbage \x80\n")
-        return 0
-    sys.stdout.write(text)
+    return text
+
+
+def play_stream(text: str, mode: str) -> int:
+    """A watch/dump mode: the header block once, then the frames in turn, flushed, until killed (or 10 min)."""
+    blocks = [b for b in text.split("\n\n")]
+    header, frames = blocks[0], [b for b in blocks[1:] if b.strip()] or [""]
+    period = float(os.environ.get("FAKE_SMI_PERIOD", "0.2"))
+    out = sys.stdout.buffer
+    out.write((header + "\n").encode())
+    out.flush()
+    deadline = time.monotonic() + 600
+    n = 0
+    while time.monotonic() < deadline:
+        frame = mangle(frames[n % len(frames)], mode).rstrip("\n") + "\n"
+        data = frame.encode()
+        if mode == "bytes":
+            data = data[:10] + b"\xff\xfe garbage \x80\n"
+        out.write(data)
+        out.flush()
+        n += 1
+        if mode == "die" and n >= 2:
+            return 0
+        time.sleep(period)
     return 0
 
 

@@ -17,18 +17,24 @@ import torch
 from tests.conftest import run_bench
 
 FAKE = Path(__file__).resolve().parent / "fake_smi.py"
-TOOLS = ("npu-smi", "mthreads-gmi", "hy-smi")
+TOOLS = ("npu-smi", "mthreads-gmi", "hy-smi", "cnmon", "mx-smi", "efsmi")
 
 
 @pytest.fixture
 def smi_path(tmp_path, monkeypatch):
-    """A bin directory holding the fake tools, first on PATH; returns the environment to give a subprocess."""
+    """A bin directory holding the fake tools, first on PATH; returns the environment to give a subprocess.
+    `xpu-smi` plays Intel's fixtures unless $FAKE_XPU_SMI names Kunlunxin's (one name, two tools)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
         script = bin_dir / tool
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" {tool} "$@"\n')
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" --from "{bin_dir}" {tool} "$@"\n')
         script.chmod(0o755)
+    script = bin_dir / "xpu-smi"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" --from "{bin_dir}" '
+                      f'"${{FAKE_XPU_SMI:-xpu-smi-intel}}" "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_SMI_PERIOD", "0.1")
     path = f"{bin_dir}:{__import__('os').environ['PATH']}"
     monkeypatch.setenv("PATH", path)
     monkeypatch.setenv("FAKE_SMI_STATE", str(tmp_path / "state"))
@@ -36,20 +42,74 @@ def smi_path(tmp_path, monkeypatch):
     return {"PATH": path, "FAKE_SMI_STATE": str(tmp_path / "state")}
 
 
-def test_ascend_chips_and_their_readings(smi_path):
+def test_ascend_chips_from_the_watch_mode(smi_path):
+    """npu-smi's watch mode left running: one process for the run, a row per chip per period, each reading
+    stamped when its line arrived; HBM and the AI Core clock from `info -t usages` once per slow period."""
     from bench.telemetry.ascend import AscendBackend
 
     backend = AscendBackend()
-    assert backend.devices() == ["npu4-0", "npu5-0"]  # the MCU (no logic id) is not a compute chip
-    first, second = backend.read(), backend.read()
-    # Played back over time (the probe at start read one frame): the two reads see the two frames.
-    assert {first[0].power_w, second[0].power_w} == {88.4, 92.6} and first[1].power_w == first[0].power_w
-    r = first[0]
-    assert r.util == 37 and r.temp_c == 47 and r.sm_clock_mhz == 1800
-    assert r.mem_used_gb == pytest.approx(65536 * 0.25 * (1 << 20) / 1e9)
-    caps = backend.capabilities()
-    assert caps["power_w"] is None and caps["energy_j"] and caps["throttle"]  # no counter: said, not 0
-    assert backend.energy_reason() == "npu-smi-power"
+    try:
+        assert backend.devices() == ["npu4-0", "npu5-0"]  # the MCU (no logic id) is not a compute chip
+        time.sleep(0.5)
+        readings = backend.read()
+        assert len(readings) >= 6 and {r.device for r in readings} == {"npu4-0", "npu5-0"}
+        assert {r.power_w for r in readings} == {88.4, 92.6}  # both frames, in turn
+        times = [r.t for r in readings if r.device == "npu4-0"]
+        assert times == sorted(times) and len(set(times)) == len(times)  # each line its own time, never repeated
+        assert backend.read() == [] or all(r.t > times[-1] for r in backend.read())  # no stale repeats
+        r = next(r for r in readings if r.device == "npu4-0")
+        assert r.util in (37, 39) and r.temp_c in (47, 48)
+        caps = backend.capabilities()
+        assert caps["power_w"] is None and caps["mem_used_gb"] is None and caps["energy_j"] and caps["throttle"]
+        assert backend.energy_reason() == "npu-smi-power"
+        processes = [backend._proc]
+    finally:
+        backend.close()
+    assert processes[0].poll() is not None  # the watch is stopped with the backend
+
+
+def test_each_vendor_tool_reads_its_cards(smi_path, monkeypatch):
+    """Cambricon, MetaX, Enflame, Kunlunxin and Intel from their fixtures: per card, what each tool gives."""
+    from bench.telemetry.cambricon import CambriconBackend
+    from bench.telemetry.enflame import EnflameBackend
+    from bench.telemetry.intel_xpu import IntelXpuBackend
+    from bench.telemetry.kunlunxin import KunlunxinBackend
+    from bench.telemetry.metax import MetaxBackend
+
+    mlu = CambriconBackend()
+    a, b = mlu.read()
+    assert mlu.devices() == ["mlu0", "mlu1"] and a.power_w in (152, 160) and b.power_w in (140, 148)
+    assert a.util == 35 and a.temp_c == 52 and a.mem_used_gb == pytest.approx(2048 * (1 << 20) / 1e9)
+    mx = MetaxBackend()
+    a, b = mx.read()
+    assert mx.devices() == ["mx0", "mx1"] and a.power_w in (210.5, 218.0) and a.util == 64 and a.temp_c == 45.5
+    assert a.mem_used_gb == pytest.approx(8388608 * 1024 / 1e9) and b.util == 3
+    gcu = EnflameBackend()
+    a, b = gcu.read()
+    assert gcu.devices() == ["gcu0", "gcu1"] and a.power_w in (120.5, 126.0) and a.temp_c == 44 and a.util == 55
+    assert a.mem_used_gb == pytest.approx(4096 * (1 << 20) / 1e9) and b.util == 0.0  # 0 % is a reading, not N/A
+    for backend in (mlu, mx, gcu):
+        assert backend.capabilities()["power_w"] is None and backend.capabilities()["energy_j"]
+    # One name, two tools: Intel's xpu-smi is not Kunlunxin's, and neither backend starts on the other's.
+    with pytest.raises(Exception, match="not Kunlunxin.s xpu-smi"):
+        KunlunxinBackend()
+    intel = IntelXpuBackend()
+    try:
+        time.sleep(0.35)
+        readings = intel.read()
+        a = next(r for r in readings if r.device == "xpu0")
+        b = next(r for r in readings if r.device == "xpu1")
+        assert a.power_w in (310.61, 320.10) and a.util in (45, 47) and a.temp_c in (52, 53) and a.sm_clock_mhz == 1600
+        assert a.mem_used_gb == pytest.approx(30720 * (1 << 20) / 1e9) and b.util is None  # N/A: empty
+    finally:
+        intel.close()
+    monkeypatch.setenv("FAKE_XPU_SMI", "xpu-smi-kunlunxin")
+    with pytest.raises(Exception, match="not Intel.s xpu-smi"):
+        IntelXpuBackend()
+    klx = KunlunxinBackend()
+    a, b = klx.read()
+    assert klx.devices() == ["klx0", "klx1"] and a.power_w in (128, 136) and a.temp_c == 46 and a.util == 62
+    assert a.mem_used_gb == pytest.approx(20480 * (1 << 20) / 1e9) and b.util == 0
 
 
 def test_moore_threads_and_hygon_in_one_call(smi_path):
@@ -68,38 +128,81 @@ def test_moore_threads_and_hygon_in_one_call(smi_path):
     assert r.mem_used_gb == pytest.approx(28.168106803)
 
 
+READ_VALUES = {88.4, 92.6, 37, 39, 47, 48, 1800, 187.5, 63, 51, 152, 160, 140, 148, 35, 12, 52, 210.5, 218.0,
+               96.0, 97.5, 64, 3, 45.5, 120.5, 126.0, 60.0, 61.5, 44, 38, 55.0, 0.0, 128, 136, 97, 46, 41,
+               62, 212.0, 78, 57.0}
+
+
+def _per_sample_backends(monkeypatch):
+    from bench.telemetry import cambricon, enflame, hygon, kunlunxin, metax, moorethreads
+
+    monkeypatch.setenv("FAKE_XPU_SMI", "xpu-smi-kunlunxin")
+    return (moorethreads.MooreThreadsBackend, cambricon.CambriconBackend, metax.MetaxBackend,
+            enflame.EnflameBackend, kunlunxin.KunlunxinBackend, hygon.HygonBackend)
+
+
 @pytest.mark.parametrize("mode", ["na", "missing", "reorder", "bytes", "exit1", "empty", "hang"])
 def test_bad_tool_output_is_empty_fields_with_a_reason(smi_path, monkeypatch, mode):
-    """Each kind of bad output: the backend starts and reads nothing wrong, or does not start and says why;
-    never a crash, a hang past the timeout or a made-up number."""
-    from bench.telemetry import ascend, moorethreads
-
-    for cls in (ascend.AscendBackend, moorethreads.MooreThreadsBackend):
+    """Each kind of bad output from each tool run per sample: the backend starts and reads nothing wrong, or
+    does not start and says why; never a crash, a hang past the timeout or a made-up number."""
+    for cls in _per_sample_backends(monkeypatch):
         monkeypatch.setattr(cls, "timeout_s", 1.0)
         backend = cls()  # started on good output
         monkeypatch.setenv("FAKE_SMI_MODE", mode)
         t0 = time.monotonic()
         readings = backend.read()
         assert time.monotonic() - t0 < 10
-        fields = [(r.power_w, r.util, r.temp_c, r.mem_used_gb) for r in readings]
-        if mode == "reorder" and cls is ascend.AscendBackend:  # lines read by name: order changes nothing
-            assert readings[0].power_w is not None
-        elif mode != "missing" or cls is moorethreads.MooreThreadsBackend:
-            assert all(v is None or v in (88.4, 92.6, 37, 47, 187.5, 63, 51) or isinstance(v, float)
-                       for f in fields for v in f)
+        fields = [v for r in readings for v in (r.power_w, r.util, r.temp_c)]
+        assert all(v is None or v in READ_VALUES for v in fields), (cls.name, mode, fields)
+        mems = [r.mem_used_gb for r in readings]
+        assert all(m is None or 0 < m < 200 for m in mems), (cls.name, mode, mems)
         if mode in ("exit1", "hang", "empty", "na"):
-            assert all(v is None for f in fields for v in f), (mode, fields)
-        if mode == "bytes":  # what survives the garbage is read right, the rest is empty
-            assert all(v in (None, 88.4, 92.6, 37, 47, 1800, 187.5, 63, 51) for f in fields for v in f), fields
+            assert all(v is None for v in fields), (cls.name, mode, fields)
         if mode in ("exit1", "hang"):
             assert backend.last_error and ("exited 1" in backend.last_error or "did not answer" in backend.last_error)
-        monkeypatch.delenv("FAKE_SMI_MODE")
-        monkeypatch.setenv("FAKE_SMI_MODE", mode)
-        if mode in ("exit1", "hang", "empty", "bytes"):
+        if mode in ("exit1", "hang", "empty"):
             with pytest.raises(Exception) as started:  # a tool that never answers well does not start
                 cls()
             assert str(started.value)
+        if mode == "bytes":  # garbage after the first bytes: no card, or only the cards it did list right
+            try:
+                assert set(cls().devices()) <= set(backend.devices())
+            except Exception as exc:  # noqa: BLE001 - not starting is the other right answer
+                assert str(exc)
         monkeypatch.delenv("FAKE_SMI_MODE")
+
+
+@pytest.mark.parametrize("mode", ["na", "reorder", "bytes", "exit1", "hang", "die", "empty"])
+def test_a_watch_that_misbehaves_gives_no_wrong_number_and_is_stopped(smi_path, monkeypatch, mode):
+    """npu-smi's watch (the other tool commands answering well): N/A, garbage bytes, a watch that exits at once,
+    one that prints nothing, one that dies mid-run. Readings are empty or right, the reason is kept, a dead
+    watch is restarted at most once per 10 s, and close() leaves no process behind."""
+    from bench.telemetry.ascend import AscendBackend
+
+    monkeypatch.setattr(AscendBackend, "timeout_s", 0.5)
+    monkeypatch.setattr(AscendBackend, "period_s", 0.25)
+    monkeypatch.setattr(AscendBackend, "watch_args", lambda self: ["info", "watch", "-s", "ptaicmb", "-d", "1"])
+    monkeypatch.setenv("FAKE_SMI_MODE", f"watch-{mode}")
+    backend = AscendBackend()
+    try:
+        time.sleep(0.6)
+        readings = backend.read() + backend.read()
+        assert all(r.power_w is None or r.power_w in (88.4, 92.6) for r in readings), readings
+        assert all(r.temp_c is None or r.temp_c in (45, 46, 47, 48) for r in readings)
+        if mode in ("exit1", "die"):
+            time.sleep(0.3)
+            assert backend.read() == [] and "exited" in backend.last_error
+        if mode in ("exit1", "hang", "empty", "bytes"):
+            assert all(r.power_w is None for r in readings)
+            assert backend.capabilities()["power_w"]  # what it could not read, with the reason
+        if mode == "na":
+            assert all(r.power_w is None and r.temp_c is None for r in readings)
+        if mode == "reorder":  # rows read by the header's names
+            assert any(r.power_w in (88.4, 92.6) for r in readings)
+        proc = backend._proc
+    finally:
+        backend.close()
+    assert proc is None or proc.poll() is not None
 
 
 def test_a_tool_that_is_not_installed_says_what_to_install(monkeypatch, tmp_path):
@@ -206,3 +309,79 @@ def test_an_nvml_compatible_library_is_loaded_in_place_of_nvml(monkeypatch, tmp_
     assert fake_nvml.nvmlLib is sentinel and backend.library == "/opt/corex/lib64/libixml.so"
     assert backend.energy_method in ("nvml-compat-counter", "nvml-compat-power")
     backend.close()
+
+
+@pytest.fixture
+def fake_dcmi(tmp_path) -> Path:
+    """The stand-in libdcmi.so, built here with the system's C compiler (skipped where there is none)."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the stand-in DCMI library")
+    lib = tmp_path / "libdcmi.so"
+    source = Path(__file__).resolve().parent / "fixtures" / "dcmi" / "fake_dcmi.c"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(lib), str(source)], check=True)
+    return lib
+
+
+def test_ascend_through_the_dcmi_library(fake_dcmi, monkeypatch):
+    """In-process DCMI: power in 0.1 W becomes W, HBM in MB, a chip that refuses power has it empty, and the
+    probe takes the library before npu-smi; without the library it says where it looked."""
+    from bench.telemetry.dcmi import DcmiBackend
+
+    backend = DcmiBackend(library=str(fake_dcmi))
+    assert backend.devices() == ["npu0-0", "npu1-0"]
+    a, b = backend.read()
+    assert a.power_w == pytest.approx(123.4) and a.temp_c == 51 and a.util == 42
+    assert a.mem_used_gb == pytest.approx(16384 * (1 << 20) / 1e9)
+    assert b.power_w is None and b.temp_c == 50  # refused: empty, never 0
+    assert backend.capabilities()["power_w"] is None and backend.capabilities()["energy_j"]
+    assert backend.energy_reason() == "dcmi-power"
+    monkeypatch.setenv("CLAIMBENCH_DCMI_LIBRARY", str(fake_dcmi.parent / "missing.so"))
+    with pytest.raises(FileNotFoundError, match="CLAIMBENCH_DCMI_LIBRARY"):
+        DcmiBackend()
+    from bench.telemetry.probe import probe_backend
+
+    monkeypatch.setenv("CLAIMBENCH_DCMI_LIBRARY", str(fake_dcmi))
+    chosen, tried = probe_backend("npu")
+    assert chosen.name == "dcmi" and chosen.devices() == ["npu0-0", "npu1-0"]
+
+
+def test_moore_threads_through_its_nvml_compatible_binding(monkeypatch):
+    """mthreads-ml-py's pymtml speaks pynvml's API: the NVML code reads Moore Threads' cards through it (here
+    the fake NVML stands in for the binding, which needs the MUSA driver)."""
+    from bench.telemetry.nvml import MtmlBackend
+    from tests import fake_nvml
+
+    monkeypatch.setitem(sys.modules, "pymtml", fake_nvml)
+    backend = MtmlBackend()
+    assert backend.devices()[0] == "musa0" and backend.read()[0].device == "musa0"
+    assert backend.energy_method in ("mtml-counter", "mtml-power")
+    backend.close()
+    monkeypatch.setitem(sys.modules, "pymtml", None)  # not installed: the probe moves on
+    with pytest.raises(ImportError):
+        MtmlBackend()
+
+
+def test_bench_env_lists_every_vendors_cards_and_what_is_read(smi_path, tmp_path):
+    """`bench env` on a machine with every vendor's tool (played back): each card, which fields its tool gives,
+    and what to install for torch to use it; no tool process is left running after."""
+    import subprocess
+
+    proc = run_bench("env", "--json", env={**smi_path, "FAKE_SMI_PERIOD": "0.1"})
+    assert proc.returncode == 0, proc.stderr
+    seen = {s["backend"]: s for s in json.loads(proc.stdout)["accelerators_seen"]}
+    expected = {"npu-smi": ["npu4-0", "npu5-0"], "mthreads-gmi": ["musa0", "musa1"], "hy-smi": ["dcu0"],
+                "cnmon": ["mlu0", "mlu1"], "xpu-smi": ["xpu0", "xpu1"], "mx-smi": ["mx0", "mx1"],
+                "efsmi": ["gcu0", "gcu1"]}
+    for backend, devices in expected.items():
+        assert seen[backend]["devices"] == devices, backend
+        assert "power_w" in seen[backend]["readable"] and "energy_j" in seen[backend]["not_readable"], backend
+        assert not seen[backend]["torch_usable"] and seen[backend]["install"], backend
+    assert "xpu-smi-kunlunxin" not in seen  # Intel's tool answered: not mistaken for Kunlunxin's
+    text = run_bench("env", env=smi_path).stdout
+    assert "cnmon sees mlu0, mlu1; torch cannot use them yet" in " ".join(text.split())
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "bin")], capture_output=True, text=True).stdout.split()
+    assert not left, f"tool processes left running: {left}"

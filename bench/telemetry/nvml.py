@@ -52,6 +52,7 @@ class NvmlBackend(Backend):
     reads = FIELDS
     counter_method = "nvml-counter"
     power_method = "nvml-power"
+    label = "gpu"  # device labels: gpu0, gpu1...
 
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
@@ -63,7 +64,7 @@ class NvmlBackend(Backend):
             nvml.nvmlShutdown()
             raise RuntimeError("NVML sees no GPU")
         self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        self._labels = [f"gpu{i}" for i in range(count)]
+        self._labels = [f"{self.label}{i}" for i in range(count)]
         self._unsupported: list[dict[str, str]] = [self._probe(h) for h in self.handles]
         has_counter = all("energy_j" not in u for u in self._unsupported)
         self.energy_method = self.counter_method if has_counter else self.power_method
@@ -253,3 +254,21 @@ class NvmlCompatBackend(NvmlBackend):
             return
         raise FileNotFoundError("no NVML-compatible library (" + "; ".join(errors) +
                                 f"); name one with {LIBRARY_ENV}=PATH")
+
+
+class MtmlBackend(NvmlBackend):
+    """Moore Threads GPUs through their NVML-compatible Python binding (mthreads-ml-py, module pymtml: the
+    nvml* functions of pynvml over libmtml.so), in-process: no mthreads-gmi process per sample. Where the binding
+    is not installed, the mthreads-gmi backend reads the cards through the tool."""
+
+    name = "mtml"
+    vendor = "musa"
+    label = "musa"
+    counter_method = "mtml-counter"
+    power_method = "mtml-power"
+    install = "mthreads-ml-py (pip), the MUSA driver, and torch_musa for the device"
+
+    def __init__(self, nvml: Any = None) -> None:
+        if nvml is None:
+            import pymtml as nvml  # ImportError where the binding is not installed: the probe moves on
+        super().__init__(nvml)

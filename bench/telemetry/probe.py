@@ -46,9 +46,9 @@ def accelerators_seen() -> list[dict]:
         except Exception:  # noqa: BLE001 - not on this machine
             continue
         caps = backend.capabilities()
-        kind = getattr(cls, "vendor", "") or "cuda"
-        seen.append({"backend": name, "devices": backend.devices(), "torch_usable": kind in usable or
-                     (kind in ("dcu",) and "cuda" in usable),
+        kind = getattr(cls, "torch_type", "") or getattr(cls, "vendor", "") or "cuda"
+        kind = "cuda" if kind == "dcu" else kind  # Hygon's DCUs compute through ROCm's cuda
+        seen.append({"backend": name, "devices": backend.devices(), "torch_usable": kind in usable,
                      "readable": [backend.field_names.get(f, f) for f, why in caps.items() if why is None],
                      "not_readable": {backend.field_names.get(f, f): why for f, why in caps.items() if why},
                      "install": getattr(cls, "install", "")})

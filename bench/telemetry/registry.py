@@ -17,8 +17,15 @@ BACKENDS: dict[str, str] = {
     "nvml-compat": "bench.telemetry.nvml:NvmlCompatBackend",  # Iluvatar's libixml.so, or a library named
     "amdsmi": "bench.telemetry.amdsmi_backend:AmdSmiBackend",
     "hy-smi": "bench.telemetry.hygon:HygonBackend",
-    "npu-smi": "bench.telemetry.ascend:AscendBackend",
+    "dcmi": "bench.telemetry.dcmi:DcmiBackend",  # Ascend, in-process where CANN's library is present
+    "npu-smi": "bench.telemetry.ascend:AscendBackend",  # Ascend, the tool's watch mode otherwise
+    "mtml": "bench.telemetry.nvml:MtmlBackend",  # Moore Threads' binding where installed
     "mthreads-gmi": "bench.telemetry.moorethreads:MooreThreadsBackend",
+    "cnmon": "bench.telemetry.cambricon:CambriconBackend",
+    "xpu-smi-kunlunxin": "bench.telemetry.kunlunxin:KunlunxinBackend",  # Kunlunxin's xpu-smi -m
+    "xpu-smi": "bench.telemetry.intel_xpu:IntelXpuBackend",  # Intel's xpu-smi dump
+    "mx-smi": "bench.telemetry.metax:MetaxBackend",
+    "efsmi": "bench.telemetry.enflame:EnflameBackend",
     "cpu": "bench.telemetry.cpu:CpuBackend",
 }
 ENV_BACKEND = "CLAIMBENCH_TELEMETRY"  # a backend's name: use it, and only it (a card torch cannot use yet)

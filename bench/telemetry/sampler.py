@@ -68,11 +68,14 @@ class Sampler:
                 delay = 0
             self._stop.wait(delay)
 
-    def sample_now(self) -> None:
-        """Take one reading of every device now."""
+    def sample_now(self, settle: bool = False) -> None:
+        """Take one reading of every device now; settle: first wait for a reading at or after now (a window's
+        end must be bracketed by a later reading, and a watch-mode tool prints when it prints)."""
         if not self.backend.devices():
             return
         try:
+            if settle:
+                self.backend.settle(clock.now())
             readings = self.backend.read()
         except Exception:  # noqa: BLE001 - a failed read is a gap, not a crash of the run
             return
@@ -112,7 +115,7 @@ class Sampler:
         t0 = clock.now()
         clock.sleep(seconds)
         t1 = clock.now()
-        self.sample_now()
+        self.sample_now(settle=True)
         summary = summarise_windows(self.series(t0, t1), [(t0, t1)])
         return {dev: s["power_w_mean"] for dev, s in summary.items() if not math.isnan(s["power_w_mean"])}
 

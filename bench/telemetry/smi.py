@@ -12,6 +12,10 @@ import math
 import re
 import shutil
 import subprocess
+import threading
+import time
+import weakref
+from collections import deque
 from typing import Any, ClassVar
 
 from bench import clock
@@ -30,16 +34,21 @@ def number(text: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def gib(text: Any) -> float | None:
-    """A memory value as GB: '1024 MiB' / '1024MiB' / '16 GiB' / '512 MB'; a bare number is taken as MiB."""
+def gib(text: Any, bare: str = "mib") -> float | None:
+    """A memory value as GB: '1024 MiB' / '1024MiB' / '16 GiB' / '512 MB' / '879448 KB'; a bare number is in
+    `bare` units (MiB unless the tool says otherwise)."""
     value = number(text)
     if value is None:
         return None
     unit = str(text).strip().lower()
+    if not unit[-1:].isalpha():
+        unit = bare
     if unit.endswith(("gib", "gb")):
         return value * (1 << 30) / 1e9
     if unit.endswith(("kib", "kb")):
         return value * 1024 / 1e9
+    if unit.endswith("b") and not unit.endswith(("mib", "mb")):
+        return value / 1e9  # bytes
     return value * (1 << 20) / 1e9
 
 
@@ -75,6 +84,7 @@ class SmiBackend(Backend):
     timeout_s: ClassVar[float] = 3.0
     max_hz: ClassVar[float] = 2.0
     install: ClassVar[str] = ""  # what to install when the tool is missing
+    torch_type: ClassVar[str] = ""  # the torch device type that computes on these cards ("" : the vendor label)
 
     def __init__(self) -> None:
         path = shutil.which(self.tool)
@@ -86,7 +96,7 @@ class SmiBackend(Backend):
         if not self.cards:
             raise RuntimeError(f"{self.tool} lists no card")
         self.last_error = ""
-        first_read = self.read()
+        first_read = self.first_read()
         self._unsupported = {f: self.last_error or f"{self.tool} does not report it" for f in FIELDS
                              if all(getattr(r, f) in (None, ()) for r in first_read)}
 
@@ -107,6 +117,10 @@ class SmiBackend(Backend):
             said = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
             raise SmiError(f"{self.tool} {' '.join(args)} exited {proc.returncode}: {said[0][:120] if said else ''}")
         return text
+
+    def first_read(self) -> list[Reading]:
+        """The reading at start that tells which fields the cards give."""
+        return self.read()
 
     def devices(self) -> list[str]:
         return [f"{self.vendor}{c}" for c in self.cards]
@@ -136,3 +150,132 @@ class SmiBackend(Backend):
     def sample(self) -> dict[str, dict[str, Any]]:
         """Per card id: Reading fields (power_w, mem_used_gb, util, temp_c, sm_clock_mhz...) read now."""
         raise NotImplementedError
+
+
+class WatchSmiBackend(SmiBackend):
+    """A vendor tool left running in its own watch/dump mode (one process for the whole run, a line per card
+    per period), read by a thread: no process per sample, and each reading stamped when its line arrived.
+
+    Subclasses give the watch command and parse its lines; `slow_sample()` may add fields the watch mode does
+    not print, read once per `slow_period_s`. A watch that exits is restarted at most once per 10 s, and a
+    silent one leaves its readings out (a gap the energy check sees), never a repeated stale value.
+    """
+
+    period_s: ClassVar[float] = 1.0  # the interval asked of the tool
+    slow_period_s: ClassVar[float] = 5.0
+
+    def __init__(self) -> None:
+        self._lines: deque[tuple[float, str, dict[str, Any]]] = deque(maxlen=10000)
+        self._cond = threading.Condition()
+        self._proc: subprocess.Popen | None = None
+        self._started = 0.0
+        self._slow: dict[str, dict[str, Any]] = {}
+        self._slow_t = -math.inf
+        super().__init__()
+
+    @property
+    def max_hz(self) -> float:  # type: ignore[override]
+        return 1.0 / self.period_s
+
+    def watch_args(self) -> list[str]:
+        """The arguments of the long-running command."""
+        raise NotImplementedError
+
+    def parse_line(self, line: str) -> list[tuple[str, dict[str, Any]]]:
+        """The (card, fields) a line of the watch output gives (a header or a blank line gives none)."""
+        raise NotImplementedError
+
+    def slow_sample(self) -> dict[str, dict[str, Any]]:
+        """Per card, fields the watch mode does not print (read by one call now); none by default."""
+        return {}
+
+    def _start(self) -> None:
+        now = time.monotonic()
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        if now - self._started < 10.0 and self._proc is not None:
+            return  # it exited a moment ago: do not spin on a tool that keeps failing
+        self._started = now
+        # A C tool writing to a pipe buffers its output in blocks: lines would arrive seconds late, in bursts,
+        # stamped wrong. stdbuf (coreutils) makes its stdout line-buffered, as a terminal would.
+        stdbuf = shutil.which("stdbuf")
+        command = [stdbuf, "-oL", self.path, *self.watch_args()] if stdbuf else [self.path, *self.watch_args()]
+        try:
+            self._proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise SmiError(f"{self.tool} could not run: {exc}") from None
+        weakref.finalize(self, _stop, self._proc)
+        threading.Thread(target=self._reader, args=(self._proc,), name=f"{self.tool}-watch", daemon=True).start()
+
+    def _reader(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            t = clock.now()
+            try:
+                parsed = self.parse_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue  # a line it cannot read is not a reading
+            if parsed:
+                with self._cond:
+                    self._lines.extend((t, card, fields) for card, fields in parsed)
+                    self._cond.notify_all()
+
+    def settle(self, after: float, wait_s: float | None = None) -> None:
+        """Wait (at most two periods) until the watch has printed a reading at or after `after`."""
+        deadline = time.monotonic() + (2 * self.period_s if wait_s is None else wait_s)
+        with self._cond:
+            while not (self._lines and self._lines[-1][0] >= after):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+    def read(self) -> list[Reading]:
+        """The readings printed since the last read, with the slow fields merged into the newest of each card."""
+        try:
+            self._start()
+        except SmiError as exc:
+            self.last_error = f"{self.tool}: {exc}"[:200]
+        with self._cond:
+            lines = list(self._lines)
+            self._lines.clear()
+        if self._proc is not None and self._proc.poll() is not None and not lines:
+            self.last_error = f"{self.tool} {' '.join(self.watch_args())} exited {self._proc.returncode}"
+        if clock.now() - self._slow_t >= self.slow_period_s:
+            self._slow_t = clock.now()
+            try:
+                self._slow = self.slow_sample()
+            except (SmiError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                self.last_error, self._slow = f"{self.tool}: {exc}"[:200], {}
+        newest = {card: i for i, (_, card, _) in enumerate(lines)}
+        readings = []
+        for i, (t, card, fields) in enumerate(lines):
+            if card not in self.cards:
+                continue
+            extra = {k: v for k, v in self._slow.get(card, {}).items() if fields.get(k) is None} \
+                if newest[card] == i else {}
+            readings.append(Reading(t, f"{self.vendor}{card}", **{**fields, **extra}))
+        if lines:
+            self.last_error = ""
+        return readings
+
+    def first_read(self) -> list[Reading]:
+        self._start()
+        self.settle(clock.now(), wait_s=self.timeout_s + 2 * self.period_s)  # the tool's own start-up too
+        return self.read()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            _stop(self._proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a watch process (terminate, then kill), never leaving it behind."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=2)
