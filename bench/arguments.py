@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workload", default="quick", help="bundled workload name or a TOML file (default: quick)")
     run.add_argument("--model", help="bundled model name or a local HF directory (overrides the workload)")
     run.add_argument("--engine", help="transformers | vllm | openai | simulated")
-    run.add_argument("--device", help="auto | cpu | cuda | cuda:N | xpu | mps")
+    run.add_argument("--device", help="auto | cpu | cuda[:N] | npu[:N] | musa | mlu | gcu | xpu | mps "
+                                      "(a vendor's torch plugin is loaded when installed)")
     run.add_argument("--dtype", help="auto | float32 | bfloat16 | float16")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override any workload key (repeatable); VALUE may be a list: 1,8,32")

@@ -5,6 +5,7 @@ detection. What this cannot check: the real tools' timing and the real cards (sa
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import types
@@ -385,3 +386,39 @@ def test_bench_env_lists_every_vendors_cards_and_what_is_read(smi_path, tmp_path
     assert "cnmon sees mlu0, mlu1; torch cannot use them yet" in " ".join(text.split())
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "bin")], capture_output=True, text=True).stdout.split()
     assert not left, f"tool processes left running: {left}"
+
+
+@pytest.mark.parametrize("tool", ["xpu-smi", "cnmon"])
+def test_end_to_end_with_a_dump_mode_and_a_per_sample_tool(smi_path, tmp_path, tool):
+    """A real run (the tiny model on the CPU, the cards' tool named with CLAIMBENCH_TELEMETRY): Intel's dump mode
+    left running and Cambricon's tool run per sample both give each card's power in the row and energy
+    integrated over the measured windows, with the method named."""
+    env = {**smi_path, "CLAIMBENCH_TELEMETRY": tool, "FAKE_SMI_PERIOD": "0.1"}
+    proc = run_bench("run", "--out", str(tmp_path / "out"), "--set", "min_seconds=2.5", "--set", "idle_seconds=0",
+                     "--set", "output_len=16", "--set", "canary_seconds=0", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (csv,) = (tmp_path / "out").glob("*/results.csv")
+    row = pd.read_csv(csv).iloc[0]
+    low, high, cards = {"xpu-smi": (290.0, 320.1, ("xpu0", "xpu1")), "cnmon": (140, 160, ("mlu0", "mlu1"))}[tool]
+    assert low <= row["power_w_mean"] <= high and row["energy_source"] == f"{tool}-power", row["power_w_mean"]
+    assert all(card in row["per_card"] for card in cards) and row["energy_j_per_token"] > 0
+
+
+def test_the_articles_cards_have_datasheet_rows_and_unknown_figures_stay_empty(tmp_path):
+    """A published figure is the card's roofline, with its source; a figure the vendor has not published is
+    empty and says so, never a guess (so MBU is empty with the reason rather than against a made-up bound)."""
+    from bench.ceilings import latest_ceiling
+    from bench.roofline import datasheet_peak
+
+    s4000 = latest_ceiling(tmp_path, "MTT S4000")
+    assert s4000.bandwidth == 768e9 and s4000.flops == 100e12 and s4000.bandwidth_physical
+    assert "Moore Threads" in s4000.source
+    assert datasheet_peak("MLU370-X8").bandwidth == 614.4e9 and datasheet_peak("Atlas 300I Duo").bandwidth == 408e9
+    ascend = latest_ceiling(tmp_path, "Ascend910B3")
+    assert math.isnan(ascend.bandwidth) and not ascend.bandwidth_physical and "no bandwidth figure" in ascend.source
+    for name in ("Iluvatar BI-V150", "Kunlunxin P800", "K100_AI", "Enflame S60", "AX650N"):
+        peak = datasheet_peak(name)
+        assert peak is not None and math.isnan(peak.bandwidth) and peak.source, name
+    for name, bandwidth in (("NVIDIA A800 80GB PCIe", 1.935e12), ("NVIDIA L20", 0.864e12),
+                            ("NVIDIA GeForce RTX 4090", 1.008e12)):
+        assert datasheet_peak(name).bandwidth == bandwidth
