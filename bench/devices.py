@@ -209,12 +209,26 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+ACCELERATOR_NAMES = {"mem_get_info": "get_memory_info"}  # torch.accelerator's name where it differs
+
+
 def _memory_fn(device: Device, name: str) -> Any:
     """A memory function of the device's backend module (torch.cuda.max_memory_allocated, torch.npu's...),
-    or None where the backend has none (the CPU, MPS)."""
+    else torch.accelerator's (torch >= 2.9) when that is this device's type; None where neither has it (the
+    CPU, MPS)."""
     if device.type in ("cpu", "mps"):
         return None
-    return getattr(backend_module(device.type), name, None)
+    fn = getattr(backend_module(device.type), name, None)
+    if fn is not None:
+        return fn
+    accel = getattr(torch, "accelerator", None)
+    try:
+        current = accel.current_accelerator() if accel is not None and accel.is_available() else None
+    except Exception:  # noqa: BLE001 - a plugin that half-registers: no memory figure, not a crash
+        current = None
+    if current is None or current.type != device.type:
+        return None
+    return getattr(accel, ACCELERATOR_NAMES.get(name, name), None)
 
 
 def reset_peak_memory(device: Device) -> None:
@@ -259,8 +273,8 @@ def empty_cache(device: Device) -> None:
     gc.collect()
     if device.type == "mps":
         torch.mps.empty_cache()
-    elif device.type != "cpu" and hasattr(backend_module(device.type), "empty_cache"):
-        backend_module(device.type).empty_cache()
+    elif (fn := _memory_fn(device, "empty_cache")) is not None:
+        fn()
 
 
 def reset_host_peak_rss() -> bool:

@@ -422,3 +422,27 @@ def test_the_articles_cards_have_datasheet_rows_and_unknown_figures_stay_empty(t
     for name, bandwidth in (("NVIDIA A800 80GB PCIe", 1.935e12), ("NVIDIA L20", 0.864e12),
                             ("NVIDIA GeForce RTX 4090", 1.008e12)):
         assert datasheet_peak(name).bandwidth == bandwidth
+
+
+def test_memory_through_torch_accelerator_where_the_plugin_module_has_none(monkeypatch):
+    """A plugin whose module gives no memory calls (torch.gcu here): peak and free memory come from
+    torch.accelerator (torch >= 2.9), which the plugin's device type registers with."""
+    from bench import devices
+
+    calls = []
+    monkeypatch.setattr(torch, "gcu", types.SimpleNamespace(is_available=lambda: True, device_count=lambda: 1),
+                        raising=False)
+    kind = types.SimpleNamespace(type="gcu")
+    monkeypatch.setattr(torch, "accelerator", types.SimpleNamespace(
+        is_available=lambda: True, current_accelerator=lambda: kind,
+        max_memory_allocated=lambda d=None: 2.0e9, reset_peak_memory_stats=lambda d=None: calls.append("reset"),
+        get_memory_info=lambda d=None: (3, 48 << 30), memory_reserved=lambda d=None: 4,
+        memory_allocated=lambda d=None: 1.5e9, empty_cache=lambda: calls.append("empty")), raising=False)
+    dev = devices.Device(types.SimpleNamespace(type="gcu"), "Enflame S60", 48 << 30)
+    devices.reset_peak_memory(dev)
+    assert devices.peak_memory_bytes(dev) == 2.0e9 and devices.free_memory_bytes(dev) == 3
+    assert devices.usable_memory_bytes(dev) == 7.0 and devices.resident_bytes(dev) == 1.5e9
+    devices.empty_cache(dev)
+    assert calls == ["reset", "empty"] and dev.vendor == "enflame"
+    other = devices.Device(types.SimpleNamespace(type="mlu"), "MLU370", 0)  # not the accelerator torch reports
+    assert devices.peak_memory_bytes(other) is None
