@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="list the cases and exit")
     run.add_argument("--label", help="a short name for this run in reports and comparisons (stored in run.json)")
     run.add_argument("--wide", **wide)
+    run.add_argument("--ray", metavar="ADDRESS", help="a Ray cluster (HOST:PORT or auto): telemetry from its nodes")
+    run.add_argument("--each-node", action="store_true", help="with --ray: run the workload on every node")
+    run.add_argument("--accelerator-type", metavar="RESOURCE", help="with --each-node: only nodes with it (GPU)")
 
     lst = sub.add_parser("list", help="list workloads, models, engines or claims")
     lst.add_argument("what", nargs="?", default="workloads", choices=["workloads", "models", "engines", "claims"])

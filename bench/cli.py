@@ -70,7 +70,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench import terminal
+    from bench import fleet, terminal
     from bench.devices import resolve_device
     from bench.planning import plan, plan_suite, run_suite, verdicts_and_report
     from bench.session import run_session
@@ -111,7 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         out.print(terminal.cases_table(planned.cases, planned.title(), planned.plan_keys))
         return EXIT_OK
-    outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, label=args.label)
+    if args.each_node or args.accelerator_type:
+        return fleet.fleet_command(args, planned, console)
+    telemetry = fleet.cluster_telemetry(args.ray, device, planned.workload) if args.ray is not None else None
+    outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, args.label, telemetry)
     terminal.print_outcome(out, console, outcome.rows, planned.workload, device, args.wide)
     console.print(f"results: {outcome.path}")
     return _exit_status(outcome, console)

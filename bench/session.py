@@ -24,6 +24,7 @@ from bench.errors import first_line
 from bench.fingerprint import fingerprint
 from bench.results import RunWriter
 from bench.runner import Runner
+from bench.telemetry.base import Backend
 from bench.telemetry.probe import probe_backend
 from bench.telemetry.sampler import Sampler
 from bench.workload import Case, Workload
@@ -78,12 +79,13 @@ def needs_ceiling(workload: Workload) -> bool:
 
 
 def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console,
-                label: str | None = None) -> Outcome:
-    """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly."""
+                label: str | None = None, telemetry: Backend | None = None) -> Outcome:
+    """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly. telemetry: a
+    backend to read instead of this machine's own (a Ray cluster's nodes)."""
     from bench.scenarios import scenario_for
     from bench.schema import ENERGY_EXTRAS, result_columns
 
-    backend, tried = probe_backend(device.type)
+    backend, tried = (telemetry, []) if telemetry is not None else probe_backend(device.type)
     scenario = scenario_for(workload)
     declared = scenario.declared_columns()
     if backend.energy_method == "none":
@@ -102,7 +104,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         fingerprint=fingerprint(device, backend), telemetry_probe=tried,
         ceiling={"bandwidth_bytes_s": ceiling.bandwidth, "flops": ceiling.flops, "source": ceiling.source},
         start=datetime.now(timezone.utc).isoformat(), end=None, complete=False,
-        errors_before=backend.error_counts(), server=server_info(workload),
+        errors_before=backend.error_counts(), server=server_info(workload), **backend.meta(),
     )
     if label:
         writer.write_meta(label=label)
@@ -141,7 +143,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
                           interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion",
                           finished_cases=writer.cases_written(),
-                          errors_after=backend.error_counts())
+                          errors_after=backend.error_counts(), **backend.meta())
         writer.close()
         backend.close()
     return outcome

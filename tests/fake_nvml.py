@@ -7,6 +7,7 @@ steady 100 W / 200 W so energy over any window is known exactly.
 
 from __future__ import annotations
 
+import os
 import types
 
 from bench import clock
@@ -126,7 +127,8 @@ def nvmlDeviceGetName(h):
 
 
 def nvmlDeviceGetUUID(h):
-    return f"GPU-fake-{h}"
+    # $FAKE_NVML_NODE: each node of a test's Ray cluster its own cards
+    return f"GPU-fake-{os.environ.get('FAKE_NVML_NODE', '') + '-' if os.environ.get('FAKE_NVML_NODE') else ''}{h}"
 
 
 def nvmlDeviceGetEnforcedPowerLimit(h):

@@ -88,6 +88,10 @@ class Backend(ABC):
         reason = self.capabilities().get("energy_j") and self.capabilities().get("power_w")
         return f"none: {reason}" if reason else self.energy_method
 
+    def meta(self) -> dict[str, Any]:
+        """Keys for run.json beyond the fingerprint (a cluster's nodes and clock offsets); none here."""
+        return {}
+
     def settle(self, after: float) -> None:
         """Before a reading that must bracket a window's end: wait until the source has a reading at or after
         `after` (a tool left running in its watch mode prints on its own schedule); nothing to wait for here."""
