@@ -165,8 +165,7 @@ class RayTelemetry(Backend):
         for field in FIELDS:
             reasons = [f"{n}: {i['capabilities'].get(field)}" for n, i in self.infos.items()
                        if i["capabilities"].get(field)]
-            reasons += [f"{n}: {why}" for n, why in self.dead.items()]
-            caps[field] = "; ".join(reasons) or None
+            caps[field] = "; ".join(reasons) or None  # a node that died later is said per case (silent_reason)
         return caps
 
     def _gather(self, settle_after: float | None = None) -> list[Reading]:
@@ -187,6 +186,9 @@ class RayTelemetry(Backend):
                 row["throttle"] = tuple(row.get("throttle") or ())
                 out.append(Reading(**row))
         return sorted(out, key=lambda r: r.t)
+
+    def silent_reason(self, devices: list[str]) -> str:
+        return "; ".join(f"{n}: {why}" for n, why in self.dead.items() if any(d.startswith(f"{n}/") for d in devices))
 
     def read(self) -> list[Reading]:
         pending, self._pending = self._pending, []

@@ -124,6 +124,39 @@ def test_a_node_removed_mid_run_gives_error_rows_while_the_others_finish(tmp_pat
     assert not _leftovers("claimbench-fleet-"), "a node's bench run was left running"
 
 
+def test_a_node_whose_telemetry_dies_leaves_its_cards_empty_with_the_reason(tmp_path):
+    """A --ray run of two cases; n2 leaves after the first: the second case keeps the other nodes' per-card
+    figures, n2's cards are empty, and the total energy is not given, with why."""
+    import glob
+
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    cluster, nodes = _start(shim)
+    try:
+        out = tmp_path / "out"
+        run = subprocess.Popen(
+            [sys.executable, "-m", "bench", "run", "--ray", cluster.address, "--set", "min_seconds=5",
+             "--set", "batch_size=1,4", *FAST, "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None:
+            done = glob.glob(str(out / "*" / "results.csv"))
+            if done and len(Path(done[0]).read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        cluster.remove_node(nodes["n2"], allow_graceful=False)
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-3000:]
+    finally:
+        cluster.shutdown()
+    (run_dir,) = out.iterdir()
+    first, second = pd.read_csv(run_dir / "results.csv").to_dict("records")
+    assert first["energy_j"] > 0 and "n2/gpu1:mean=200.0W" in first["per_card"]
+    assert pd.isna(second["energy_j"]) and "n2: telemetry actor died" in second["energy_source"]
+    assert "n1/gpu1:mean=200.0W" in second["per_card"] and "n2/gpu1:mean=W" in second["per_card"]
+    assert "n2" in json.loads((run_dir / "run.json").read_text())["cluster"]["dead"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--ray", "127.0.0.1:1"], "nothing answers there"),
     (["--ray", "not-an-address"], "give HOST:PORT"),

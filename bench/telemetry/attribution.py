@@ -54,6 +54,11 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         source = backend.power_method  # some window fell back from the counter to integrated power
     if methods == {"none"}:
         source = f"none: telemetry samples did not bracket the windows ({source})"
+    elif "none" in methods:  # some cards fell silent (a cluster node's telemetry died): no total, the rest kept
+        silent = sorted(d for d, s in by_all.items() if s["method"] == "none")
+        why = backend.silent_reason(silent)
+        source = (f"none: no readings around the windows from {', '.join(silent)}{f' ({why})' if why else ''}: "
+                  f"the cards' total energy is not known ({source})")
     if "gap" in methods:
         source = (f"none: power readings more than {gap:g} s apart inside the measured windows "
                   f"(the tool fell behind): energy not resolved ({source})")

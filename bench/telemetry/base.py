@@ -92,6 +92,10 @@ class Backend(ABC):
         """Keys for run.json beyond the fingerprint (a cluster's nodes and clock offsets); none here."""
         return {}
 
+    def silent_reason(self, devices: list[str]) -> str:
+        """Why these devices gave no readings lately (a cluster node whose telemetry actor died); '' if unknown."""
+        return ""
+
     def settle(self, after: float) -> None:
         """Before a reading that must bracket a window's end: wait until the source has a reading at or after
         `after` (a tool left running in its watch mode prints on its own schedule); nothing to wait for here."""
