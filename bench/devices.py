@@ -314,3 +314,22 @@ def set_threads(requested: int) -> int:
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return torch.get_num_threads()
+
+
+def card_uuids(device: Device, count: int) -> list[str]:
+    """UUIDs of the `count` cards from `device` on (a case that spans several: TP, PP, a layer split), as the
+    driver names them without any 'GPU-' prefix; [] where torch does not say (a CPU, a plugin without it)."""
+    if device.type == "cpu":
+        return []
+    module = backend_module(device.type)
+    first = device.torch_device.index or 0
+    out = []
+    for index in range(first, first + max(1, count)):
+        try:
+            uuid = getattr(module.get_device_properties(index), "uuid", None)
+        except Exception:  # noqa: BLE001 - fewer cards than asked, or no properties: unknown, not a crash
+            return []
+        if uuid is None:
+            return []
+        out.append(str(uuid).removeprefix("GPU-"))
+    return out

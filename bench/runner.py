@@ -205,7 +205,8 @@ class Runner:
         samples = sample_rows(self.run_id, case.index, case.params, reps)
         for sample, peak in zip(samples, peaks):
             sample["peak_mem_gb"] = peak
-        energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power)
+        cards = self.sampler.backend.labels_for(dev.card_uuids(self.device, device_count(p)))
+        energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power, cards)
         row.update(energy)
         why_not = self.sampler.backend.capabilities().get("throttle")
         if why_not and not row["throttled"]:

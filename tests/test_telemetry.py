@@ -81,6 +81,30 @@ def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
         assert sample["power_w"] == pytest.approx(150.0, rel=1e-3)
 
 
+def test_only_the_cards_a_case_ran_on_count(monkeypatch, virtual_clock):
+    """On a machine with more cards than the case used, the others' energy is not the case's: torch names the
+    case's cards by UUID, NVML's labels are found by the same UUIDs, and energy sums those cards only."""
+    from bench import devices
+    from bench.engines.simulated import step_s
+    from bench.runner import Runner
+
+    backend = NvmlBackend(fake_nvml)
+    assert backend.labels_for(["fake-1"]) == ["gpu1"] and backend.labels_for(["GPU-fake-0", "fake-1"]) == \
+        ["gpu0", "gpu1"]
+    assert backend.labels_for(["fake-7"]) == []  # a card NVML does not list: cannot tell, so every card counts
+    monkeypatch.setattr(devices, "card_uuids", lambda device, count: ["fake-1"])  # the case ran on card 1 only
+    sampler = Sampler(backend, hz=50)
+    sampler.start()
+    w = apply_overrides(load_workload("quick"), {"batch_size": [2], "min_reps": 3, "min_seconds": 0,
+                                                 "engine": ["simulated"], "output_len": [33]})
+    (result,) = list(Runner(w, resolve_device("cpu"), sampler, "test").run(expand(w)))
+    sampler.stop()
+    row = result.row
+    assert row["per_card"].startswith("gpu1:") and "gpu0" not in row["per_card"]
+    assert row["power_w_mean"] == pytest.approx(200.0, rel=1e-3)  # card 1's 200 W, not the machine's 300
+    assert row["energy_decode_j"] == pytest.approx(200 * 3 * 32 * step_s(2), rel=0.01)
+
+
 def make_rapl(root, energy_uj, max_uj=1000_000_000):
     zone = root / "intel-rapl:0"
     zone.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,11 @@ MIN_READINGS = 5  # fewer readings inside the decode windows than this: J/token 
 
 
 def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[dict[str, Any]],
-                   telemetry_on: bool, idle_power: dict[str, float]) -> tuple[dict[str, Any], str]:
-    """(columns, note) for one case; also fills each sample's prefill/decode energy."""
+                   telemetry_on: bool, idle_power: dict[str, float],
+                   cards: list[str] | None = None) -> tuple[dict[str, Any], str]:
+    """(columns, note) for one case; also fills each sample's prefill/decode energy. cards: the labels of the
+    cards the case ran on (the others on the machine idle or serve someone else: not this case's energy);
+    None or [] when that is not known, and then every card read counts."""
     empty: dict[str, Any] = {**dict.fromkeys(ENERGY_COLUMNS, NAN), "throttled": ""}
     if not telemetry_on:
         return {**empty, "energy_source": "none: telemetry off for this case"}, ""
@@ -30,6 +33,9 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
     if source.startswith("none"):
         return {**empty, **temps_and_throttle(sampler, reps), "energy_source": source}, ""
     series = sampler.series(reps[0].start, reps[-1].end)
+    if cards:
+        series = {d: rs for d, rs in series.items() if d in cards}
+        idle_power = {d: w for d, w in idle_power.items() if d in cards}
     if not series:
         return empty, ""
     pre = [(r.start, r.first_token) for r in reps]

@@ -92,6 +92,11 @@ class Backend(ABC):
         """Keys for run.json beyond the fingerprint (a cluster's nodes and clock offsets); none here."""
         return {}
 
+    def labels_for(self, uuids: list[str]) -> list[str]:
+        """The labels of the cards with these UUIDs (the ones a case ran on), [] when this backend cannot tell
+        (then every card it reads counts)."""
+        return []
+
     def silent_reason(self, devices: list[str]) -> str:
         """Why these devices gave no readings lately (a cluster node whose telemetry actor died); '' if unknown."""
         return ""

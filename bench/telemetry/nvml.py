@@ -147,6 +147,16 @@ class NvmlBackend(Backend):
             ))
         return out
 
+    def labels_for(self, uuids: list[str]) -> list[str]:
+        """NVML's labels of the cards torch calls by these UUIDs (NVML counts every card; torch only the visible)."""
+        wanted = {u.removeprefix("GPU-").lower() for u in uuids}
+        found = []
+        for label, h in zip(self._labels, self.handles):
+            uuid, _ = self._call(self.nvml.nvmlDeviceGetUUID, h)
+            if uuid is not None and _text(uuid).removeprefix("GPU-").lower() in wanted:
+                found.append(label)
+        return found if len(found) == len(wanted) else []
+
     def error_counts(self) -> dict[str, Any]:
         """Volatile (since driver load) corrected/uncorrected ECC errors per card; None where unsupported."""
         n = self.nvml
