@@ -32,6 +32,9 @@ class RequestTiming:
     # How finely the times resolve the tokens: "token" (one timestamp each), "chunk" (several tokens
     # shared an event: gaps between them are unknown) or "single" (all in one event: no decode timing).
     resolution: str = "token"
+    # When the client meant to send it (a Poisson arrival's time), None when all were sent at once: the client
+    # checks itself against it (achieved rate, lateness of sends).
+    scheduled: float | None = None
 
     @property
     def output_len(self) -> int:
@@ -157,6 +160,24 @@ def calculate_metrics(reps: Sequence[Repetition]) -> dict[str, float]:
         "output_tok_s": percentile([m["output_tok_s"] for m in per_rep], 50),
         "decode_tok_s_cv": cv(decode),
     }
+
+
+def send_schedule(reps: Sequence[Repetition]) -> dict[str, float]:
+    """Whether the client kept to its arrival schedule: the achieved request rate (requests after the first
+    over the span of their sends, median over repetitions) and the p99 lateness of sends (ms); NaN where the
+    requests had no schedule (all sent at once)."""
+    rates, planned, late = [], [], []
+    for rep in reps:
+        timed = [q for q in rep.requests if q.scheduled is not None]
+        late += [1000 * max(0.0, q.start - q.scheduled) for q in timed]
+        starts = sorted(q.start for q in timed)
+        plan = sorted(q.scheduled for q in timed if q.scheduled is not None)
+        if len(starts) > 1 and starts[-1] > starts[0] and plan[-1] > plan[0]:
+            rates.append((len(starts) - 1) / (starts[-1] - starts[0]))
+            planned.append((len(plan) - 1) / (plan[-1] - plan[0]))  # Poisson draws: not the nominal rate
+    return {"achieved_rate_rps": percentile(rates, 50) if rates else NAN,
+            "send_lateness_ms_p99": percentile(late, 99) if late else NAN,
+            "scheduled_rate_rps": percentile(planned, 50) if planned else NAN}
 
 
 def enough_repetitions(done: int, elapsed_s: float, min_reps: int, min_seconds: float,

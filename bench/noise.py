@@ -38,6 +38,8 @@ ADVICE: dict[str, str] = {
     "ceiling-low": "measure the ceilings again on a quiet machine (membw, matmul) into the same results root",
     "engine-bound": "--set decode=captured (the default on accelerators): a verdict from such a row is inconclusive",
     "recompiled": "more warm-up (--set warmup=2), or fewer distinct shapes per run, so no timed call compiles",
+    "client-bound": "a lower request_rate, fewer requests, or the client on its own machine: the figure "
+                    "measures this client more than the server",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import torch
 
 from bench import clock
@@ -18,9 +19,9 @@ from bench import devices as dev
 from bench.ceilings import Ceiling
 from bench.engines import Engine, EngineUnavailable, device_count, get_engine, load_key, load_options
 from bench.errors import BadInput, first_line, is_oom
-from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
+from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows, send_schedule
 from bench.models import ModelSpec, resolve_model
-from bench.noise import NoiseWarning, OtherLoad, warnings_for
+from bench.noise import NoiseWarning, OtherLoad, own_cores, warnings_for
 from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
@@ -185,6 +186,7 @@ class Runner:
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
         self.sampler.sample_now()
         other_load = OtherLoad()
+        cpu_before = _cpu_seconds()
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
@@ -195,6 +197,7 @@ class Runner:
             peaks.append(self._peak_gb(engine))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
         row["measured_seconds"] = clock.now() - t_start
+        cpu_share = (_cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
         self.sampler.sample_now(settle=True)
         self.sampler.pause(False)
 
@@ -223,6 +226,7 @@ class Runner:
                                                        "timed repetitions: their time includes compilation"))
         if not self.scenario.prefix_caching:  # prefix-reuse chose generate: its pairs are timed on one path
             warnings += engine_bound(engine, self.device, row)
+        warnings += client_bound(reps, p, cpu_share)
         row["status"], row["detail"] = self._verdict(case, row, warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
@@ -289,6 +293,28 @@ class Runner:
 
 
 ENGINE_BOUND_MBU = 0.30  # decode this far below the memory bandwidth on an accelerator measures the engine
+CLIENT_LATE_MS = 10.0  # a request sent later than this (or 10% of the mean interval) behind its arrival time
+CLIENT_SHORT = 0.9  # achieved rate below this share of the scheduled one
+CLIENT_CPU = 0.9  # this process busy on this share of its cores while sending
+
+
+def client_bound(reps: list[Repetition], params: dict[str, Any], cpu_share: float) -> list[NoiseWarning]:
+    """A `client-bound` warning when an open-loop client did not keep its arrival schedule (late sends, a
+    lower rate than scheduled) or saturated this machine's cores: then the figures measure the client."""
+    rate = params.get("request_rate", 0) or 0
+    if rate <= 0:
+        return []
+    sent = send_schedule(reps)
+    bound = max(CLIENT_LATE_MS, 100.0 / rate)
+    said = []
+    if sent["send_lateness_ms_p99"] > bound:
+        said.append(f"p99 of sends {sent['send_lateness_ms_p99']:.1f} ms late (bound {bound:.1f} ms)")
+    if sent["achieved_rate_rps"] < CLIENT_SHORT * sent["scheduled_rate_rps"]:
+        said.append(f"sent {sent['achieved_rate_rps']:.2f} requests/s of the {sent['scheduled_rate_rps']:.2f} "
+                    "scheduled")
+    if cpu_share >= CLIENT_CPU:
+        said.append(f"this process kept {cpu_share:.0%} of its cores busy")
+    return [NoiseWarning("client-bound", "; ".join(said) + ": the client fell behind its schedule")] if said else []
 
 
 def engine_bound(engine: Engine, device: dev.Device, row: dict[str, Any]) -> list[NoiseWarning]:
@@ -313,6 +339,14 @@ def engine_bound(engine: Engine, device: dev.Device, row: dict[str, Any]) -> lis
 
 def _tags(params: dict[str, Any]) -> str:
     tags = [] if params["telemetry"] else ["telemetry=off"]
+    if params.get("request_rate", 0):
+        tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
     if params["trial"] > 1:
         tags.append(f"trial={params['trial']}")
     return ";".join(tags)
+
+
+def _cpu_seconds() -> float:
+    """CPU time this process has used (all its threads), for the client's own load."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system

@@ -46,6 +46,7 @@ METRIC_ATTRS: dict[str, dict] = {
     "mfu": dict(direction=+1, header="MFU", fmt="{:.1%}"),
     "goodput_frac": dict(direction=+1, header="goodput", fmt="{:.0%}"),
     "max_batch_meeting_slo": dict(direction=+1, header="max bs in SLO", fmt="{:.0f}"),
+    "max_load_meeting_slo": dict(direction=+1, header="max load in SLO", fmt="{:g}"),
     "predicted_max_context": dict(header="pred. max ctx", fmt="{:.0f}"),
     "measured_max_context": dict(direction=+1, header="meas. max ctx", fmt="{:.0f}"),
     "ttft_speedup": dict(direction=+1, header="TTFT speedup", fmt="{:.1f}x"),
@@ -66,7 +67,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 COMPACT_COLUMNS: tuple[str, ...] = (
     "case", "model", "dtype", "quant", "compile", "batch_size", "input_len", "output_len", "status", "ttft_ms_p50",
     "tpot_ms_p50", "decode_tok_s", "decode_tok_s_cv", "mbu", "measured_max_context", "ttft_speedup",
-    "fits_budget", "bandwidth_gb_s", "tflops",
+    "fits_budget", "bandwidth_gb_s", "tflops", "tags",
 )
 IDENTITY_HEADERS = {"case": "#", "compile": "compiled", "batch_size": "bs", "input_len": "in", "output_len": "out"}
 
@@ -152,7 +153,14 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("tpot_ms_p90", "ms", "time per output token, p90"),
     ("itl_ms_p90", "ms", "inter-token latency, p90"),
     ("goodput_frac", "", "share of requests meeting every SLO of the workload"),
+    ("achieved_rate_rps", "requests/s", "openai with request_rate: the rate the client really sent at (median over "
+                                        "repetitions)"),
+    ("send_lateness_ms_p99", "ms", "openai with request_rate: p99 of how late each request left against its "
+                                   "scheduled arrival (a client that fell behind measures itself)"),
     ("max_batch_meeting_slo", "requests", "largest batch so far (same model) whose p99 TPOT/TTFT meet the SLOs"),
+    ("max_load_meeting_slo", "", "largest load so far (request rate in requests/s where the case has one, else "
+                                 "concurrency) whose p99 TPOT/TTFT meet the SLOs; a sweep stops past a load that "
+                                 "breaks them by 1.5x or fails"),
     ("predicted_max_context", "tokens", "longest input that fits: (memory - resident) / KV bytes per token"),
     ("predicted_peak_mem_gb", "GB", "long-context: predicted peak memory of the case, beside peak_mem_gb"),
     ("measured_max_context", "tokens", "longest input that ran, bisected between last ok and first OOM"),
@@ -211,7 +219,8 @@ NUMERIC_COLUMNS: frozenset[str] = frozenset(
     for c in RESULT_COLUMNS
     if (c.unit and c.name not in {"decode_tok_s_slices"})  # a ;-separated list of numbers is text
     or c.name in {"decode_tok_s_cv", "mbu", "mfu", "case", "device_count", "repetitions", "params", "ttft_speedup",
-                  "decode_slowdown", "goodput_frac", "tok_s_per_w", "matmul_n", "threads", "threads_used"}
+                  "decode_slowdown", "goodput_frac", "tok_s_per_w", "matmul_n", "threads", "threads_used",
+                  "max_load_meeting_slo"}
 )
 
 # One row per measured repetition.

@@ -152,9 +152,17 @@ def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
     slo = [r for r in ok if _number(r.get("goodput_frac")) is not None]
     if slo:
         best = max((int(b) for r in slo if (b := _number(r.get("max_batch_meeting_slo"))) is not None), default=None)
-        share = ", ".join(f"bs={r['batch_size']} {float(r['goodput_frac']):.0%}" for r in slo)
+        share = ", ".join(f"bs={r['batch_size']}{' ' + r['tags'] if isinstance(r.get('tags'), str) and r['tags'] else ''}"
+                          f" {float(r['goodput_frac']):.0%}" for r in slo)
         lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
                                                              "; no batch met it"))
+    loads = [r for r in rows if "rate=" in str(r.get("tags") or "") and r.get("max_load_meeting_slo") is not None]
+    if loads:
+        best = max((b for r in loads if (b := _number(r.get("max_load_meeting_slo"))) is not None), default=None)
+        stopped = [r for r in rows if str(r.get("detail", "")).startswith("sweep stopped")]
+        lines.append((f"largest request rate meeting the SLO: {best:g} requests/s" if best else
+                      "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
+                                                        if stopped else ""))
     from bench.sampler_cost import sampler_costs
 
     lines.extend(cost.text() for cost in sampler_costs(rows))

@@ -271,7 +271,8 @@ def apply_overrides(workload: Workload, overrides: dict[str, Any], quick: bool =
         params.update(workload.gpu)
     if quick:
         params.update(workload.quick)
-    params.update(overrides)
+    # a matrix key given one value (from code, not the CLI, which validates) is a one-value axis
+    params.update({k: [v] if k in MATRIX_KEYS and not isinstance(v, list) else v for k, v in overrides.items()})
     explicit = set(workload.explicit) | set(overrides)
     if on_gpu:
         explicit |= set(workload.gpu)

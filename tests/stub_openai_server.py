@@ -23,10 +23,12 @@ class _QuietServer(ThreadingHTTPServer):
 
 class StubServer:
     """mode: ok | multi | http500 | malformed | stall | short | single | usage_str | choices_obj | ids_str |
+    crawl (after crawl_after requests, each waits 0.5 s before its first token) |
     keepalive. Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served."""
 
-    def __init__(self, mode: str = "ok", model: str = "tiny") -> None:
+    def __init__(self, mode: str = "ok", model: str = "tiny", crawl_after: int = 20) -> None:
         self.mode, self.model = mode, model
+        self.served, self.crawl_after, self.lock = 0, crawl_after, threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,6 +79,11 @@ class StubServer:
                     return
                 if server.mode == "stall":
                     time.sleep(3)
+                with server.lock:
+                    server.served += 1
+                    served = server.served
+                if server.mode == "crawl" and served > server.crawl_after:  # slows to a crawl mid-sweep
+                    time.sleep(0.5)
                 produce = n - 1 if server.mode == "short" else n
                 step = {"multi": 2, "single": produce}.get(server.mode, 1)
                 for i in range(0, produce, step):

@@ -78,9 +78,51 @@ def test_openai_chat_endpoint():
 
 
 def test_openai_poisson_arrivals():
+    """Open-loop arrivals: the client reports the rate it really sent at and how late its sends were."""
     with StubServer("ok") as server:
         (row,) = run_openai(server.url, request_rate=50.0, num_requests=6, slo_tpot_ms=1000.0)
     assert row["status"] == "ok" and row["goodput_frac"] == 1.0
+    assert row["achieved_rate_rps"] > 0 and 0 <= row["send_lateness_ms_p99"] < 1000
+    assert "client-bound" not in str(row.get("warnings", ""))  # six requests at 50/s: an idle client keeps up
+
+
+def test_a_load_sweep_finds_the_largest_load_meeting_the_slo_and_stops_past_it():
+    """Request rates swept lowest first: the server slows to a crawl after the first load's requests, the second
+    load breaks the TTFT SLO by more than the margin, and the sweep stops there, every finished row kept; a
+    sweep whose first load already breaks the SLO stops at once."""
+    sweep = {"request_rate": [20.0, 40.0, 80.0], "num_requests": 10, "batch_size": [1], "slo_ttft_ms": 100.0,
+             "min_reps": 2, "timeout_s": 5.0}
+    with StubServer("crawl", crawl_after=30) as server:  # a warm-up and two repetitions of 10
+        rows = run_openai(server.url, **sweep)
+    assert [r["status"] for r in rows] == ["ok", "ok", "skipped"]
+    assert rows[0]["max_load_meeting_slo"] == 20.0 and rows[1]["ttft_ms_p99"] > 150, rows[0]["detail"]
+    assert "sweep stopped: load 40 already broke the SLO by more than 1.5x (ttft_ms_p99" in rows[2]["detail"]
+    assert [r["tags"] for r in rows] == ["rate=20", "rate=40", "rate=80"]
+    with StubServer("crawl", crawl_after=0) as server:
+        rows = run_openai(server.url, **sweep)
+    assert [r["status"] for r in rows] == ["ok", "skipped", "skipped"] and pd.isna(rows[0]["max_load_meeting_slo"])
+
+
+def test_a_client_that_falls_behind_says_its_figures_measure_itself():
+    """The pure check on timings: sends 40 ms late against a 20/s schedule, or a rate below the scheduled one,
+    or a busy process, give a client-bound warning; sends on time give none."""
+    from bench.metrics import Repetition, RequestTiming
+    from bench.runner import client_bound
+
+    def rep(lateness_s: float, spacing: float = 0.05) -> Repetition:
+        return Repetition(tuple(RequestTiming(i * spacing + lateness_s * (i > 0), (i * spacing + 1.0,), 8,
+                                              scheduled=i * spacing) for i in range(10)))
+
+    params = {"request_rate": 20.0}
+    assert client_bound([rep(0.0)], params, 0.2) == []
+    (late,) = client_bound([rep(0.04)], params, 0.2)
+    assert late.kind == "client-bound" and "40.0 ms late" in late.message
+    slow = Repetition(tuple(RequestTiming(i * 0.1, (i * 0.1 + 1.0,), 8, scheduled=i * 0.05) for i in range(10)))
+    (short,) = client_bound([slow], params, 0.2)
+    assert "requests/s of the" in short.message
+    (busy,) = client_bound([rep(0.0)], params, 0.95)
+    assert "cores busy" in busy.message
+    assert client_bound([rep(0.04)], {"request_rate": 0.0}, 0.99) == []  # all at once: no schedule to keep
 
 
 @pytest.mark.parametrize(

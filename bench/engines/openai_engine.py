@@ -36,7 +36,8 @@ OPTIONS: dict[str, Param] = {
                       reload=True),
     "served_model": Param(str, "", "openai: the server's model name (default: the model name)", reload=True),
     "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key"),
-    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once)", minimum=0),
+    "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once); a list "
+                          "sweeps the load, lowest first", minimum=0, matrix=True, plan="rate"),
     "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
     "timeout_s": Param(float, 120.0, "openai: deadline for a whole request (connect to last token)", minimum=0.1),
     "api": Param(str, "completions", "openai: endpoint, /v1/completions (token ids, exact lengths) or "
@@ -183,7 +184,7 @@ class OpenAIEngine(Engine):
             return "/chat/completions", body
         return "/completions", {**body, "prompt": ids, "return_token_ids": True}
 
-    def _one_request(self, ids: list[int], output_len: int, start_at: float) -> RequestTiming:
+    def _one_request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool) -> RequestTiming:
         import httpx
 
         delay = start_at - clock.now()
@@ -246,7 +247,7 @@ class OpenAIEngine(Engine):
             self.warnings.append("chat endpoint: the prompt went as text; input_len is the server's count "
                                  "(usage.prompt_tokens) where it gives one")
         n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
-        return RequestTiming(start, tuple(times[:total]), n_in, resolution)
+        return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
@@ -263,7 +264,8 @@ class OpenAIEngine(Engine):
                 starts[i] = t
                 t += rng.expovariate(self.request_rate)
         with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
-            futures = [pool.submit(self._one_request, p, output_len, s) for p, s in zip(prompts, starts)]
+            futures = [pool.submit(self._one_request, p, output_len, s, self.request_rate > 0)
+                       for p, s in zip(prompts, starts)]
             results = [f.result() for f in futures]
         return Repetition(tuple(results))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench import devices as dev
 from bench.engines import load_key
-from bench.metrics import Repetition, decode_slices, goodput_fraction
+from bench.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
 from bench.roofline import predicted_extra_bytes
 from bench.scenarios.base import Loaded, Scenario
 from bench.schema import NAN
@@ -35,6 +35,8 @@ class GenerateScenario(Scenario):
         self.oom_at: dict[tuple, int] = {}  # shortest input that ran out of memory, per context group
         self.last_ok: dict[tuple, int] = {}  # longest input that ran, per context group
         self.best_batch: dict[tuple, int] = {}  # largest batch meeting the SLOs, per model and lengths
+        self.best_load: dict[tuple, float] = {}  # largest load (request rate, else concurrency) meeting the SLOs
+        self.broken: dict[tuple, tuple[float, str]] = {}  # the lowest load that broke the SLOs by the margin
 
     @staticmethod
     def context_group(case: Case) -> tuple:
@@ -51,6 +53,10 @@ class GenerateScenario(Scenario):
             cols |= {"decode_tok_s_slices", "decode_slowdown"}
         if _positive(p["fit_budget_gb"]):
             cols.add("fits_budget")
+        if _positive(p.get("request_rate", 0)):
+            cols |= {"achieved_rate_rps", "send_lateness_ms_p99"}
+        if any(_positive(p[k]) for k in ("slo_tpot_ms", "slo_ttft_ms")):
+            cols.add("max_load_meeting_slo")
         return cols
 
     def predicted_extra_bytes(self, loaded: Loaded, case: Case, input_len: int | None = None) -> float:
@@ -63,6 +69,9 @@ class GenerateScenario(Scenario):
         total = case["input_len"] + case["output_len"]
         if max_pos and total > max_pos:
             return "skipped", f"input+output {total} exceeds the model's {max_pos} positions"
+        broken = self.broken.get(slo_group(case.params))
+        if not probing and broken is not None and load_of(case.params) > broken[0]:
+            return "skipped", f"sweep stopped: load {broken[0]:g} already {broken[1]}"
         oom_len = self.oom_at.get(self.context_group(case))
         if not probing and oom_len is not None and case["input_len"] >= oom_len:
             return "skipped", f"a shorter input ({oom_len}) already ran out of memory or over max_mem_gb"
@@ -88,6 +97,9 @@ class GenerateScenario(Scenario):
         }
         if p["fit_budget_gb"] > 0:
             cols["fits_budget"] = model_mem <= p["fit_budget_gb"] * GB
+        if p.get("request_rate", 0) > 0:
+            sent = send_schedule(reps)
+            cols.update({k: sent[k] for k in ("achieved_rate_rps", "send_lateness_ms_p99")})
         if p["slice_tokens"] > 0:
             slices = decode_slices(reps, p["slice_tokens"])
             cols["decode_tok_s_slices"] = ";".join(f"{v:.1f}" for v in slices)
@@ -105,11 +117,41 @@ class GenerateScenario(Scenario):
             meets = row["status"] == "ok" and \
                 (p["slo_tpot_ms"] <= 0 or row["tpot_ms_p99"] <= p["slo_tpot_ms"]) and \
                 (p["slo_ttft_ms"] <= 0 or row["ttft_ms_p99"] <= p["slo_ttft_ms"])
-            slo_group = (*load_key(p), p["input_len"], p["output_len"])
+            group = slo_group(p)
             if meets:
-                self.best_batch[slo_group] = max(self.best_batch.get(slo_group, 0), case["batch_size"])
-            row["max_batch_meeting_slo"] = self.best_batch.get(slo_group, NAN)
+                self.best_batch[group] = max(self.best_batch.get(group, 0), case["batch_size"])
+                self.best_load[group] = max(self.best_load.get(group, 0.0), load_of(p))
+            row["max_batch_meeting_slo"] = self.best_batch.get(group, NAN)
+            row["max_load_meeting_slo"] = self.best_load.get(group, NAN)
+            why = broke_by_margin(row, p)
+            if why and (group not in self.broken or load_of(p) < self.broken[group][0]):
+                self.broken[group] = (load_of(p), why)
 
     def on_oom(self, case: Case) -> None:
         group = self.context_group(case)
         self.oom_at[group] = min(self.oom_at.get(group, case["input_len"]), case["input_len"])
+
+
+SLO_MARGIN = 1.5  # a load whose p99 exceeds the SLO by this factor, or that failed, ends its sweep
+
+
+def slo_group(params: dict[str, Any]) -> tuple:
+    """Cases of one sweep: the same model and engine settings and lengths, at different loads."""
+    return (*load_key(params), params["input_len"], params["output_len"])
+
+
+def load_of(params: dict[str, Any]) -> float:
+    """A case's load: its request rate where it has one (open loop), else its concurrency (batch size)."""
+    rate = params.get("request_rate", 0) or 0
+    return float(rate) if rate > 0 else float(params["batch_size"])
+
+
+def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:
+    """Why this load ends the sweep ('' when it does not): it failed, or its p99 broke an SLO by the margin."""
+    if row["status"] in ("error", "oom"):
+        return f"failed ({row['status']})"
+    for metric, slo in (("ttft_ms_p99", params["slo_ttft_ms"]), ("tpot_ms_p99", params["slo_tpot_ms"])):
+        value = row.get(metric)
+        if slo > 0 and isinstance(value, float) and value == value and value > SLO_MARGIN * slo:
+            return f"broke the SLO by more than {SLO_MARGIN:g}x ({metric} {value:.0f} ms > {slo:g} ms)"
+    return ""
