@@ -301,10 +301,10 @@ CLIENT_CPU = 0.9  # this process busy on this share of its cores while sending
 def client_bound(reps: list[Repetition], params: dict[str, Any], cpu_share: float) -> list[NoiseWarning]:
     """A `client-bound` warning when an open-loop client did not keep its arrival schedule (late sends, a
     lower rate than scheduled) or saturated this machine's cores: then the figures measure the client."""
-    rate = params.get("request_rate", 0) or 0
-    if rate <= 0:
-        return []
     sent = send_schedule(reps)
+    rate = (params.get("request_rate", 0) or 0) or (sent["scheduled_rate_rps"] if params.get("trace") else 0)
+    if not rate or rate != rate or rate <= 0:
+        return []
     bound = max(CLIENT_LATE_MS, 100.0 / rate)
     said = []
     if sent["send_lateness_ms_p99"] > bound:
@@ -341,6 +341,11 @@ def _tags(params: dict[str, Any]) -> str:
     tags = [] if params["telemetry"] else ["telemetry=off"]
     if params.get("request_rate", 0):
         tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
+    if params.get("trace"):
+        from pathlib import Path
+
+        tags.append(f"trace={Path(params['trace']).name}" + (f"@{params['trace_speed']:g}x"
+                                                             if params["trace_speed"] != 1 else ""))
     if params["trial"] > 1:
         tags.append(f"trial={params['trial']}")
     return ";".join(tags)

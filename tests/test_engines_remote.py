@@ -3,6 +3,7 @@
 import importlib.util
 import math
 import socket
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -165,3 +166,60 @@ def test_vllm_missing_is_a_skipped_row(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
     assert row["status"] == "skipped" and "vllm is not installed" in row["detail"]
+
+
+TRACE = Path(__file__).resolve().parent.parent / "workloads" / "traces" / "mini-mooncake.jsonl"
+
+
+def test_a_trace_is_replayed_with_its_arrivals_lengths_and_shared_prefixes():
+    """The shipped Mooncake-format trace, four times faster: every request with its own lengths, sent at its
+    time (the client reports how well it kept to them), prompts that share hash ids share those blocks."""
+    from bench.trace import BLOCK_TOKENS, prompt_ids, requests
+
+    reqs = list(requests(TRACE, speed=4.0))
+    assert len(reqs) == 48 and reqs[0].at_s == 0 and reqs[-1].at_s == pytest.approx((4116 - 32) / 4000)
+    a, b = prompt_ids(reqs[0], 32000), prompt_ids(reqs[1], 32000)
+    assert len(a) == 600 and a[:BLOCK_TOKENS] == b[:BLOCK_TOKENS] and a[BLOCK_TOKENS:] != b[BLOCK_TOKENS:600]
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, trace=str(TRACE), trace_speed=4.0, batch_size=[1], min_reps=2,
+                            timeout_s=10.0)
+    assert row["status"] == "ok", row["detail"]
+    assert row["tags"] == "trace=mini-mooncake.jsonl@4x"
+    scheduled = 47 / ((4116 - 32) / 4000)  # the trace's own rate at 4x
+    assert 0.8 * scheduled < row["achieved_rate_rps"] < 1.2 * scheduled and row["send_lateness_ms_p99"] < 1000
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ('{"timestamp": 0, "input_length": 8}', "missing field(s) output_length"),
+    ('{"timestamp": -5, "input_length": 8, "output_length": 4}', "must be a number of ms >= 0"),
+    ('{"timestamp": 10, "input_length": 8, "output_length": 4}\n{"timestamp": 5, "input_length": 8, '
+     '"output_length": 4}', "line 2: timestamp 5 ms is before the previous line's 10 ms"),
+    ('{"timestamp": 0, "input_length": 999999, "output_length": 4}', "exceeds the model's"),
+    ('{"timestamp": 0, "input_length": 8, "output_length": 4, "hash_ids": "ab"}', "hash_ids must be a list"),
+    ("not json", "line 1: not JSON"),
+    ("", "no request in it"),
+])
+def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, lines, message):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(lines + "\n")
+    proc = run_bench("run", "--engine", "openai", "--set", "base_url=http://127.0.0.1:9/v1", "--set",
+                     f"trace={trace}", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()  # found before any run directory was made
+
+
+def test_a_million_line_trace_is_checked_streaming_in_constant_memory(tmp_path):
+    import tracemalloc
+
+    from bench.trace import check_trace, requests
+
+    trace = tmp_path / "big.jsonl"
+    line = '{"timestamp": %d, "input_length": 8, "output_length": 4, "hash_ids": [1]}\n'
+    with trace.open("w") as f:
+        f.writelines(line % i for i in range(1_000_000))
+    tracemalloc.start()
+    assert check_trace(trace, max_position=2048) == 1_000_000
+    first = next(requests(trace))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert first.input_len == 8 and peak < 5e6  # a few MB at most: never the file's 70 MB

@@ -40,10 +40,17 @@ OPTIONS: dict[str, Param] = {
                           "sweeps the load, lowest first", minimum=0, matrix=True, plan="rate"),
     "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
     "timeout_s": Param(float, 120.0, "openai: deadline for a whole request (connect to last token)", minimum=0.1),
+    "trace": Param(str, "", "openai: a request trace to replay (Mooncake JSONL: timestamp ms, input_length, "
+                   "output_length, hash_ids); arrivals and lengths come from it", reload=True),
+    "trace_speed": Param(float, 1.0, "openai: replay the trace this many times faster", minimum=1e-3),
+    "trace_limit": Param(int, 0, "openai: replay at most this many of the trace's requests (0: all)", minimum=0),
     "api": Param(str, "completions", "openai: endpoint, /v1/completions (token ids, exact lengths) or "
                  "/v1/chat/completions (text; the server counts the prompt)", choices=("completions", "chat"),
                  reload=True),
 }
+
+
+MAX_IN_FLIGHT = 512  # concurrent requests of a trace replay (more wait in the pool: their sends show as late)
 
 
 class ServerError(RuntimeError):
@@ -136,6 +143,13 @@ class OpenAIEngine(Engine):
                            "key itself: export KEY_VAR=... and --set api_key_env=KEY_VAR")
         if name != OPTIONS["api_key_env"].default and name not in os.environ:
             raise BadInput(f"api_key_env: the environment variable {name} is not set")
+        if params.get("trace"):
+            from bench.models import resolve_model
+            from bench.trace import check_trace
+
+            if params.get("api") == "chat":
+                raise BadInput("trace replay sends token ids: use the completions endpoint (api=completions)")
+            check_trace(params["trace"], resolve_model(params["model"]).shape.max_position, params["trace_limit"])
 
     def _take(self, params: Mapping[str, Any], model: str) -> None:
         """The server settings, from the engine's own options."""
@@ -145,6 +159,7 @@ class OpenAIEngine(Engine):
         self.request_rate = params["request_rate"]
         self.api = params.get("api", "completions")
         self.num_requests = params["num_requests"]
+        self.trace, self.trace_speed, self.trace_limit = params["trace"], params["trace_speed"], params["trace_limit"]
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -153,6 +168,7 @@ class OpenAIEngine(Engine):
         import httpx
 
         self._take(options.engine, model.name)
+        self.vocab = model.shape.vocab
         if not self.base_url:
             raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
         self.client = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
@@ -249,9 +265,29 @@ class OpenAIEngine(Engine):
         n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
         return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
 
+    def _replay(self) -> Repetition:
+        """The trace, request by request at its arrival times (streamed from the file, sent as they come due);
+        each request's own lengths, its prompt built from its hash ids so shared prefixes are shared."""
+        from bench.trace import prompt_ids, requests
+
+        now = clock.now()
+        with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
+            futures = []
+            for request in requests(self.trace, self.trace_speed, self.trace_limit):
+                due = now + request.at_s
+                if due - clock.now() > 0.002:  # read ahead no further than the next send: constant memory
+                    time.sleep(due - clock.now())
+                futures.append(pool.submit(self._one_request, prompt_ids(request, self.vocab),
+                                           request.output_len, due, True))
+            results = [f.result() for f in futures]
+        return Repetition(tuple(results))
+
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
-        """All prompts as concurrent requests (fixed concurrency), or Poisson arrivals at request_rate."""
+        """All prompts as concurrent requests (fixed concurrency), Poisson arrivals at request_rate, or the
+        trace's arrivals and lengths."""
+        if self.trace:
+            return self._replay()
         prompts = [row.tolist() for row in input_ids]
         if self.num_requests > len(prompts):
             prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]

@@ -53,7 +53,7 @@ class GenerateScenario(Scenario):
             cols |= {"decode_tok_s_slices", "decode_slowdown"}
         if _positive(p["fit_budget_gb"]):
             cols.add("fits_budget")
-        if _positive(p.get("request_rate", 0)):
+        if _positive(p.get("request_rate", 0)) or any(p.get("trace") or []):
             cols |= {"achieved_rate_rps", "send_lateness_ms_p99"}
         if any(_positive(p[k]) for k in ("slo_tpot_ms", "slo_ttft_ms")):
             cols.add("max_load_meeting_slo")
@@ -97,7 +97,7 @@ class GenerateScenario(Scenario):
         }
         if p["fit_budget_gb"] > 0:
             cols["fits_budget"] = model_mem <= p["fit_budget_gb"] * GB
-        if p.get("request_rate", 0) > 0:
+        if p.get("request_rate", 0) > 0 or p.get("trace"):
             sent = send_schedule(reps)
             cols.update({k: sent[k] for k in ("achieved_rate_rps", "send_lateness_ms_p99")})
         if p["slice_tokens"] > 0:
