@@ -341,6 +341,8 @@ def _tags(params: dict[str, Any]) -> str:
     tags = [] if params["telemetry"] else ["telemetry=off"]
     if params.get("request_rate", 0):
         tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
+    if params.get("turns", 1) > 1:
+        tags.append(f"turns={params['turns']}")
     if params.get("trace"):
         from pathlib import Path
 

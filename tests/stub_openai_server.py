@@ -29,6 +29,7 @@ class StubServer:
     def __init__(self, mode: str = "ok", model: str = "tiny", crawl_after: int = 20) -> None:
         self.mode, self.model = mode, model
         self.served, self.crawl_after, self.lock = 0, crawl_after, threading.Lock()
+        self.prompt_lengths: list[int] = []  # every request's prompt tokens, in arrival order
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +83,7 @@ class StubServer:
                 with server.lock:
                     server.served += 1
                     served = server.served
+                    server.prompt_lengths.append(prompt_tokens)
                 if server.mode == "crawl" and served > server.crawl_after:  # slows to a crawl mid-sweep
                     time.sleep(0.5)
                 produce = n - 1 if server.mode == "short" else n

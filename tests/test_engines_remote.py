@@ -223,3 +223,18 @@ def test_a_million_line_trace_is_checked_streaming_in_constant_memory(tmp_path):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert first.input_len == 8 and peak < 5e6  # a few MB at most: never the file's 70 MB
+
+
+def test_multi_turn_sessions_carry_their_history():
+    """Two sessions of three turns: each turn's prompt holds the earlier turns' prompts and the answers the
+    server streamed back, so it grows by input + output tokens a turn; TTFT of the first and last turn said."""
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, turns=3, batch_size=[2], input_len=[16], output_len=[8], min_reps=1,
+                            warmup=0)
+        lengths = sorted(server.prompt_lengths)
+    assert row["status"] == "ok", row["detail"]
+    assert lengths == [16, 16, 40, 40, 64, 64]  # 16; 16 + 8 + 16; 40 + 8 + 16
+    assert row["tags"] == "turns=3" and "multi-turn: 3 turns; TTFT of turn 1" in row["detail"]
+    proc = run_bench("run", "--engine", "openai", "--set", "base_url=http://127.0.0.1:9/v1", "--set", "turns=2",
+                     "--set", "request_rate=4")
+    assert proc.returncode == 2 and "closed-loop session mode" in proc.stderr

@@ -44,6 +44,9 @@ OPTIONS: dict[str, Param] = {
                    "output_length, hash_ids); arrivals and lengths come from it", reload=True),
     "trace_speed": Param(float, 1.0, "openai: replay the trace this many times faster", minimum=1e-3),
     "trace_limit": Param(int, 0, "openai: replay at most this many of the trace's requests (0: all)", minimum=0),
+    "turns": Param(int, 1, "openai: multi-turn sessions of this many turns, each prompt holding the previous "
+                   "turns and the server's answers (prefix reuse across turns); batch_size sessions at once",
+                   minimum=1, maximum=1000),
     "api": Param(str, "completions", "openai: endpoint, /v1/completions (token ids, exact lengths) or "
                  "/v1/chat/completions (text; the server counts the prompt)", choices=("completions", "chat"),
                  reload=True),
@@ -149,6 +152,10 @@ class OpenAIEngine(Engine):
 
             if params.get("api") == "chat":
                 raise BadInput("trace replay sends token ids: use the completions endpoint (api=completions)")
+        if params.get("turns", 1) > 1 and params.get("api") == "chat":
+            raise BadInput("multi-turn sessions send token ids: use the completions endpoint (api=completions)")
+        if params.get("turns", 1) > 1 and (params.get("trace") or params.get("request_rate", 0)):
+            raise BadInput("turns is a closed-loop session mode: not with a trace or a request_rate")
             check_trace(params["trace"], resolve_model(params["model"]).shape.max_position, params["trace_limit"])
 
     def _take(self, params: Mapping[str, Any], model: str) -> None:
@@ -160,6 +167,7 @@ class OpenAIEngine(Engine):
         self.api = params.get("api", "completions")
         self.num_requests = params["num_requests"]
         self.trace, self.trace_speed, self.trace_limit = params["trace"], params["trace_speed"], params["trace_limit"]
+        self.turns = params["turns"]
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -200,7 +208,9 @@ class OpenAIEngine(Engine):
             return "/chat/completions", body
         return "/completions", {**body, "prompt": ids, "return_token_ids": True}
 
-    def _one_request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool) -> RequestTiming:
+    def _one_request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool,
+                     answer: list[int] | None = None) -> RequestTiming:
+        """One streamed request, timed; answer (when given) receives the token ids the server streamed back."""
         import httpx
 
         delay = start_at - clock.now()
@@ -237,6 +247,8 @@ class OpenAIEngine(Engine):
                         if n:
                             times.append(now)
                             chunk_tokens.append(n)
+                            if answer is not None and isinstance(choice.get("token_ids"), list):
+                                answer.extend(int(t) for t in choice["token_ids"] if isinstance(t, int))
         except httpx.TimeoutException:
             raise ServerError(f"request timed out after {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -265,6 +277,32 @@ class OpenAIEngine(Engine):
         n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
         return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
 
+    def _sessions(self, first_prompts: list[list[int]], output_len: int) -> Repetition:
+        """batch_size sessions at once, each `turns` requests in turn: a turn's prompt is the previous turns'
+        prompts and answers (the token ids the server streamed) plus input_len new tokens."""
+        def session(index: int, first: list[int]) -> list[RequestTiming]:
+            rng = random.Random(index)
+            history, timings = [], []
+            prompt = first
+            for turn in range(self.turns):
+                answer: list[int] = []
+                timings.append(self._one_request(history + prompt, output_len, clock.now(), False, answer))
+                if len(answer) != output_len:  # a server that streams text only: the history cannot be exact
+                    raise ServerError(f"multi-turn needs the answer's token ids (turn {turn + 1} streamed "
+                                      f"{len(answer)} of {output_len}); the server must return token ids")
+                history += prompt + answer
+                prompt = rng.choices(range(self.vocab), k=len(first))
+            return timings
+
+        with ThreadPoolExecutor(max_workers=len(first_prompts)) as pool:
+            sessions = list(pool.map(session, range(len(first_prompts)), first_prompts))
+        firsts = [1000 * s[0].ttft for s in sessions]
+        lasts = [1000 * s[-1].ttft for s in sessions]
+        self.warnings.append(f"multi-turn: {self.turns} turns; TTFT of turn 1 {sorted(firsts)[len(firsts) // 2]:.1f} "
+                             f"ms, of turn {self.turns} {sorted(lasts)[len(lasts) // 2]:.1f} ms (median over "
+                             f"{len(sessions)} sessions; its prompt holds {self.turns - 1} earlier turns)")
+        return Repetition(tuple(t for s in sessions for t in s))
+
     def _replay(self) -> Repetition:
         """The trace, request by request at its arrival times (streamed from the file, sent as they come due);
         each request's own lengths, its prompt built from its hash ids so shared prefixes are shared."""
@@ -288,6 +326,8 @@ class OpenAIEngine(Engine):
         trace's arrivals and lengths."""
         if self.trace:
             return self._replay()
+        if self.turns > 1:
+            return self._sessions([row.tolist() for row in input_ids], output_len)
         prompts = [row.tolist() for row in input_ids]
         if self.num_requests > len(prompts):
             prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]
