@@ -227,7 +227,31 @@ def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
     return draw
 
 
+def pareto_curve(runs: list[Run], names: dict[str, str]) -> Callable:
+    """Output tok/s per device against tok/s per user, one line per run through its loads (Pareto-optimal
+    points filled): two servers compared at equal interactivity."""
+    from bench.pareto import pareto_points
+
+    def draw(ax) -> bool:
+        drew = False
+        for run in runs:
+            points = pareto_points(run.results)
+            if len(points) < 2:
+                continue
+            line = ax.plot(points["per_user"], points["per_device"], marker="o", markerfacecolor="none",
+                           label=names[run.name])[0]
+            best = points[points["optimal"]]
+            ax.plot(best["per_user"], best["per_device"], "o", color=line.get_color())
+            drew = True
+        ax.set_xlabel("tok/s per user (1000 / TPOT p50)")
+        ax.set_ylabel("output tok/s per device")
+        ax.set_title("Throughput per device vs per user (filled: Pareto-optimal)")
+        return drew
+    return draw
+
+
 PLOTS = (("throughput", "Throughput vs batch", throughput_vs_batch),
+         ("pareto", "Per-user vs per-device throughput", pareto_curve),
          ("latency", "Latency percentiles", latency_percentiles),
          ("power", "Power over time", power_over_time),
          ("memory", "Memory over time", memory_over_time),

@@ -20,11 +20,16 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bench.pareto import pareto_points
+
     metrics = [m for m in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "energy_j_per_token")
                if f"{m} [0]" in table.columns and table[f"{m} [0]"].notna().any()]
-    if not metrics:
+    curves = {i: pareto_points(run.results) for i, run in enumerate(runs)}
+    curves = {i: c for i, c in curves.items() if len(c) >= 2}
+    if not metrics and not curves:
         raise BadInput("nothing to plot: the runs share no measured case")
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3 * len(metrics)), squeeze=False)
+    fig, axes = plt.subplots(len(metrics) + bool(curves), 1, figsize=(10, 3 * (len(metrics) + bool(curves))),
+                             squeeze=False)
     cases = pd.DataFrame({"case": [case_label(r, workload=len(set(table["workload"])) > 1)
                                    for _, r in table.iterrows()]})
     short, common = factor_cases(cases)  # each bar says what sets its case apart; the rest is the title
@@ -42,6 +47,14 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
         ax.set_title(metric)
         ax.set_ylabel(COLUMNS[metric].unit)
         ax.set_xticks(x + width * (len(runs) - 1) / 2, ticks, rotation=30, ha="right", fontsize=7)
+        ax.legend(fontsize=7)
+    if curves:  # two servers at equal interactivity: per-device throughput along per-user throughput
+        ax = axes[-1, 0]
+        for i, points in curves.items():
+            ax.plot(points["per_user"], points["per_device"], marker="o", label=f"[{i}] {names[runs[i].name]}")
+        ax.set_title("output tok/s per device vs tok/s per user")
+        ax.set_xlabel("tok/s per user")
+        ax.set_ylabel("tok/s per device")
         ax.legend(fontsize=7)
     fig.tight_layout()
     try:

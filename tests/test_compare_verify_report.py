@@ -232,3 +232,38 @@ def test_a_case_is_named_by_what_it_has():
     old = {**edge, "quant": "none", "compile": False, "device_count": 1, "size_mb": 1024, "matmul_n": 2048,
            "bandwidth_gb_s": float("nan"), "tflops": float("nan")}
     assert case_label(old) == "edge gemma-2-2b bfloat16 bs=1 in=64 out=16"
+
+
+def test_pareto_points_per_user_against_per_device():
+    """Per-user tok/s against per-device tok/s, sorted by the first; a point another beats on both is not
+    Pareto-optimal; a row on two cards counts half its throughput per device; failed rows are no point."""
+    from bench.pareto import pareto_points
+
+    rows = pd.DataFrame({"status": ["ok", "ok", "ok", "ok", "error"], "case": [0, 1, 2, 3, 4],
+                         "decode_tok_s_per_user": [100.0, 80.0, 50.0, 40.0, 10.0],
+                         "output_tok_s": [100.0, 300.0, 600.0, 500.0, 900.0], "device_count": [1, 1, 1, 2, 1]})
+    points = pareto_points(rows)
+    assert list(points["per_user"]) == [40.0, 50.0, 80.0, 100.0]
+    assert list(points["per_device"]) == [250.0, 600.0, 300.0, 100.0]
+    assert list(points["optimal"]) == [False, True, True, True]
+    assert pareto_points(rows.drop(columns=["output_tok_s"])).empty
+
+
+def test_report_and_compare_plot_draw_the_pareto_curve(tmp_path):
+    """Two load sweeps (the simulated engine at batch 1, 4 and 16): the report has the Pareto figure, and
+    `bench compare --plot` draws it too."""
+    from bench.htmlreport import render
+    from bench.runs import load_runs
+
+    for i in range(2):
+        proc = run_bench("run", "--engine", "simulated", "--set", "batch_size=1,4,16", "--set", "min_reps=2",
+                         "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "canary_seconds=0",
+                         "--out", str(tmp_path / f"r{i}"))
+        assert proc.returncode == 0, proc.stderr
+    runs = [str(next((tmp_path / f"r{i}").iterdir())) for i in range(2)]
+    page = render(load_runs(runs))
+    figure = re.search(r'<figure class="plot" id="plot-pareto">(.*?)</figure>', page, re.S)
+    assert figure and "tok/s per user" in figure.group(1)
+    plot = tmp_path / "cmp.png"
+    proc = run_bench("compare", *runs, "--plot", str(plot))
+    assert proc.returncode == 0 and plot.stat().st_size > 10_000, proc.stderr
