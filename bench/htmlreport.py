@@ -243,8 +243,8 @@ def pareto_curve(runs: list[Run], names: dict[str, str]) -> Callable:
             best = points[points["optimal"]]
             ax.plot(best["per_user"], best["per_device"], "o", color=line.get_color())
             drew = True
-        ax.set_xlabel("tok/s per user (1000 / TPOT p50)")
-        ax.set_ylabel("output tok/s per device")
+        ax.set_xlabel("per-user throughput (tok/s: 1000 / TPOT p50)")
+        ax.set_ylabel("throughput per device (output tok/s)")
         ax.set_title("Throughput per device vs per user (filled: Pareto-optimal)")
         return drew
     return draw

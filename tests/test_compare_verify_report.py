@@ -263,7 +263,7 @@ def test_report_and_compare_plot_draw_the_pareto_curve(tmp_path):
     runs = [str(next((tmp_path / f"r{i}").iterdir())) for i in range(2)]
     page = render(load_runs(runs))
     figure = re.search(r'<figure class="plot" id="plot-pareto">(.*?)</figure>', page, re.S)
-    assert figure and "tok/s per user" in figure.group(1)
+    assert figure and "per-user throughput" in figure.group(1)
     plot = tmp_path / "cmp.png"
     proc = run_bench("compare", *runs, "--plot", str(plot))
     assert proc.returncode == 0 and plot.stat().st_size > 10_000, proc.stderr

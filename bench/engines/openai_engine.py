@@ -152,11 +152,11 @@ class OpenAIEngine(Engine):
 
             if params.get("api") == "chat":
                 raise BadInput("trace replay sends token ids: use the completions endpoint (api=completions)")
+            check_trace(params["trace"], resolve_model(params["model"]).shape.max_position, params["trace_limit"])
         if params.get("turns", 1) > 1 and params.get("api") == "chat":
             raise BadInput("multi-turn sessions send token ids: use the completions endpoint (api=completions)")
         if params.get("turns", 1) > 1 and (params.get("trace") or params.get("request_rate", 0)):
             raise BadInput("turns is a closed-loop session mode: not with a trace or a request_rate")
-            check_trace(params["trace"], resolve_model(params["model"]).shape.max_position, params["trace_limit"])
 
     def _take(self, params: Mapping[str, Any], model: str) -> None:
         """The server settings, from the engine's own options."""

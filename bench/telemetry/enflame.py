@@ -12,25 +12,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bench.telemetry.smi import SmiBackend, first, gib, number
+from bench.telemetry.smi import SmiBackend, card_blocks, first, gib, number
 
 DEV = re.compile(r"^\s*DEV ID (\d+)\s*$")
 QUERY = ("-q", "-d", "DEVICE,POWER,TEMP,MEMORY,USAGE")
 
 
 def devices_of(text: str) -> dict[str, dict[str, str]]:
-    cards: dict[str, dict[str, str]] = {}
-    card = None
-    for line in text.splitlines():
-        match = DEV.match(line)
-        if match:
-            card = match.group(1)
-            cards.setdefault(card, {})
-        elif card is not None and ":" in line:
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key and value:
-                cards[card].setdefault(key, value)
-    return cards
+    """Per card, its 'name' -> 'value unit' lines (names lower-cased; `first` reads them in any case)."""
+    return card_blocks(text, DEV)
 
 
 class EnflameBackend(SmiBackend):

@@ -12,25 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bench.telemetry.smi import SmiBackend, gib, number
+from bench.telemetry.smi import SmiBackend, card_blocks, gib, number
 
 CARD = re.compile(r"^\s*GPU#(\d+)\b")
 
 
 def blocks(text: str) -> dict[str, dict[str, str]]:
     """Per card ('0'), its 'name' -> 'value unit' lines (names lower-cased)."""
-    cards: dict[str, dict[str, str]] = {}
-    card = None
-    for line in text.splitlines():
-        match = CARD.match(line)
-        if match:
-            card = match.group(1)
-            cards.setdefault(card, {})
-        elif card is not None and ":" in line:
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key and value:
-                cards[card].setdefault(key.lower(), value)
-    return cards
+    return card_blocks(text, CARD)
 
 
 class MetaxBackend(SmiBackend):

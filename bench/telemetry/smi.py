@@ -63,6 +63,23 @@ def key_values(text: str) -> dict[str, str]:
     return out
 
 
+def card_blocks(text: str, header: re.Pattern[str]) -> dict[str, dict[str, str]]:
+    """Per card, the 'name : value' lines under its header line (header's group 1 is the card id), names
+    lower-cased: the layout of mx-smi's "GPU#N" and efsmi's "DEV ID N" blocks."""
+    cards: dict[str, dict[str, str]] = {}
+    card = None
+    for line in text.splitlines():
+        match = header.match(line)
+        if match:
+            card = match.group(1)
+            cards.setdefault(card, {})
+        elif card is not None and ":" in line:
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key and value:
+                cards[card].setdefault(key.lower(), value)
+    return cards
+
+
 def first(values: dict[str, Any], *names: str) -> Any:
     """The first of several names a tool version may use for one field (case-insensitive), or None."""
     lower = {k.lower(): v for k, v in values.items()}
