@@ -82,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out, console = terminal.stdout_console(), Console(stderr=True)
     overrides = _overrides(args)
     suite = load_suite(args.workload)
+    if suite is not None and (args.ray is not None or args.each_node or args.accelerator_type):
+        raise BadInput(f"--ray and --each-node run one workload, not a suite ({suite.name}): run its steps")
     if suite is not None:
         planned = plan_suite(suite, overrides, args.quick, resolve_device(overrides.get("device", "auto")))
         if args.dry_run:

@@ -75,7 +75,9 @@ def test_telemetry_from_every_node_on_the_drivers_timeline(three_nodes, tmp_path
     # gpu1 draws 200 W, gpu0 100 W on every node, over the same measured windows
     for node in ("head", "n1", "n2"):
         assert joules[f"{node}/gpu1"] == pytest.approx(2 * joules[f"{node}/gpu0"], rel=0.02)
-    assert row["energy_j"] == pytest.approx(900 * row["measured_seconds"], rel=0.05)
+    # 900 W over the repetitions' windows; measured_seconds also holds the bookkeeping between them, more of
+    # it on a busy machine, so the bound is loose (the per-card sums above are the exact check)
+    assert 0.7 * 900 * row["measured_seconds"] <= row["energy_j"] <= 900 * row["measured_seconds"] * 1.01
 
 
 def test_a_fleet_runs_the_workload_on_every_node_and_compares(three_nodes, tmp_path):
@@ -161,6 +163,7 @@ def test_a_node_whose_telemetry_dies_leaves_its_cards_empty_with_the_reason(tmp_
     (["--ray", "127.0.0.1:1"], "nothing answers there"),
     (["--ray", "not-an-address"], "give HOST:PORT"),
     (["--each-node"], "give --ray ADDRESS"),
+    (["--workload", "claims", "--ray", "auto"], "not a suite"),
 ])
 def test_bad_cluster_input_is_one_line_and_exit_2(tmp_path, args, message):
     proc = run_bench("run", "--engine", "simulated", *args, "--out", str(tmp_path), timeout=120)

@@ -188,6 +188,7 @@ class WatchSmiBackend(SmiBackend):
         self._started = 0.0
         self._slow: dict[str, dict[str, Any]] = {}
         self._slow_t = -math.inf
+        self._newest_t = -math.inf  # when the last line arrived (kept when read() hands the lines out)
         super().__init__()
 
     @property
@@ -236,13 +237,14 @@ class WatchSmiBackend(SmiBackend):
             if parsed:
                 with self._cond:
                     self._lines.extend((t, card, fields) for card, fields in parsed)
+                    self._newest_t = t
                     self._cond.notify_all()
 
     def settle(self, after: float, wait_s: float | None = None) -> None:
         """Wait (at most two periods) until the watch has printed a reading at or after `after`."""
         deadline = time.monotonic() + (2 * self.period_s if wait_s is None else wait_s)
         with self._cond:
-            while not (self._lines and self._lines[-1][0] >= after):
+            while self._newest_t < after:  # a line already handed out still brackets the window
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
