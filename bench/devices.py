@@ -316,15 +316,16 @@ def set_threads(requested: int) -> int:
     return torch.get_num_threads()
 
 
-def card_uuids(device: Device, count: int) -> list[str]:
-    """UUIDs of the `count` cards from `device` on (a case that spans several: TP, PP, a layer split), as the
-    driver names them without any 'GPU-' prefix; [] where torch does not say (a CPU, a plugin without it)."""
+def card_uuids(device: Device, count: int, indices: list[int] | None = None) -> list[str]:
+    """UUIDs of the `count` cards from `device` on, or of the cards `indices` names (a case that spans several:
+    TP, PP, a layer split), as the driver names them without any 'GPU-' prefix; [] where torch does not say
+    (a CPU, a plugin without it)."""
     if device.type == "cpu":
         return []
     module = backend_module(device.type)
     first = device.torch_device.index or 0
     out = []
-    for index in range(first, first + max(1, count)):
+    for index in indices or range(first, first + max(1, count)):
         try:
             uuid = getattr(module.get_device_properties(index), "uuid", None)
         except Exception:  # noqa: BLE001 - fewer cards than asked, or no properties: unknown, not a crash

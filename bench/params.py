@@ -37,6 +37,7 @@ class Param:
     plan: str = ""  # the heading of its column in a --dry-run plan ("" = not shown)
     label: str = ""  # how a case label names it: a format ("bs={}"), or for a bool "word" / "true-word|false-word"
     label_if: str = ""  # name it only where this column holds a value (a non-default parameter, a measured metric)
+    as_text: bool = False  # a str parameter whose value may be written as a number or a comma list (cards=0,2)
 
 
 MAX_TOKENS = 1 << 24  # 16.7M tokens: far beyond any model's context, short of what would exhaust memory to plan

@@ -22,6 +22,7 @@ from bench.errors import BadInput, first_line, is_oom
 from bench.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows, send_schedule
 from bench.models import ModelSpec, resolve_model
 from bench.noise import NoiseWarning, OtherLoad, own_cores, warnings_for
+from bench.placement import per_card_gb
 from bench.prompts import random_prompts
 from bench.roofline import above_the_bound, roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
@@ -179,6 +180,11 @@ class Runner:
             engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse)
         row["compile_s"], _ = engine.compile_stats()
         row["decode_path"] = engine.decode_path()
+        placement = engine.placement_info()
+        split = placement.get("devices") or [self.device]  # the cards whose memory this process reads
+        row["placement"] = placement.get("placement", "")
+        row["cards"] = " ".join(placement.get("cards", []))
+        concurrent = placement.get("concurrent_cards", 1)  # cards reading weights at the same time (TP)
         if row["decode_path"] in ("loop", "captured"):
             row["cache"] = "static"  # what ran: the loop allocates its cache once, at the case's full length
         reps: list[Repetition] = []
@@ -190,11 +196,12 @@ class Runner:
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
-            dev.reset_peak_memory(self.device)
+            for card in split:
+                dev.reset_peak_memory(card)
             dev.reset_host_peak_rss()
             self.progress(case, f"rep {len(reps) + 1}" + (f" of {p['min_reps']}+" if len(reps) < p["min_reps"] else ""))
             reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
-            peaks.append(self._peak_gb(engine))
+            peaks.append(self._peak_gb(engine, split))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
         row["measured_seconds"] = clock.now() - t_start
         cpu_share = (_cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
@@ -204,11 +211,16 @@ class Runner:
         row.update(calculate_metrics(reps))
         row["repetitions"] = len(reps)
         row.update(self._memory_columns(engine, reps, peaks))
+        if len(split) > 1:
+            row["peak_mem_gb_per_card"] = per_card_gb(
+                {str(c): (dev.peak_memory_bytes(c) or NAN) / GB for c in split})
         row["host_peak_rss_gb"] = max(host_peaks)
         samples = sample_rows(self.run_id, case.index, case.params, reps)
         for sample, peak in zip(samples, peaks):
             sample["peak_mem_gb"] = peak
-        cards = self.sampler.backend.labels_for(dev.card_uuids(self.device, device_count(p)))
+        cards = self.sampler.backend.labels_for(
+            dev.card_uuids(self.device, device_count(p), [c.torch_device.index or 0 for c in split]
+                           if len(split) > 1 else None))
         energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power, cards)
         row.update(energy)
         why_not = self.sampler.backend.capabilities().get("throttle")
@@ -217,7 +229,8 @@ class Runner:
         row.update(roofline_columns(loaded.model.shape, loaded.weight_bytes / loaded.model.shape.params,
                                     p["batch_size"], p["input_len"], p["output_len"],
                                     reuse, row["decode_tok_s"], row["ttft_ms_p50"],
-                                    self.ceiling.bandwidth, self.ceiling.flops, loaded.bytes_per_element))
+                                    self.ceiling.bandwidth * concurrent, self.ceiling.flops * concurrent,
+                                    loaded.bytes_per_element))
         row.update(self.scenario.columns(loaded, case, row, reps))
         warnings: list[NoiseWarning] = []
         _, recompiled = engine.compile_stats()
@@ -236,16 +249,19 @@ class Runner:
         self.scenario.after(case, row)
         return self._finish(row, samples, warnings)
 
-    def _peak_gb(self, engine: Engine) -> float:
-        """Peak memory since the last reset: torch's on a GPU, the process's on the host; NaN when the
-        engine runs in another process (torch and this process know nothing of its memory)."""
+    def _peak_gb(self, engine: Engine, cards: list[dev.Device]) -> float:
+        """Peak memory since the last reset: torch's on a GPU (summed over the cards a model spans), the
+        process's on the host; NaN when the engine runs in another process (torch and this process know
+        nothing of its memory)."""
         own = engine.peak_memory_bytes()
         if own is not None:
             return own / GB
         if not engine.in_process:
             return NAN
-        device_peak = dev.peak_memory_bytes(self.device)
-        return (device_peak if device_peak is not None else dev.host_peak_rss_bytes()) / GB
+        device_peaks = [dev.peak_memory_bytes(c) for c in cards]
+        if any(x is None for x in device_peaks):
+            return dev.host_peak_rss_bytes() / GB
+        return sum(device_peaks) / GB
 
     def _memory_columns(self, engine: Engine, reps: list[Repetition], peaks: list[float]) -> dict[str, float]:
         """Peak memory of the case: the highest repetition's, or for an engine in another process the

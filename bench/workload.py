@@ -102,6 +102,8 @@ def coerce(key: str, value: Any, where: str) -> Any:
         raise BadInput(f"{where}: unknown key {quote(key)}" + (did_you_mean(key, PARAMS) or
                                                                 "; bench run --help and README list the keys"))
     spec = PARAMS[key]
+    if spec.as_text and not isinstance(value, bool) and isinstance(value, int | list):
+        value = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
     if isinstance(value, list):
         if not spec.matrix:
             raise BadInput(f"{where}: '{key}' takes one value, not a list")

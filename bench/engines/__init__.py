@@ -31,12 +31,14 @@ def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: boo
 
 def device_count(params: dict[str, Any]) -> int:
     """Devices a case uses: the product of its engine's parallelism options (1 without any)."""
+    from bench.placement import card_count
     from bench.workload import PARAMS
 
     count = 1
     for k, p in PARAMS.items():
         if p.engine == params["engine"] and p.devices:
-            count *= int(params[k])
+            value = params.get(k, p.default)
+            count *= card_count(value) if isinstance(value, str) else int(value)
     return count
 
 

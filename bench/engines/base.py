@@ -90,6 +90,11 @@ class Engine(ABC):
         device counters (None: the runner reads torch's or the process's peak)."""
         return None
 
+    def placement_info(self) -> dict[str, Any]:
+        """How the model spans cards: {'placement': 'layer-split' | 'tp' | ..., 'cards': ['cuda:0', ...],
+        'devices': [Device, ...] (the cards this process can read the memory of)}; {} for one device."""
+        return {}
+
     def decode_path(self) -> str:
         """Which decode path ran (transformers: generate, loop or captured); '' for an engine with its own."""
         return ""

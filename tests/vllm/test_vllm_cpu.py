@@ -3,22 +3,15 @@
 Run by .ci/run's vLLM stage in its own venv; skipped where vLLM is not installed.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_bench, single_run_dir
+from tests.vllm.server import VLLM_ENV, ServerFailed, vllm_serve
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 
-VLLM_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "0-1" if (os.cpu_count() or 1) <= 2 else "all", "HF_HUB_OFFLINE": "1"}
 FAST = ["--set", "min_reps=3", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "output_len=16"]
 
 
@@ -42,43 +35,15 @@ def test_the_claims_suite_plans_its_vllm_steps_where_vllm_is_installed():
     assert "engine vllm" in " ".join(proc.stdout.split())  # the vLLM steps are planned, engine named
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def vllm_server():
-    """A real OpenAI-compatible vLLM server of the tiny model on 127.0.0.1, stopped after the test."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ROOT / "workloads/models/tiny"),
-           "--served-model-name", "tiny", "--load-format", "dummy", "--skip-tokenizer-init", "--dtype", "bfloat16",
-           "--enforce-eager", "--gpu-memory-utilization", "0.25", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **VLLM_ENV},
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
+    """A real OpenAI-compatible vLLM server of the tiny model on 127.0.0.1 (token ids only), stopped after the
+    module's tests."""
     try:
-        deadline = time.time() + 240  # bounded start
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm server exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("vllm server did not start within 240 s")
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        with vllm_serve() as url:
+            yield url
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 def test_openai_engine_against_vllm_serve(vllm_server, tmp_path):
@@ -99,3 +64,26 @@ def test_openai_engine_against_vllm_serve(vllm_server, tmp_path):
     assert proc.returncode == 1
     assert "does not serve model 'nope'" in pd.read_csv(single_run_dir(tmp_path / "wrong") / "results.csv").loc[
         0, "detail"]
+
+
+def test_a_rate_sweep_and_a_trace_replay_against_vllm_serve(vllm_server, tmp_path):
+    """The serving workload's sweep over two rates, and the shipped Mooncake-format trace, end to end on a real
+    server: every row ok, the largest rate meeting MLPerf's Server SLOs named, the rates really kept."""
+    proc = run_bench("run", "--workload", "serving", "--set", f"base_url={vllm_server}", "--out",
+                     str(tmp_path / "sweep"), "--set", "request_rate=2,8", "--set", "num_requests=8", "--set",
+                     "output_len=16", "--set", "min_reps=1", env=VLLM_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(single_run_dir(tmp_path / "sweep") / "results.csv")
+    assert list(df["status"]) == ["ok", "ok"], df["detail"].tolist()
+    assert list(df["tags"]) == ["rate=2", "rate=8"]
+    # A 10M-parameter model on two cores answers well inside a 2 s TTFT / 200 ms TPOT: both loads meet them
+    # (each row names the largest load so far that met them).
+    assert df["max_load_meeting_slo"].tolist() == [2.0, 8.0], df[["ttft_ms_p99", "tpot_ms_p99"]]
+    assert (df["achieved_rate_rps"] > 0).all() and (df["goodput_frac"] > 0).all()
+    proc = run_bench("run", "--engine", "openai", "--set", f"base_url={vllm_server}", "--set",
+                     f"trace={ROOT / 'workloads/traces/mini-mooncake.jsonl'}", "--set", "trace_speed=2",
+                     "--set", "batch_size=1", "--out", str(tmp_path / "trace"), *FAST, "--set", "min_reps=1", env=VLLM_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = pd.read_csv(single_run_dir(tmp_path / "trace") / "results.csv").to_dict("records")
+    assert row["status"] == "ok" and row["tags"] == "trace=mini-mooncake.jsonl@2x", row["detail"]
+    assert row["ttft_ms_p50"] > 0 and row["achieved_rate_rps"] > 0

@@ -1,0 +1,125 @@
+"""One model over several cards of one machine: which cards, and which layers go on which (a layer split).
+
+`parse_cards` turns `--set cards=...` into card indices and says in one line what is wrong with it;
+`layer_split_map` is an accelerate-style device map (module name -> card) that gives each card a
+contiguous run of decoder layers in proportion to the memory it has free, the embeddings on the first
+card and the final norm and head on the last (on the first where the head shares the embedding's
+weights). `place_random_weights` builds a bundled config's random weights straight onto that map, and
+accelerate's `dispatch_model` moves activations between cards at the boundaries. A layer split runs one
+card at a time: the cards add memory, not bandwidth (the roofline says so).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bench.errors import BadInput
+
+PLACEMENTS = ("auto", "layer-split", "tp")
+
+
+def card_count(spec: str) -> int:
+    """How many cards a `cards` value names, without looking at the machine ('' is one)."""
+    spec = spec.strip()
+    if not spec:
+        return 1
+    if re.fullmatch(r"\d+", spec):
+        return max(1, int(spec))
+    return len([part for part in spec.split(",") if part.strip()])
+
+
+def parse_cards(spec: str, first: int, present: int, kind: str) -> list[int]:
+    """Card indices for a `cards` value: N (N cards from `first` on) or a list such as '0,2'.
+    BadInput for a malformed list, a duplicate, a card that does not exist, or more cards than present."""
+    spec = spec.strip()
+    if not spec:
+        return [first]
+    if re.fullmatch(r"\d+", spec):
+        count = int(spec)
+        if count < 1:
+            raise BadInput("cards=0: a model needs at least one card")
+        if first + count > present:
+            raise BadInput(f"cards={count}: {count} card(s) from {kind}:{first} asked, this machine has {present} "
+                           f"{kind} card(s)")
+        return list(range(first, first + count))
+    parts = [part.strip() for part in spec.split(",")]
+    if not all(re.fullmatch(r"\d+", part) for part in parts):
+        raise BadInput(f"cards={spec[:60]!r}: use a count (cards=2) or card indices (cards=0,2)")
+    indices = [int(part) for part in parts]
+    duplicates = sorted({i for i in indices if indices.count(i) > 1})
+    if duplicates:
+        raise BadInput(f"cards={spec}: card {', '.join(map(str, duplicates))} listed twice")
+    missing = [i for i in indices if i >= present]
+    if missing:
+        raise BadInput(f"cards={spec}: no {kind} card {', '.join(map(str, missing))} (this machine has {present})")
+    return indices
+
+
+def check_tensor_parallel(heads: int, kv_heads: int, tp: int) -> None:
+    """Tensor parallelism splits attention heads across cards: it must divide them."""
+    if tp > 1 and (heads % tp or kv_heads % tp and tp % kv_heads):
+        raise BadInput(f"tensor_parallel_size={tp} does not divide the model's {heads} attention heads "
+                       f"({kv_heads} key/value heads); use a divisor of {heads}")
+
+
+def decoder_layers(model: Any) -> tuple[str, int]:
+    """The dotted name of the model's list of decoder layers and its length (the classes it names as
+    never to be split, `_no_split_modules`)."""
+    import torch
+
+    unsplit = set(getattr(model, "_no_split_modules", None) or ())
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) and \
+                (type(module[0]).__name__ in unsplit or not unsplit):
+            return name, len(module)
+    raise BadInput(f"{type(model).__name__}: no list of decoder layers found to split across cards")
+
+
+def layer_split_map(model: Any, cards: list[Any], free_bytes: list[float]) -> dict[str, Any]:
+    """Module name -> card: layers in contiguous runs, each card's share in proportion to its free memory;
+    every other top-level part on the first card, except the final norm and head on the last (on the first
+    when the head's weight is the embedding's)."""
+    layers_name, n_layers = decoder_layers(model)
+    total = sum(free_bytes) or 1.0
+    shares = [round(n_layers * f / total) for f in free_bytes]
+    shares[-1] = n_layers - sum(shares[:-1])
+    while min(shares) < 0:  # rounding took the last card below zero: give it back from the largest
+        shares[shares.index(max(shares))] -= 1
+        shares[-1] += 1
+    device_map: dict[str, Any] = {}
+    layer = 0
+    for card, share in zip(cards, shares):
+        for _ in range(share):
+            device_map[f"{layers_name}.{layer}"] = card
+            layer += 1
+    parent = layers_name.rpartition(".")[0]
+    tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
+    owners = [parent, ""] if parent else [""]
+    for owner in owners:
+        base = model.get_submodule(owner) if owner else model
+        for child, _module in base.named_children():
+            name = f"{owner}.{child}" if owner else child
+            if name in (layers_name, parent) or any(k.startswith(name + ".") for k in device_map):
+                continue
+            last = ("norm" in child or child in ("lm_head", "output", "head")) and not tied
+            device_map[name] = cards[-1] if last else cards[0]
+    return device_map
+
+
+def place_random_weights(model: Any, device_map: dict[str, Any]) -> Any:
+    """Materialise a model built on the meta device onto its map, then initialise its weights and buffers as
+    from_config would (transformers' init_weights), and add accelerate's hooks that move activations."""
+    try:
+        from accelerate import dispatch_model
+    except ImportError:
+        raise BadInput("a model over several cards needs accelerate: pip install -e '.[multicard]'") from None
+    for name, card in device_map.items():
+        model.get_submodule(name).to_empty(device=card)
+    model.init_weights()
+    return dispatch_model(model, device_map=device_map)
+
+
+def per_card_gb(readings: dict[str, float]) -> str:
+    """'cuda:0=1.20 cuda:1=1.18' from {card: GB}; '' when nothing was read."""
+    return " ".join(f"{card}={gb:.2f}" for card, gb in readings.items() if gb == gb)
