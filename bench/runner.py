@@ -79,9 +79,14 @@ class Runner:
         row = self._base_row(case)
         if not self.scenario.uses_model:
             return self._measure_device(case, row)
-        self._ensure_loaded(case, row)
-        if self.load_error is not None or self.engine is None or self.model is None:
-            row["status"], row["detail"] = self.load_error or ("error", "no engine loaded")
+        before = self.scenario.skip_before_load(case)
+        if before is None:
+            self._ensure_loaded(case, row)
+        if before is not None or self.load_error is not None or self.engine is None or self.model is None:
+            row["status"], row["detail"] = before or self.load_error or ("error", "no engine loaded")
+            if row["status"] == "oom":
+                self.scenario.on_oom(case)
+            self.scenario.not_loaded(case, row)
             return self._finish(row)
         loaded = Loaded(self.model, self.dtype, self.engine, self.device, dev.resident_bytes(self.device))
         row.update(self._model_columns(loaded, case))
@@ -114,6 +119,10 @@ class Runner:
         self.loaded_key, self.load_error = key, None
         self.model = resolve_model(case["model"], trust_remote_code=case["trust_remote_code"])
         self.dtype, self.dtype_reason = dev.pick_dtype(case["dtype"], self.device)
+        too_big = self._weights_cannot_fit(case)
+        if too_big:
+            self.load_error = ("skipped", too_big)
+            return
         self.progress(case, f"loading {case['model']}")
         try:
             engine = get_engine(case["engine"])
@@ -127,6 +136,25 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             self._free()
             self.load_error = ("oom" if is_oom(exc) else "error", f"engine start failed: {first_line(exc)}")
+
+    def _weights_cannot_fit(self, case: Case) -> str:
+        """Why the model's weights alone cannot be held by the cards the case names (summed), or ''. Checked
+        before loading: a host that runs out of memory kills the run, not just the case."""
+        from bench.engines import engine_class
+        from bench.engines.transformers_engine import resolve_cards
+
+        if not getattr(engine_class(case["engine"]), "in_process", False) or case["engine"] == "simulated":
+            return ""
+        per_param = {"int8": 1.0, "int4": 0.5}.get(case["quant"], torch.empty((), dtype=self.dtype).element_size())
+        need = self.model.shape.params * per_param
+        cards = resolve_cards(case.params.get("cards", ""), self.device) if case["engine"] == "transformers" \
+            else [self.device]
+        limit = sum(dev.usable_memory_bytes(c) for c in cards)
+        if need <= limit:
+            return ""
+        where = f"{len(cards)} cards" if len(cards) > 1 else str(self.device)
+        return (f"does not fit: {case['model']}'s weights alone are {need / GB:.1f} GB, {where} can hold "
+                f"{limit / GB:.1f} GB; not loaded")
 
     def _unload(self) -> None:
         if self.engine is not None:

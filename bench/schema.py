@@ -88,8 +88,6 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("device", "", "torch device string"),
     ("device_name", "", "device model name"),
     ("device_count", "", "devices used by the case"),
-    ("placement", "", "how a model spans its cards: layer-split (transformers), tp, pp, tp x pp (vllm); empty on one"),
-    ("cards", "", "the cards a model over several ran on (cuda:0 cuda:1); empty on one"),
     ("dtype", "", "weight and activation dtype actually used"),
     ("batch_size", "requests", "concurrent sequences"),
     ("input_len", "tokens", "prompt length per sequence"),
@@ -109,7 +107,6 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("output_tok_s", "tok/s", "batch*output_len/E2E, median over repetitions"),
     ("decode_tok_s_cv", "", "coefficient of variation of decode_tok_s over repetitions"),
     ("peak_mem_gb", "GB", "peak device memory allocated by the case (host RSS on CPU); summed over its cards"),
-    ("peak_mem_gb_per_card", "", "peak memory of each card of a model over several (cuda:0=1.20 cuda:1=1.18)"),
     ("host_peak_rss_gb", "GB", "peak resident memory of this process"),
     ("power_w_mean", "W", "mean board power per card during the measured windows"),
     ("power_w_max", "W", "peak board power per card"),
@@ -161,6 +158,10 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("send_lateness_ms_p99", "ms", "openai with request_rate: p99 of how late each request left against its "
                                    "scheduled arrival (a client that fell behind measures itself)"),
     ("max_batch_meeting_slo", "requests", "largest batch so far (same model) whose p99 TPOT/TTFT meet the SLOs"),
+    ("largest_model_fitting", "", "capacity: the largest model so far that loaded and ran on the cards given"),
+    ("placement", "", "how a model spans its cards: layer-split (transformers), tp, pp, tp x pp (vllm); empty on one"),
+    ("cards", "", "the cards a model over several ran on (cuda:0 cuda:1); empty on one"),
+    ("peak_mem_gb_per_card", "", "peak memory of each card of a model over several (cuda:0=1.20 cuda:1=1.18)"),
     ("max_load_meeting_slo", "", "largest load so far (request rate in requests/s where the case has one, else "
                                  "concurrency) whose p99 TPOT/TTFT meet the SLOs; a sweep stops past a load that "
                                  "breaks them by 1.5x or fails"),

@@ -94,10 +94,14 @@ def _fingerprint_memory(run: Run) -> float:
 
 
 def _memory_per_card(claim: Claim, runs: list[Run]) -> tuple[float, str, str, str]:
+    """The smallest card's memory (the claim is per card), with the whole machine's beside it."""
     for run in runs:
         gb = _fingerprint_memory(run)
         if not math.isnan(gb):
-            return gb, run.name, f"device={run.device_name}", run.device_name
+            cards = [float(a["memory_total_gb"]) for a in run.fingerprint().get("accelerators") or []
+                     if a.get("memory_total_gb")] or [gb]
+            server = f"; this machine: {len(cards)} card(s), {sum(cards):.0f} GB of device memory in all"
+            return gb, run.name, f"device={run.device_name}{server}", run.device_name
     return NAN, "", "no accelerator memory in the runs' fingerprints (CPU runs have none)", ""
 
 

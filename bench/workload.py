@@ -40,7 +40,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-KINDS = ("generate", "long-context", "membw", "matmul", "prefix-reuse")
+KINDS = ("generate", "capacity", "long-context", "membw", "matmul", "prefix-reuse")
 
 # The core keys and every engine's own options (each engine module declares its OPTIONS).
 PARAMS: dict[str, Param] = {**CORE_PARAMS, **engine_options()}

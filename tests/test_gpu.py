@@ -187,3 +187,27 @@ def test_device_event_timestamps_agree_with_the_window(decode):
     assert req.output_len == 64 and all(b > a for a, b in zip(req.token_times, req.token_times[1:]))
     assert abs((req.token_times[-1] - req.start) - window) / window < 0.01, (req.e2e, window)
     engine.close()
+
+
+def test_a_layer_split_over_every_card_of_this_machine(tmp_path):
+    """The tiny model over all the cards here (cards=N; on a one-card machine cards=1 through the same split
+    path): an ok row naming its cards, peak memory summed over them, and the stamped decode as fast as a
+    plain run's within reason (a split adds copies at the boundaries, never a second card's speed)."""
+    import pandas as pd
+
+    from tests.conftest import run_bench, single_run_dir
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    count = torch.cuda.device_count()
+    proc = run_bench("run", "--device", "cuda", "--out", str(tmp_path), "--set", f"cards={count}", "--set",
+                     "placement=layer-split", "--set", "batch_size=1", "--set", "idle_seconds=0", "--set",
+                     "min_seconds=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = pd.read_csv(single_run_dir(tmp_path) / "results.csv").to_dict("records")
+    assert row["status"] == "ok" and row["placement"] == "layer-split", row["detail"]
+    assert row["cards"] == " ".join(f"cuda:{i}" for i in range(count)) and row["device_count"] == count
+    assert row["peak_mem_gb"] > 0 and row["decode_tok_s"] > 0 and 0 < row["mbu"] <= 1
+    if count > 1:
+        per_card = dict(item.split("=") for item in row["peak_mem_gb_per_card"].split())
+        assert len(per_card) == count and all(float(v) > 0 for v in per_card.values())

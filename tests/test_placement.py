@@ -116,3 +116,47 @@ def test_bad_card_settings_are_one_line_and_exit_2(tmp_path, sets, said):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert said in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_verify_gives_the_memory_of_a_card_and_of_the_whole_server():
+    """iluvatar-memory is per card; the verdict also says what the machine holds in all (16 x 32 GB)."""
+    from types import SimpleNamespace
+
+    from bench.verify import _memory_per_card
+
+    cards = [{"index": i, "memory_total_gb": 32.0} for i in range(16)]
+    run = SimpleNamespace(name="r", device_name="Iluvatar MR-V100",
+                          fingerprint=lambda: {"accelerators": cards, "device": {"torch": "cuda:0"}})
+    gb, name, text, device = _memory_per_card(None, [run])
+    assert gb == 32.0 and name == "r" and "16 card(s), 512 GB of device memory in all" in text
+
+
+def test_capacity_skips_the_larger_models_once_one_ran_out_of_memory():
+    from bench.scenarios.capacity import CapacityScenario
+    from bench.workload import load_workload
+
+    scenario = CapacityScenario(load_workload("capacity"))
+    cases = scenario.expand()  # the bundled models, smallest first
+    first, second, third = cases[0], cases[2], cases[4]
+    assert [c["model"] for c in (first, second, third)] == ["llama-3.2-1b", "llama-3.1-8b", "llama-2-70b"]
+    row = {"status": "ok", "slo_tpot_ms": 0}
+    scenario.not_loaded(first, row)
+    assert row["largest_model_fitting"] == ""
+    scenario.largest = "llama-3.2-1b"
+    scenario.on_oom(second)
+    assert scenario.skip_before_load(second) is None  # its other cases still say their own OOM
+    status, why = scenario.skip_before_load(third)
+    assert status == "skipped" and "llama-3.1-8b" in why
+    row = {"status": "skipped"}
+    scenario.not_loaded(third, row)
+    assert row["largest_model_fitting"] == "llama-3.2-1b"
+
+
+def test_the_capacity_workload_runs_what_fits_and_does_not_load_what_cannot(tmp_path):
+    proc = run_bench("run", "--workload", "capacity", "--quick", "--set", "model=qwen2.5-0.5b,llama-2-70b", *FAST,
+                     "--set", "min_reps=1", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    df = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
+    assert list(df["status"]) == ["ok", "skipped"], df["detail"].tolist()
+    assert "weights alone are 138.0 GB" in df.loc[1, "detail"] and "not loaded" in df.loc[1, "detail"]
+    assert list(df["largest_model_fitting"]) == ["qwen2.5-0.5b", "qwen2.5-0.5b"]

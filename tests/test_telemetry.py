@@ -92,7 +92,7 @@ def test_only_the_cards_a_case_ran_on_count(monkeypatch, virtual_clock):
     assert backend.labels_for(["fake-1"]) == ["gpu1"] and backend.labels_for(["GPU-fake-0", "fake-1"]) == \
         ["gpu0", "gpu1"]
     assert backend.labels_for(["fake-7"]) == []  # a card NVML does not list: cannot tell, so every card counts
-    monkeypatch.setattr(devices, "card_uuids", lambda device, count: ["fake-1"])  # the case ran on card 1 only
+    monkeypatch.setattr(devices, "card_uuids", lambda device, count, indices=None: ["fake-1"])  # the case ran on card 1 only
     sampler = Sampler(backend, hz=50)
     sampler.start()
     w = apply_overrides(load_workload("quick"), {"batch_size": [2], "min_reps": 3, "min_seconds": 0,
@@ -243,3 +243,40 @@ def test_telemetry_overhead_workload_answers_with_the_sampler_cost(out_dir):
                      "--set", "trial=1,2", "--out", str(out_dir))
     assert proc.returncode == 0, proc.stderr
     assert "the telemetry sampler costs +0.0% decode tok/s" in proc.stdout and "2 on/off pairs" in proc.stdout
+
+
+def test_two_threads_sampling_at_once_keep_each_timeline_in_order():
+    """The sampling thread and a window's edge read at once: a slow earlier read must not land after a fast
+    later one (a node's timeline went backwards under Ray on a busy machine)."""
+    import threading
+    import time
+
+    from bench.telemetry.base import Backend, Reading
+
+    class SlowFirst(Backend):
+        name = "slow-first"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def devices(self) -> list[str]:
+            return ["gpu0"]
+
+        def capabilities(self) -> dict:
+            return {}
+
+        def read(self) -> list[Reading]:
+            self.calls += 1
+            taken = time.perf_counter()
+            if self.calls == 1:
+                time.sleep(0.3)  # the first read is slow to answer
+            return [Reading(t=taken, device="gpu0", power_w=1.0)]
+
+    sampler = Sampler(SlowFirst(), hz=1)
+    slow = threading.Thread(target=sampler.sample_now)
+    slow.start()
+    time.sleep(0.05)
+    sampler.sample_now()  # the window's edge, while the slow read is still out
+    slow.join()
+    times = [r.t for r in sampler.readings]
+    assert len(times) == 2 and times == sorted(times)

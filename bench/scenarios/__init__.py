@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.scenarios.base import CaseResult, Loaded, Scenario
+from bench.scenarios.capacity import CapacityScenario
 from bench.scenarios.generate import GenerateScenario
 from bench.scenarios.long_context import LongContextScenario
 from bench.scenarios.micro import MatmulScenario, MembwScenario
@@ -11,7 +12,7 @@ from bench.workload import KINDS, Workload
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.kind: cls
-    for cls in (GenerateScenario, LongContextScenario, PrefixReuseScenario, MembwScenario, MatmulScenario)
+    for cls in (GenerateScenario, CapacityScenario, LongContextScenario, PrefixReuseScenario, MembwScenario, MatmulScenario)
 }
 assert set(SCENARIOS) == set(KINDS), "every workload kind needs a scenario"
 

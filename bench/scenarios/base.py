@@ -112,6 +112,13 @@ class Scenario:
     def on_oom(self, case: Case) -> None:
         """A case ran out of memory."""
 
+    def skip_before_load(self, case: Case) -> tuple[str, str] | None:
+        """(status, detail) for a case not even to load its model for, or None."""
+        return None
+
+    def not_loaded(self, case: Case, row: dict[str, Any]) -> None:
+        """A case whose model was not loaded (too big, out of memory, no engine): its row as it is written."""
+
     def follow_ups(self, case: Case, result: CaseResult, measure: Measure, next_index: int) -> Iterator[CaseResult]:
         """Extra cases to run after this one (measured through `measure`)."""
         return iter(())

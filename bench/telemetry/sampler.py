@@ -34,6 +34,7 @@ class Sampler:
         self.case = ""
         self._drained = 0
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,15 +74,19 @@ class Sampler:
         end must be bracketed by a later reading, and a watch-mode tool prints when it prints)."""
         if not self.backend.devices():
             return
-        try:
-            if settle:
-                self.backend.settle(clock.now())
-            readings = self.backend.read()
-        except Exception:  # noqa: BLE001 - a failed read is a gap, not a crash of the run
-            return
-        with self._lock:
-            self.readings.extend(readings)
-            self.case_of.extend([self.case] * len(readings))
+        # One read at a time, appended before the next starts: the sampling thread and a window's edge (the
+        # runner's thread) would otherwise interleave, and a slower earlier read land after a later one (seen
+        # with Ray actors on a busy machine: a node's timeline went backwards).
+        with self._read_lock:
+            try:
+                if settle:
+                    self.backend.settle(clock.now())
+                readings = self.backend.read()
+            except Exception:  # noqa: BLE001 - a failed read is a gap, not a crash of the run
+                return
+            with self._lock:
+                self.readings.extend(readings)
+                self.case_of.extend([self.case] * len(readings))
 
     def drain(self) -> list[tuple[Reading, str]]:
         """Readings not yet handed out, with the case they were taken in (for telemetry.csv)."""
