@@ -88,7 +88,9 @@ class Runner:
                 self.scenario.on_oom(case)
             self.scenario.not_loaded(case, row)
             return self._finish(row)
-        loaded = Loaded(self.model, self.dtype, self.engine, self.device, dev.resident_bytes(self.device))
+        cards = self.engine.placement_info().get("devices") or [self.device]
+        loaded = Loaded(self.model, self.dtype, self.engine, self.device, sum(dev.resident_bytes(c) for c in cards)
+                        if self.device.type != "cpu" else dev.resident_bytes(self.device))
         row.update(self._model_columns(loaded, case))
         skip = self.scenario.skip(loaded, case, probing)
         if skip:

@@ -186,7 +186,7 @@ CONTRACT_COLUMNS: tuple[str, ...] = RESULT_COLUMN_NAMES[:RESULT_COLUMN_NAMES.ind
 ROW_EXTRAS: tuple[str, ...] = ("vendor", "warnings", "compile", "cache", "measured_seconds", "tags")
 MODEL_EXTRAS: tuple[str, ...] = (
     "decode_path", "compile_s", "threads", "threads_used", "itl_ms_p50", "ttft_ms_mean", "e2e_ms_p99", "params",
-    "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds",
+    "quant", "weight_bytes", "kv_bytes_per_token", "load_seconds", "placement", "cards", "peak_mem_gb_per_card",
     "energy_prefill_j", "energy_decode_j", "energy_j_per_token_power", "energy_j_per_token_idle_sub", "temp_c_max",
     "per_card", "tpot_ms_p90", "itl_ms_p90", "energy_per_answer_j", "model_mem_gb",
 )

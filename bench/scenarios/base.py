@@ -51,6 +51,17 @@ class Loaded:
         return torch.finfo(self.dtype).bits // 8
 
     @property
+    def cards(self) -> list[Device]:
+        """The devices the model spans (several for a layer split; else the one device)."""
+        return self.engine.placement_info().get("devices") or [self.device]
+
+    def usable_bytes(self) -> float:
+        """What the model's cards could hold at most now, summed (the host's on a CPU)."""
+        from bench import devices as dev
+
+        return sum(dev.usable_memory_bytes(c) for c in self.cards)
+
+    @property
     def weight_bytes(self) -> float:
         """Bytes of the weights as stored: quantized ones as the engine counts them, else params x dtype size."""
         known = self.engine.weight_bytes()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import devices as dev
 from bench.engines import load_key
 from bench.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
 from bench.roofline import predicted_extra_bytes
@@ -78,10 +77,11 @@ class GenerateScenario(Scenario):
         # Never start what the machine cannot hold: a host OOM kill would lose the run, not just the case.
         # A max_mem_gb budget does not stop a case: its measured peak decides ok or over_budget.
         need = loaded.resident_at_start + self.predicted_extra_bytes(loaded, case)
-        limit = dev.usable_memory_bytes(loaded.device)
+        limit = loaded.usable_bytes()
         if need > limit:
+            where = f"these {len(loaded.cards)} cards" if len(loaded.cards) > 1 else "this device"
             return "skipped", (f"predicted {need / GB:.2f} GB (model + KV cache + activations) exceeds the "
-                               f"{limit / GB:.2f} GB this device can hold; not run")
+                               f"{limit / GB:.2f} GB {where} can hold; not run")
         return None
 
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench import devices as dev
 from bench.metrics import Repetition
 from bench.roofline import longest_fitting_input
 from bench.scenarios.base import CaseResult, Loaded, Measure
@@ -48,7 +47,7 @@ class LongContextScenario(GenerateScenario):
     def predicted_max_context(self, loaded: Loaded, case: Case) -> float:
         """Longest input whose predicted memory (held with the model + KV + activations) fits the limit:
         max_mem_gb when set, else what the process could hold (free memory plus what it holds)."""
-        limit = case["max_mem_gb"] * GB if case["max_mem_gb"] > 0 else dev.usable_memory_bytes(loaded.device)
+        limit = case["max_mem_gb"] * GB if case["max_mem_gb"] > 0 else loaded.usable_bytes()
         longest = (loaded.model.shape.max_position or 1 << 24) - case["output_len"]
         return float(longest_fitting_input(lambda n: self.predicted_extra_bytes(loaded, case, n),
                                            loaded.resident_at_start, limit, longest))
