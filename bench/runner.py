@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import torch
 
-from bench import clock
+from bench import clock, engines
 from bench import devices as dev
 from bench.ceilings import Ceiling
 from bench.engines import Engine, EngineUnavailable, device_count, get_engine, load_key, load_options
@@ -198,6 +198,7 @@ class Runner:
     def _measure(self, loaded: Loaded, case: Case, row: dict[str, Any]) -> CaseResult:
         p = case.params
         engine = loaded.engine
+        engine.configure(engines.own_options(p))  # what changes from case to case on one loaded model (a request rate)
         prompts = self.scenario.prompts(loaded, case, random_prompts(
             p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)

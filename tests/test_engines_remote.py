@@ -105,6 +105,17 @@ def test_a_load_sweep_finds_the_largest_load_meeting_the_slo_and_stops_past_it()
     assert [r["status"] for r in rows] == ["ok", "skipped", "skipped"] and pd.isna(rows[0]["max_load_meeting_slo"])
 
 
+def test_each_load_of_a_sweep_is_sent_at_its_own_rate():
+    """One server connection serves every load of a sweep, but each case sends at its own rate (the engine is
+    loaded once; the rate is the case's). Same seed: the same gaps, eight times shorter at eight times the rate."""
+    with StubServer("ok") as server:
+        rows = run_openai(server.url, request_rate=[5.0, 40.0], num_requests=8, batch_size=[1], min_reps=1,
+                          warmup=0)
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["detail"] for r in rows]
+    slow, fast = (r["achieved_rate_rps"] for r in rows)
+    assert 2 < slow < 12 and fast > 3 * slow, (slow, fast)
+
+
 def test_a_client_that_falls_behind_says_its_figures_measure_itself():
     """The pure check on timings: sends 40 ms late against a 20/s schedule, or a rate below the scheduled one,
     or a busy process, give a client-bound warning; sends on time give none."""

@@ -22,11 +22,15 @@ def load_key(params: dict[str, Any]) -> tuple:
 def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: bool = False) -> LoadOptions:
     """The one channel from a case to its engine: the core load fields, the resolved dtype, whether the
     scenario wants a prefix cache, and the engine's own declared options."""
+    return LoadOptions(dtype=dtype, prefix_caching=prefix_caching, engine=own_options(params),
+                       **{k: params[k] for k in LOAD_FIELDS})
+
+
+def own_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The case's engine's own declared options (request_rate, tensor_parallel_size, ...)."""
     from bench.workload import PARAMS
 
-    own = {k: params[k] for k, p in PARAMS.items() if p.engine == params["engine"]}
-    return LoadOptions(dtype=dtype, prefix_caching=prefix_caching, engine=own,
-                       **{k: params[k] for k in LOAD_FIELDS})
+    return {k: params[k] for k, p in PARAMS.items() if p.engine == params["engine"]}
 
 
 def device_count(params: dict[str, Any]) -> int:
@@ -57,4 +61,4 @@ def get_engine(name: str) -> Engine:
 
 
 __all__ = ["ENGINES", "Engine", "EngineUnavailable", "LoadOptions", "device_count", "engine_class", "engine_names",
-           "get_engine", "load_key", "load_options"]
+           "get_engine", "load_key", "load_options", "own_options"]

@@ -90,6 +90,10 @@ class Engine(ABC):
         device counters (None: the runner reads torch's or the process's peak)."""
         return None
 
+    def configure(self, options: dict[str, Any]) -> None:
+        """A case's own engine options, before it runs (a model is loaded once for every case that shares
+        its reload options; the others, such as a request rate, change from case to case)."""
+
     def placement_info(self) -> dict[str, Any]:
         """How the model spans cards: {'placement': 'layer-split' | 'tp' | ..., 'cards': ['cuda:0', ...],
         'devices': [Device, ...] (the cards this process can read the memory of)}; {} for one device."""

@@ -172,6 +172,10 @@ class OpenAIEngine(Engine):
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
 
+    def configure(self, options: dict[str, Any]) -> None:
+        """Each case's load (request rate, request count, trace speed...): the server stays the same."""
+        self._take(options, self.served_model)
+
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         """Check the server is up and serves the model; nothing is loaded here."""
         import httpx
