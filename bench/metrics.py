@@ -9,6 +9,9 @@ Definitions (README, "Honest numbers"):
 - ITL: gaps between consecutive tokens, pooled across requests.
 - prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT);
   output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
+- Requests sent at scheduled times (Poisson arrivals, a trace) do not share one prefill and one decode
+  window: their prefill and decode windows are the union of the requests' own (the time the server was
+  prefilling, or decoding, at least one of them), never the span from the first send to the last token.
 """
 
 from __future__ import annotations
@@ -102,6 +105,16 @@ def _itls(reqs: Sequence[RequestTiming]) -> list[float]:
     return [float(g) for r in reqs if r.resolution == "token" for g in np.diff(r.token_times)]
 
 
+def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals (overlaps counted once)."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def repetition_metrics(rep: Repetition) -> dict[str, float]:
     """Per-repetition figures (one samples.csv row)."""
     reqs = rep.requests
@@ -111,6 +124,9 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     prefill_s = rep.first_token - rep.start
     e2e_s = rep.end - rep.start
     decode_s = rep.end - rep.first_token
+    if any(r.scheduled is not None for r in reqs):  # open-loop arrivals: each request has its own windows
+        prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
+        decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
     itls = _itls(reqs)
     if any(r.resolution == "single" for r in reqs):
         decode_s = NAN  # the decode window was never observed

@@ -87,3 +87,16 @@ def test_no_repetitions_is_an_error():
 )
 def test_repeat_until_count_and_duration(done, elapsed, expected):
     assert enough_repetitions(done, elapsed, min_reps=3, min_seconds=1.0, max_reps=50, max_seconds=60) is expected
+
+
+def test_open_loop_arrivals_count_the_time_some_request_was_decoding():
+    """Two requests sent 1 s apart, each decoding 4 tokens in 0.3 s: the decode window is the 0.6 s in which one
+    of them was decoding, not the last request's 0.3 s (which would double the rate) nor the 1.3 s span."""
+    a = RequestTiming(0.0, (0.1, 0.2, 0.3, 0.4), 10, scheduled=0.0)
+    b = RequestTiming(1.0, (1.1, 1.2, 1.3, 1.4), 10, scheduled=1.0)
+    m = repetition_metrics(Repetition((a, b)))
+    assert m["decode_tok_s"] == pytest.approx(6 / 0.6)
+    assert m["prefill_tok_s"] == pytest.approx(20 / 0.2)
+    assert m["output_tok_s"] == pytest.approx(8 / 1.4)
+    overlapping = RequestTiming(0.2, (0.3, 0.5), 10, scheduled=0.2)  # decodes 0.3-0.5: the union is 0.1-0.5
+    assert repetition_metrics(Repetition((a, overlapping)))["decode_tok_s"] == pytest.approx(4 / 0.4)
