@@ -76,8 +76,10 @@ def throughput_vs_batch(runs: list[Run], names: dict[str, str]) -> Callable:
                 line = g.iloc[0].copy()
                 line["batch_size"] = None  # the x axis: case_label leaves it out
                 # Error bars: the 95% interval of each case's repetitions (none where a case has one figure).
-                spread = [_interval_half(run, r) for _, r in g.iterrows()]
-                ax.errorbar(g["batch_size"], g["decode_tok_s"], yerr=[s if s == s else 0 for s in spread],
+                spread = [s if (s := _interval_half(run, r)) == s else 0.0 for _, r in g.iterrows()]
+                # Never below zero: a throughput is not negative, however wide its interval from few repetitions.
+                lower = [min(s, v) for s, v in zip(spread, g["decode_tok_s"])]
+                ax.errorbar(g["batch_size"], g["decode_tok_s"], yerr=[lower, spread],
                             marker="o", capsize=3, label=f"{names[run.name]}: {case_label(line, workload=False)}")
                 drew = True
         _batch_axis(ax, [b for run in runs for b in _rows_with(run, "decode_tok_s", "batch_size")["batch_size"]])

@@ -9,7 +9,8 @@ Definitions (README, "Honest numbers"):
 - ITL: gaps between consecutive tokens, pooled across requests.
 - prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT);
   output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
-- Requests sent at scheduled times (Poisson arrivals, a trace) do not share one prefill and one decode
+- Requests sent at scheduled times (Poisson arrivals, a trace) or one after another (the turns of a
+  session) do not share one prefill and one decode
   window: their prefill and decode windows are the union of the requests' own (the time the server was
   prefilling, or decoding, at least one of them), never the span from the first send to the last token.
 """
@@ -124,7 +125,9 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     prefill_s = rep.first_token - rep.start
     e2e_s = rep.end - rep.start
     decode_s = rep.end - rep.first_token
-    if any(r.scheduled is not None for r in reqs):  # open-loop arrivals: each request has its own windows
+    # Open-loop arrivals, or turns sent one after another: a request sent after another's first token shares no
+    # batch window with it, so each request's own windows count, once where they overlap.
+    if any(r.scheduled is not None for r in reqs) or max(r.start for r in reqs) > min(r.token_times[0] for r in reqs):
         prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
         decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
     itls = _itls(reqs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bench.devices import Device, backend_module, resolve_device
 from bench.errors import BadInput
 
 PLACEMENTS = ("auto", "layer-split", "tp")
@@ -54,6 +55,19 @@ def parse_cards(spec: str, first: int, present: int, kind: str) -> list[int]:
     if missing:
         raise BadInput(f"cards={spec}: no {kind} card {', '.join(map(str, missing))} (this machine has {present})")
     return indices
+
+
+def resolve_cards(spec: str, device: Device) -> list[Device]:
+    """The Devices a `cards` value names, --device's card first by default (BadInput for cards that are not
+    there or listed twice); the CPU is one device."""
+    if device.type in ("cpu", "mps"):
+        if card_count(spec) > 1:
+            raise BadInput(f"cards={spec}: the {device.type.upper()} is one device; more than one card needs an "
+                           "accelerator (--device cuda, npu, ...)")
+        return [device]
+    module = backend_module(device.type)
+    indices = parse_cards(spec, device.torch_device.index or 0, module.device_count(), device.type)
+    return [device if i == device.torch_device.index else resolve_device(f"{device.type}:{i}") for i in indices]
 
 
 def check_tensor_parallel(heads: int, kv_heads: int, tp: int) -> None:

@@ -89,8 +89,7 @@ class Runner:
             self.scenario.not_loaded(case, row)
             return self._finish(row)
         cards = self.engine.placement_info().get("devices") or [self.device]
-        loaded = Loaded(self.model, self.dtype, self.engine, self.device, sum(dev.resident_bytes(c) for c in cards)
-                        if self.device.type != "cpu" else dev.resident_bytes(self.device))
+        loaded = Loaded(self.model, self.dtype, self.engine, self.device, sum(dev.resident_bytes(c) for c in cards))
         row.update(self._model_columns(loaded, case))
         skip = self.scenario.skip(loaded, case, probing)
         if skip:
@@ -143,7 +142,7 @@ class Runner:
         """Why the model's weights alone cannot be held by the cards the case names (summed), or ''. Checked
         before loading: a host that runs out of memory kills the run, not just the case."""
         from bench.engines import engine_class
-        from bench.engines.transformers_engine import resolve_cards
+        from bench.placement import resolve_cards
 
         if not getattr(engine_class(case["engine"]), "in_process", False) or case["engine"] == "simulated":
             return ""
@@ -221,6 +220,7 @@ class Runner:
         reps: list[Repetition] = []
         peaks: list[float] = []  # peak memory of each repetition (GB)
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)
+        card_peaks: dict[str, float] = {}  # per card, for a model over several
         self.sampler.sample_now()
         other_load = OtherLoad()
         cpu_before = _cpu_seconds()
@@ -234,6 +234,10 @@ class Runner:
             reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
             peaks.append(self._peak_gb(engine, split))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
+            for card in split if len(split) > 1 else ():  # a model over several cards: each card's highest rep
+                read = dev.peak_memory_bytes(card)
+                if read is not None:  # unread stays out (empty), never 0
+                    card_peaks[str(card)] = max(card_peaks.get(str(card), 0.0), read / GB)
         row["measured_seconds"] = clock.now() - t_start
         cpu_share = (_cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
         self.sampler.sample_now(settle=True)
@@ -243,8 +247,7 @@ class Runner:
         row["repetitions"] = len(reps)
         row.update(self._memory_columns(engine, reps, peaks))
         if len(split) > 1:
-            row["peak_mem_gb_per_card"] = per_card_gb(
-                {str(c): (dev.peak_memory_bytes(c) or NAN) / GB for c in split})
+            row["peak_mem_gb_per_card"] = per_card_gb(card_peaks)
         row["host_peak_rss_gb"] = max(host_peaks)
         samples = sample_rows(self.run_id, case.index, case.params, reps)
         for sample, peak in zip(samples, peaks):

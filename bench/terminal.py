@@ -163,6 +163,12 @@ def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
         lines.append((f"largest request rate meeting the SLO: {best:g} requests/s" if best else
                       "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
                                                         if stopped else ""))
+    if rows and "largest_model_fitting" in rows[-1]:  # capacity: the last row names the largest so far
+        largest = rows[-1].get("largest_model_fitting")
+        cards = next((c for c in (rows[-1].get("cards"), rows[-1].get("device")) if isinstance(c, str) and c),
+                     "this device")
+        lines.append(f"largest model that fits {cards}: {largest}" if isinstance(largest, str) and largest else
+                     f"no model fitted {cards}")
     from bench.sampler_cost import sampler_costs
 
     lines.extend(cost.text() for cost in sampler_costs(rows))

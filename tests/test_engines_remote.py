@@ -109,11 +109,12 @@ def test_each_load_of_a_sweep_is_sent_at_its_own_rate():
     """One server connection serves every load of a sweep, but each case sends at its own rate (the engine is
     loaded once; the rate is the case's). Same seed: the same gaps, eight times shorter at eight times the rate."""
     with StubServer("ok") as server:
-        rows = run_openai(server.url, request_rate=[5.0, 40.0], num_requests=8, batch_size=[1], min_reps=1,
+        rows = run_openai(server.url, request_rate=[2.0, 16.0], num_requests=8, batch_size=[1], min_reps=1,
                           warmup=0)
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["detail"] for r in rows]
     slow, fast = (r["achieved_rate_rps"] for r in rows)
-    assert 2 < slow < 12 and fast > 3 * slow, (slow, fast)
+    # Loose: a busy machine sends late (lowering the fast rate), never early.
+    assert 0.8 < slow < 4.8 and fast > 3 * slow, (slow, fast)
 
 
 def test_a_client_that_falls_behind_says_its_figures_measure_itself():

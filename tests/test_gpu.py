@@ -199,6 +199,7 @@ def test_a_layer_split_over_every_card_of_this_machine(tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+    pytest.importorskip("accelerate")
     count = torch.cuda.device_count()
     proc = run_bench("run", "--device", "cuda", "--out", str(tmp_path), "--set", f"cards={count}", "--set",
                      "placement=layer-split", "--set", "batch_size=1", "--set", "idle_seconds=0", "--set",

@@ -98,5 +98,11 @@ def test_open_loop_arrivals_count_the_time_some_request_was_decoding():
     assert m["decode_tok_s"] == pytest.approx(6 / 0.6)
     assert m["prefill_tok_s"] == pytest.approx(20 / 0.2)
     assert m["output_tok_s"] == pytest.approx(8 / 1.4)
+    # The turns of a session: sent one after another, not scheduled; the same windows.
+    turn1, turn2 = RequestTiming(0.0, a.token_times, 10), RequestTiming(1.0, b.token_times, 10)
+    assert repetition_metrics(Repetition((turn1, turn2)))["decode_tok_s"] == pytest.approx(6 / 0.6)
+    # A batch sent at once keeps its one window: from the last first token to the last token.
+    batch = repetition_metrics(Repetition((turn1, RequestTiming(0.0, (0.15, 0.25, 0.35, 0.45), 10))))
+    assert batch["decode_tok_s"] == pytest.approx(6 / (0.45 - 0.15))
     overlapping = RequestTiming(0.2, (0.3, 0.5), 10, scheduled=0.2)  # decodes 0.3-0.5: the union is 0.1-0.5
     assert repetition_metrics(Repetition((a, overlapping)))["decode_tok_s"] == pytest.approx(4 / 0.4)

@@ -16,14 +16,14 @@ from typing import Any
 import torch
 
 from bench import clock
-from bench.devices import Device, backend_module, free_memory_bytes, resolve_device, synchronize
+from bench.devices import Device, free_memory_bytes, resolve_device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.decode_loop import DecodeLoop, timed_call
 from bench.errors import BadInput
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
 from bench.params import Param
-from bench.placement import PLACEMENTS, card_count, parse_cards
+from bench.placement import PLACEMENTS, resolve_cards
 from bench.quant import quantize, storage_note, weight_bytes
 
 # This engine's own workload keys: one model over several cards of this machine.
@@ -265,19 +265,6 @@ class TransformersEngine(Engine):
         self.model = None
         self.loop = None
         self._cached_prefix = None
-
-
-def resolve_cards(spec: str, device: Device) -> list[Device]:
-    """The Devices a `cards` value names, --device's card first by default (BadInput for cards that are not
-    there or listed twice); the CPU is one device."""
-    if device.type in ("cpu", "mps"):
-        if card_count(spec) > 1:
-            raise BadInput(f"cards={spec}: the {device.type.upper()} is one device; more than one card needs an "
-                           "accelerator (--device cuda, npu, ...)")
-        return [device]
-    module = backend_module(device.type)
-    indices = parse_cards(spec, device.torch_device.index or 0, module.device_count(), device.type)
-    return [device if i == device.torch_device.index else resolve_device(f"{device.type}:{i}") for i in indices]
 
 
 def _output_card(model: Any, cards: list[Device]) -> Device:
