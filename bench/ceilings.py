@@ -97,30 +97,33 @@ def probe_key(device: Any) -> str:
 
 
 def probed_ceiling(device: Any) -> tuple[Ceiling, float]:
-    """Measure copy bandwidth and bf16 matmul FLOP/s in a few seconds: (ceiling, seconds taken).
+    """Measure copy bandwidth and matmul FLOP/s in a few seconds: (ceiling, seconds taken). The matmul runs in
+    the dtype a case gets by default there (bf16, or fp32 on a CPU without native bf16, where bf16 runs ~100x
+    slower and would make every fp32 case's MFU exceed 1).
 
     Cached per machine (bench/cache.py), so a machine is probed once, not once per run.
     """
-    import torch
-
     from bench import cache, clock
+    from bench.devices import dtype_name, pick_dtype
     from bench.microbench import copy_bandwidth, matmul_flops
 
-    key = probe_key(device)
+    dtype, _ = pick_dtype("auto", device)
+    key = probe_key(device) + ("" if dtype_name(dtype) == "bfloat16" else f"|{dtype_name(dtype)}")
     hit = cache.load("ceilings", key)
     if isinstance(hit, dict) and _positive(hit.get("bandwidth")) and _positive(hit.get("flops")):
         return Ceiling(hit["bandwidth"], hit["flops"], f"probed {hit.get('when', '')} (cached for {key})"), 0.0
     start = clock.now()
     moved, times = copy_bandwidth(device, PROBE_MB.get(device.type, 1024), 1, 5, 0.5, 50)
     bandwidth = moved / min(times)
-    flop, times = matmul_flops(device, PROBE_N.get(device.type, 8192), torch.bfloat16, 1, 5, 0.5, 50)
+    flop, times = matmul_flops(device, PROBE_N.get(device.type, 8192), dtype, 1, 5, 0.5, 50)
     flops = flop / min(times)
     took = clock.now() - start
     from datetime import datetime, timezone
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cache.store("ceilings", key, {"bandwidth": bandwidth, "flops": flops, "when": when, "seconds": took})
-    return Ceiling(bandwidth, flops, f"probed {when} in {took:.1f} s (copy bandwidth, bf16 matmul)"), took
+    short = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(dtype_name(dtype), dtype_name(dtype))
+    return Ceiling(bandwidth, flops, f"probed {when} in {took:.1f} s (copy bandwidth, {short} matmul)"), took
 
 
 def fill_missing(ceiling: Ceiling, device: Any) -> Ceiling:

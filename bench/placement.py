@@ -70,10 +70,49 @@ def resolve_cards(spec: str, device: Device) -> list[Device]:
     return [device if i == device.torch_device.index else resolve_device(f"{device.type}:{i}") for i in indices]
 
 
+def tensor_parallel_ranks(spec: str, device: Device) -> list[Device]:
+    """One Device per rank of a tensor-parallel group: the cards `cards` names (as resolve_cards), or on a CPU
+    cards=N ranks on the host (cpu:0, cpu:1, ...). BadInput for fewer than two, or a card list on a CPU."""
+    import os
+
+    import torch
+
+    if device.type == "cpu":
+        spec = spec.strip()
+        if not re.fullmatch(r"\d+", spec or "1"):
+            raise BadInput(f"cards={spec[:60]!r}: on a CPU, placement=tp takes a rank count (cards=2)")
+        count = int(spec or 1)
+        if count > (os.cpu_count() or 1):
+            raise BadInput(f"cards={count}: {count} tensor-parallel ranks on a CPU with {os.cpu_count()} cores")
+        ranks = [Device(torch.device("cpu", r), device.name, device.total_memory_bytes) for r in range(count)]
+    else:
+        ranks = resolve_cards(spec, device)
+    if len(ranks) < 2:
+        raise BadInput("placement=tp needs two or more cards: --set cards=N (N >= 2) or a list such as cards=0,1")
+    return ranks
+
+
+def check_tensor_parallel_case(params: dict[str, Any]) -> None:
+    """A transformers tensor-parallel case the engine can run, said before any work: the cards (BadInput as
+    above), a model with a tp plan whose heads the rank count divides, unquantized weights, the decode loop."""
+    from bench.models import resolve_model
+
+    model = resolve_model(params["model"])
+    if not getattr(model.config, "base_model_tp_plan", None):
+        raise BadInput(f"placement=tp: transformers has no tensor-parallel plan for {model.name} "
+                       f"({type(model.config).__name__}); use placement=layer-split")
+    check_tensor_parallel(model.shape.heads, model.shape.kv_heads, card_count(params.get("cards", "")))
+    tensor_parallel_ranks(params.get("cards", ""), resolve_device(params["device"]))
+    if params.get("quant", "none") != "none":
+        raise BadInput(f"placement=tp with quant={params['quant']}: quantized shards are not run; use quant=none")
+    if params.get("decode") == "generate":
+        raise BadInput("placement=tp runs the decode loop on every rank: use decode=loop or decode=captured")
+
+
 def check_tensor_parallel(heads: int, kv_heads: int, tp: int) -> None:
     """Tensor parallelism splits attention heads across cards: it must divide them."""
     if tp > 1 and (heads % tp or kv_heads % tp and tp % kv_heads):
-        raise BadInput(f"tensor_parallel_size={tp} does not divide the model's {heads} attention heads "
+        raise BadInput(f"tensor parallelism over {tp} cards (tensor_parallel_size or cards) does not divide the model's {heads} attention heads "
                        f"({kv_heads} key/value heads); use a divisor of {heads}")
 
 

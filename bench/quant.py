@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+
 from bench.errors import BadInput, first_line
 
 INSTALL = "pip install 'claimbench[quant]' (torchao)"
@@ -85,7 +87,8 @@ def tensor_bytes(tensor: Any) -> int:
     """Bytes a tensor holds; a torchao tensor subclass counts its inner tensors (data, scales, zero points)."""
     if hasattr(type(tensor), "__tensor_flatten__"):
         names, _ = tensor.__tensor_flatten__()
-        return sum(tensor_bytes(getattr(tensor, name)) for name in names)
+        # Only the inner tensors: a DTensor also names its device mesh (its own shard is what this card holds).
+        return sum(tensor_bytes(inner) for name in names if isinstance(inner := getattr(tensor, name), torch.Tensor))
     return tensor.numel() * tensor.element_size()
 
 

@@ -142,15 +142,17 @@ class Runner:
         """Why the model's weights alone cannot be held by the cards the case names (summed), or ''. Checked
         before loading: a host that runs out of memory kills the run, not just the case."""
         from bench.engines import engine_class
-        from bench.placement import resolve_cards
+        from bench.placement import resolve_cards, tensor_parallel_ranks
 
         if not getattr(engine_class(case["engine"]), "in_process", False) or case["engine"] == "simulated":
             return ""
         per_param = {"int8": 1.0, "int4": 0.5}.get(case["quant"], torch.empty((), dtype=self.dtype).element_size())
         need = self.model.shape.params * per_param
-        cards = resolve_cards(case.params.get("cards", ""), self.device) if case["engine"] == "transformers" \
-            else [self.device]
-        limit = sum(dev.usable_memory_bytes(c) for c in cards)
+        cards = [self.device]
+        if case["engine"] == "transformers":
+            cards = (tensor_parallel_ranks if case.params.get("placement") == "tp" else resolve_cards)(
+                case.params.get("cards", ""), self.device)
+        limit = sum(dev.usable_memory_bytes(c) for c in {str(c): c for c in cards}.values())  # the host once
         if need <= limit:
             return ""
         where = f"{len(cards)} cards" if len(cards) > 1 else str(self.device)
@@ -234,10 +236,12 @@ class Runner:
             reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
             peaks.append(self._peak_gb(engine, split))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
-            for card in split if len(split) > 1 else ():  # a model over several cards: each card's highest rep
-                read = dev.peak_memory_bytes(card)
+            # A model over several cards: each card's highest rep, as the engine's ranks read it or as read here.
+            reads = engine.peak_memory_per_card() or \
+                {str(c): dev.peak_memory_bytes(c) for c in (split if len(split) > 1 else ())}
+            for card_name, read in reads.items():
                 if read is not None:  # unread stays out (empty), never 0
-                    card_peaks[str(card)] = max(card_peaks.get(str(card), 0.0), read / GB)
+                    card_peaks[card_name] = max(card_peaks.get(card_name, 0.0), read / GB)
         row["measured_seconds"] = clock.now() - t_start
         cpu_share = (_cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
         self.sampler.sample_now(settle=True)
@@ -246,7 +250,7 @@ class Runner:
         row.update(calculate_metrics(reps))
         row["repetitions"] = len(reps)
         row.update(self._memory_columns(engine, reps, peaks))
-        if len(split) > 1:
+        if card_peaks:
             row["peak_mem_gb_per_card"] = per_card_gb(card_peaks)
         row["host_peak_rss_gb"] = max(host_peaks)
         samples = sample_rows(self.run_id, case.index, case.params, reps)

@@ -20,6 +20,18 @@ os.environ["CLAIMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="claimbench-cache-"
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+
+def auto_bytes_per_element() -> int:
+    """Bytes per weight of a CPU case under dtype=auto here: 2 (bf16) on a CPU with native bf16, else 4 (fp32);
+    the machine CI runs on changes from one run to the next (AMD EPYC without, Intel Xeon with AMX)."""
+    import torch
+
+    from bench.devices import pick_dtype, resolve_device
+
+    return torch.finfo(pick_dtype("auto", resolve_device("cpu"))[0]).bits // 8
+
+
 # Settings that keep a CLI run to a few seconds on a 2-core CPU.
 FAST = ["--set", "min_reps=2", "--set", "min_seconds=0", "--set", "idle_seconds=0"]
 

@@ -8,7 +8,7 @@ import pytest
 from bench.metrics import batch_repetition, decode_slices, goodput_fraction
 from bench.models import resolve_model
 from bench.roofline import datasheet_peak, decode_bound_tok_s, decode_bytes_per_step, mbu, prefill_flops
-from tests.conftest import FAST, run_bench, single_run_dir
+from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
 def run_workload(out_dir, name, *extra):
@@ -53,7 +53,7 @@ def test_a_memory_budget_is_decided_by_the_measured_peak(tmp_path):
     assert "limit not reached up to 1024 tokens" in df["detail"][2]
     assert df["measured_max_context"].iloc[-2] == 1984
     assert df["predicted_max_context"][:8].notna().all() and df["predicted_peak_mem_gb"][:8].notna().all()
-    assert (df["kv_bytes_per_token"] == 2 * 8 * 4 * 32 * 2).all()  # tiny, bf16
+    assert (df["kv_bytes_per_token"] == 2 * 8 * 4 * 32 * auto_bytes_per_element()).all()  # tiny
 
 
 SIM = ["--engine", "simulated"]  # the scenario's logic, not the model's speed, is under test

@@ -88,22 +88,23 @@ def test_quantized_weights_change_the_bytes_and_the_roofline(tmp_path):
 
     from bench.models import resolve_model
     from bench.roofline import decode_bytes_per_step
-    from tests.conftest import FAST, run_bench, single_run_dir
+    from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
     proc = run_bench("run", "--set", "quant=none,int8,int4", "--set", "batch_size=1", "--set", "output_len=8",
                      "--out", str(tmp_path), *FAST)
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(single_run_dir(tmp_path) / "results.csv").set_index("quant")
     assert (df["status"] == "ok").all(), df["detail"]
-    bf16, int8, int4 = (df.loc[q, "weight_bytes"] for q in ("none", "int8", "int4"))
+    full, int8, int4 = (df.loc[q, "weight_bytes"] for q in ("none", "int8", "int4"))
     shape = resolve_model("tiny").shape
-    assert bf16 == shape.params * 2 and int8 < 0.75 * bf16 and int4 < bf16
+    assert full == shape.params * auto_bytes_per_element() and int8 < 0.75 * full and int4 < full
     assert "unpacked in int8" in df.loc["int4", "detail"]
+    element = auto_bytes_per_element()  # the KV cache's, and the unquantized weights'
     for quant, row in df.iterrows():
-        per_step = decode_bytes_per_step(shape, row["weight_bytes"] / shape.params, 1, row["input_len"] + 4, 2)
+        per_step = decode_bytes_per_step(shape, row["weight_bytes"] / shape.params, 1, row["input_len"] + 4, element)
         bandwidth = row["decode_tok_s"] * per_step / row["mbu"]
         assert bandwidth == pytest.approx(df["decode_tok_s"].iloc[0] * decode_bytes_per_step(
-            shape, 2.0, 1, row["input_len"] + 4, 2) / df["mbu"].iloc[0], rel=1e-3), quant  # one ceiling
+            shape, float(element), 1, row["input_len"] + 4, element) / df["mbu"].iloc[0], rel=1e-3), quant
 
 
 def test_quantization_without_torchao_is_bad_input(tmp_path):

@@ -15,7 +15,7 @@ from bench.devices import Device
 from bench.engines import device_count
 from bench.errors import BadInput
 from bench.placement import card_count, check_tensor_parallel, layer_split_map, parse_cards
-from tests.conftest import FAST, run_bench, single_run_dir
+from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
 def test_cards_are_a_count_or_a_list_and_a_bad_list_is_said():
@@ -108,7 +108,11 @@ def test_a_layer_split_runs_end_to_end_on_one_device(tmp_path):
 @pytest.mark.parametrize("sets, said", [
     (["cards=2"], "the CPU is one device"),
     (["cards=0,0"], "the CPU is one device"),
-    (["placement=tp"], "use --engine vllm --set tensor_parallel_size=N"),
+    (["placement=tp"], "placement=tp needs two or more cards"),
+    (["placement=tp", "cards=3"], "does not divide the model's 8 attention heads"),
+    (["placement=tp", "cards=0,1"], "on a CPU, placement=tp takes a rank count"),
+    (["placement=tp", "cards=2", "quant=int8"], "quantized shards are not run"),
+    (["placement=tp", "cards=2", "decode=generate"], "use decode=loop or decode=captured"),
     (["engine=vllm", "tensor_parallel_size=3"], "does not divide the model's 8 attention heads"),
 ])
 def test_bad_card_settings_are_one_line_and_exit_2(tmp_path, sets, said):
@@ -117,6 +121,18 @@ def test_bad_card_settings_are_one_line_and_exit_2(tmp_path, sets, said):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert said in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_tensor_parallel_ranks_on_a_cpu_are_a_count_no_larger_than_its_cores(monkeypatch):
+    from bench.placement import tensor_parallel_ranks
+
+    cpu = Device(torch.device("cpu"), "a CPU", 1 << 30)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert [str(d) for d in tensor_parallel_ranks("4", cpu)] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]
+    with pytest.raises(BadInput, match="5 tensor-parallel ranks on a CPU with 4 cores"):
+        tensor_parallel_ranks("5", cpu)
+    with pytest.raises(BadInput, match="needs two or more cards"):
+        tensor_parallel_ranks("1", cpu)
 
 
 def test_verify_gives_the_memory_of_a_card_and_of_the_whole_server():
@@ -159,6 +175,25 @@ def test_the_capacity_workload_runs_what_fits_and_does_not_load_what_cannot(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     df = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
     assert list(df["status"]) == ["ok", "skipped"], df["detail"].tolist()
-    assert "weights alone are 138.0 GB" in df.loc[1, "detail"] and "not loaded" in df.loc[1, "detail"]
+    from bench.models import resolve_model
+
+    weights_gb = resolve_model("llama-2-70b").shape.params * auto_bytes_per_element() / 1e9
+    assert f"weights alone are {weights_gb:.1f} GB" in df.loc[1, "detail"] and "not loaded" in df.loc[1, "detail"]
     assert list(df["largest_model_fitting"]) == ["qwen2.5-0.5b", "qwen2.5-0.5b"]
     assert "answer largest model that fits cpu: qwen2.5-0.5b" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("flags, dtype", [(set(), torch.float32), ({"amx_bf16"}, torch.bfloat16)])
+def test_the_roofline_probe_multiplies_in_the_dtype_a_case_gets(monkeypatch, tmp_path, flags, dtype):
+    """A CPU without native bf16 runs cases in fp32; a bf16 probe there measured ~1% of what fp32 matmuls
+    reach, and every fp32 prefill then had an MFU above 1."""
+    from bench import ceilings, devices, microbench
+
+    monkeypatch.setenv("CLAIMBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    seen = []
+    monkeypatch.setattr(microbench, "copy_bandwidth", lambda *a: (1e9, [1.0]))
+    monkeypatch.setattr(microbench, "matmul_flops", lambda dev, n, dt, *a: (seen.append(dt), (2e9, [1.0]))[1])
+    ceiling, _ = ceilings.probed_ceiling(devices.resolve_device("cpu"))
+    assert seen == [dtype]
+    assert ("fp32 matmul" if dtype == torch.float32 else "bf16 matmul") in ceiling.source

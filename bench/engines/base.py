@@ -90,6 +90,11 @@ class Engine(ABC):
         device counters (None: the runner reads torch's or the process's peak)."""
         return None
 
+    def peak_memory_per_card(self) -> dict[str, float]:
+        """Each card's peak memory in the last generate call where the model lives in processes of the
+        engine's own (tensor-parallel ranks); {}: the runner reads the cards itself."""
+        return {}
+
     def configure(self, options: dict[str, Any]) -> None:
         """A case's own engine options, before it runs (a model is loaded once for every case that shares
         its reload options; the others, such as a request rate, change from case to case)."""

@@ -6,6 +6,9 @@
 - `captured`: that loop's one-token step under torch.compile (CUDA graphs on CUDA/ROCm, inductor on a CPU).
 `auto` (the default): captured on an accelerator, loop on a CPU (the README says why). Nothing is derived
 by subtracting separate runs; exact lengths are asserted on every path.
+
+Over several cards: a layer split (accelerate's device map, in this process) or transformers' tensor-parallel
+plan (placement=tp: one rank process per card running the loop in step, tensor_parallel.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from bench import clock
 from bench.devices import Device, free_memory_bytes, resolve_device, synchronize
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.decode_loop import DecodeLoop, timed_call
+from bench.engines.tensor_parallel import TensorParallelGroup
 from bench.errors import BadInput
 from bench.metrics import Repetition, batch_repetition
 from bench.models import ModelSpec
 from bench.params import Param
-from bench.placement import PLACEMENTS, resolve_cards
+from bench.placement import PLACEMENTS, check_tensor_parallel_case, resolve_cards, tensor_parallel_ranks
 from bench.quant import quantize, storage_note, weight_bytes
 
 # This engine's own workload keys: one model over several cards of this machine.
@@ -32,7 +36,8 @@ OPTIONS: dict[str, Param] = {
                    "a list such as 0,2 ('' = --device's card alone)", reload=True, devices=True, as_text=True),
     "placement": Param(str, "auto", "transformers: how a model spans cards: auto (layer-split on more than one) | "
                        "layer-split (accelerate's device map: each card a run of layers, one card at a time) | tp "
-                       "(on vllm only: --set tensor_parallel_size=N)", choices=PLACEMENTS, reload=True),
+                       "(transformers' tensor-parallel plan: one process per card, every card at once; on a CPU, "
+                       "cards=N ranks share the host)", choices=PLACEMENTS, reload=True),
 }
 
 
@@ -81,13 +86,15 @@ class TransformersEngine(Engine):
         self.cards: list[Device] = []
         self.placement = ""
         self._split_note = ""
+        self.group: TensorParallelGroup | None = None
+        self._rank_peaks: list[float | None] = []
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """The cards exist, are not listed twice, and the placement is one this engine runs."""
         if params.get("placement") == "tp":
-            raise BadInput("placement=tp: transformers' tensor-parallel plan needs one process per card "
-                           "(torchrun); use --engine vllm --set tensor_parallel_size=N, or placement=layer-split")
+            check_tensor_parallel_case(params)
+            return
         if params.get("cards") or params.get("placement") == "layer-split":
             cards = resolve_cards(params.get("cards", ""), resolve_device(params["device"]))
             import importlib.util
@@ -103,6 +110,8 @@ class TransformersEngine(Engine):
 
         logging.getLogger("transformers").setLevel(logging.ERROR)
         torch.manual_seed(options.seed)
+        if options.engine.get("placement") == "tp":
+            return self._load_tensor_parallel(model, device, options)
         cards = resolve_cards(options.engine.get("cards", ""), device)
         self.cards = cards
         self.placement = "layer-split" if len(cards) > 1 or options.engine.get("placement") == "layer-split" \
@@ -131,6 +140,16 @@ class TransformersEngine(Engine):
             out_card = _output_card(hf, cards)
             self.loop = DecodeLoop(hf, out_card, captured=self.path == "captured", cards=tuple(cards))
 
+    def _load_tensor_parallel(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        """One rank process per card, each holding its shard (tensor_parallel.py); the eager loop unless the
+        captured path is asked for (decode=captured: each rank compiles its own step)."""
+        self.cards = tensor_parallel_ranks(options.engine.get("cards", ""), device)
+        self.placement, self.device, self.options = "tp", device, options
+        self.path = "captured" if options.decode == "captured" or options.compile else "loop"
+        self._split_note = "" if self.path == "captured" or device.type == "cpu" else \
+            "tensor parallel: the eager loop ran (decode=captured compiles each rank's step)"
+        self.group = TensorParallelGroup(model, self.cards, options, captured=self.path == "captured")
+
     def _load_split(self, model: ModelSpec, cards: list[Device], options: LoadOptions) -> Any:
         """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
         from transformers import AutoModelForCausalLM
@@ -154,6 +173,13 @@ class TransformersEngine(Engine):
 
     def placement_info(self) -> dict[str, Any]:
         """The cards the model is on and how it spans them."""
+        if self.group is not None:
+            on_cards = self.device is not None and self.device.type != "cpu"
+            # Every rank reads its shard of each layer at the same time: their bandwidth adds up (on a CPU the
+            # ranks share the host's, read once).
+            return {"cards": [str(c) for c in self.cards], "placement": "tp",
+                    "devices": list(self.cards) if on_cards else [],
+                    "concurrent_cards": len(self.cards) if on_cards else 1}
         if len(self.cards) < 2 and self.placement != "layer-split":
             return {}
         return {"cards": [str(c) for c in self.cards], "placement": self.placement, "devices": list(self.cards)}
@@ -198,6 +224,8 @@ class TransformersEngine(Engine):
                  reuse_prefix: int = 0) -> Repetition:
         """One timed call on the engine's decode path; asserts the exact token count. A reused prefix runs on
         generate (its DynamicCache holds the prefix), so a prefix-reuse pair is timed on one path."""
+        if self.group is not None:
+            return self._generate_tensor_parallel(input_ids, output_len, on_token, reuse_prefix)
         assert self.model is not None and self.device is not None, "load() first"
         batch, input_len = input_ids.shape
         ids = input_ids.to(self.device.torch_device)
@@ -233,6 +261,37 @@ class TransformersEngine(Engine):
             )
         return batch_repetition(start, streamer.times, batch, input_len)
 
+    def _generate_tensor_parallel(self, input_ids: torch.Tensor, output_len: int, on_token: Any,
+                                  reuse_prefix: int) -> Repetition:
+        """One call on every rank at once; rank 0's step times (the ranks meet at every all-reduce)."""
+        assert self.group is not None
+        if reuse_prefix:
+            raise ValueError("a reused prefix is not run tensor-parallel: use placement=layer-split or one card")
+        batch, input_len = input_ids.shape
+        step = self.group.run(input_ids, output_len)
+        if step.frames:
+            self._compile_s += step.compile_s
+            self._compiled_frames += step.frames
+        if len(step.times) != output_len or tuple(step.tokens.shape) != (batch, output_len):
+            raise AssertionError(f"expected {output_len} new tokens for {batch} sequences, got "
+                                 f"{tuple(step.tokens.shape)} and {len(step.times)} timed steps")
+        self.last_tokens = step.tokens
+        self._rank_peaks = step.peak_bytes
+        for i, when in enumerate(step.times if on_token is not None else ()):
+            on_token(i + 1, when)
+        return batch_repetition(step.start, step.times, batch, input_len)
+
+    def peak_memory_bytes(self) -> float | None:
+        """Tensor parallel: the ranks' peaks summed (each rank's card, or on a CPU each rank's peak RSS)."""
+        known = [p for p in self._rank_peaks if p is not None]
+        return float(sum(known)) if self.group is not None and known else None
+
+    def peak_memory_per_card(self) -> dict[str, float]:
+        """Tensor parallel: each rank's peak in the last call (cpu:0, cpu:1 ... for ranks on one host)."""
+        if self.group is None:
+            return {}
+        return {str(card): p for card, p in zip(self.cards, self._rank_peaks) if p is not None}
+
     def decode_path(self) -> str:
         return self.path
 
@@ -247,21 +306,33 @@ class TransformersEngine(Engine):
         notes = [note] if note else []
         if self.loop is not None and self.loop.fallback:
             notes.append(self.loop.fallback)
+        if self.group is not None:
+            if self.group.fallback:
+                notes.append(self.group.fallback)
+            notes.append(f"tensor parallel over {len(self.cards)} ranks (transformers' tp plan)" +
+                         (": the ranks share one host's cores and memory bandwidth, so the roofline counts the "
+                          "host once" if self.device is not None and self.device.type == "cpu" else ""))
         if self._split_note:
             notes.append(self._split_note)
-        if len(self.cards) > 1:
+        if len(self.cards) > 1 and self.group is None:
             notes.append(f"layer split over {len(self.cards)} cards: one card works at a time, so the roofline "
                          "and MBU use one card's bandwidth (the cards add memory, not speed)")
         return notes
 
     def weight_bytes(self) -> float | None:
+        if self.group is not None:
+            return float(sum(self.group.shard_bytes))
         return float(weight_bytes(self.model)) if self.model is not None else None
 
     def materializes_attention_scores(self) -> bool:
-        impl = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
+        impl = self.group.attention if self.group is not None else \
+            getattr(getattr(self.model, "config", None), "_attn_implementation", None)
         return impl in (None, "eager")
 
     def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
+            self.group = None
         self.model = None
         self.loop = None
         self._cached_prefix = None
