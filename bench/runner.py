@@ -174,6 +174,8 @@ class Runner:
     def _base_row(self, case: Case) -> dict[str, Any]:
         p = case.params
         model_identity = {"quant": p["quant"]} if self.scenario.uses_model else {}
+        if p.get("request_rate"):  # a load sweep's cases differ by their rate alone (skipped ones too)
+            model_identity["request_rate"] = p["request_rate"]
         return {**model_identity,
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "workload": self.workload.name,
             "case": case.index, "model": p["model"], "engine": p["engine"], "device": str(self.device),

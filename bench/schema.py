@@ -153,6 +153,8 @@ RESULT_COLUMNS: tuple[Column, ...] = _cols(
     ("tpot_ms_p90", "ms", "time per output token, p90"),
     ("itl_ms_p90", "ms", "inter-token latency, p90"),
     ("goodput_frac", "", "share of requests meeting every SLO of the workload"),
+    ("request_rate", "requests/s", "openai: the Poisson arrival rate the case asked for (empty: all requests at once "
+     "or a trace's own times)"),
     ("achieved_rate_rps", "requests/s", "openai with request_rate: the rate the client really sent at (median over "
                                         "repetitions)"),
     ("send_lateness_ms_p99", "ms", "openai with request_rate: p99 of how late each request left against its "

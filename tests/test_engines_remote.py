@@ -100,6 +100,11 @@ def test_a_load_sweep_finds_the_largest_load_meeting_the_slo_and_stops_past_it()
     assert rows[0]["max_load_meeting_slo"] == 20.0 and rows[1]["ttft_ms_p99"] > 450, rows[0]["detail"]
     assert "sweep stopped: load 40 already broke the SLO by more than 1.5x (ttft_ms_p99" in rows[2]["detail"]
     assert [r["tags"] for r in rows] == ["rate=20", "rate=40", "rate=80"]
+    # The rate is the case's identity, skipped rows' too: three cases to compare, each named by its rate.
+    from bench.caseid import case_label
+
+    assert [r["request_rate"] for r in rows] == [20.0, 40.0, 80.0]
+    assert [case_label(r, workload=False).split()[-1] for r in rows] == ["rate=20/s", "rate=40/s", "rate=80/s"]
     with StubServer("crawl", crawl_after=0) as server:
         rows = run_openai(server.url, **sweep)
     assert [r["status"] for r in rows] == ["ok", "skipped", "skipped"] and pd.isna(rows[0]["max_load_meeting_slo"])

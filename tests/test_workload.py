@@ -158,6 +158,9 @@ def test_every_identity_list_is_derived_from_the_parameter_declarations():
     row = {"workload": "w", "model": "m", "dtype": "bfloat16", "batch_size": 1, "input_len": 2, "output_len": 3,
            "quant": "int4", "compile": True, "prefix_len": 8, "reuse": True, "device_count": 2}
     assert case_label(row) == "w m bfloat16 bs=1 in=2 out=3 int4 compiled prefix=8 reused on 2 devices"
+    row.update(placement="tp", request_rate=2.5)  # a placement and an arrival rate set cases apart too
+    assert case_label(row) == "w m bfloat16 bs=1 in=2 out=3 int4 compiled prefix=8 reused tp rate=2.5/s on 2 devices"
+    assert case_label({**row, "placement": "", "request_rate": 0}).endswith("reused on 2 devices")
     reloading = [k for k, p in PARAMS.items() if p.reload and p.engine in ("", "transformers")]  # the default engine
     params = {k: [p.default] if p.matrix else p.default for k, p in PARAMS.items()}
     assert len(load_key({k: (v[0] if isinstance(v, list) else v) for k, v in params.items()})) == len(reloading)

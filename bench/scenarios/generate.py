@@ -53,7 +53,7 @@ class GenerateScenario(Scenario):
         if _positive(p["fit_budget_gb"]):
             cols.add("fits_budget")
         if _positive(p.get("request_rate", 0)) or any(p.get("trace") or []):
-            cols |= {"achieved_rate_rps", "send_lateness_ms_p99"}
+            cols |= {"request_rate", "achieved_rate_rps", "send_lateness_ms_p99"}
         if any(_positive(p[k]) for k in ("slo_tpot_ms", "slo_ttft_ms")):
             cols.add("max_load_meeting_slo")
         return cols
