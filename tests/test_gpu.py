@@ -212,3 +212,35 @@ def test_a_layer_split_over_every_card_of_this_machine(tmp_path):
     if count > 1:
         per_card = dict(item.split("=") for item in row["peak_mem_gb_per_card"].split())
         assert len(per_card) == count and all(float(v) > 0 for v in per_card.values())
+
+
+def test_tensor_parallel_over_two_cards_decodes_what_one_card_decodes(tmp_path):
+    """transformers' tp plan over two NCCL ranks (skipped on a one-card machine): the same greedy tokens as
+    one card from the same float32 checkpoint, each rank's card in the row, and the roofline over both cards."""
+    from transformers import AutoModelForCausalLM
+
+    from bench.devices import resolve_device
+    from bench.engines import get_engine, load_options
+    from bench.models import resolve_model
+    from bench.workload import PARAMS
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA cards")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(resolve_model("tiny").config, dtype=torch.float32).save_pretrained(tmp_path)
+    spec = resolve_model(str(tmp_path))
+    params = {k: p.default for k, p in PARAMS.items()}
+    ids = torch.randint(3, 10000, (2, 12), generator=torch.Generator().manual_seed(1))
+    tokens = []
+    for extra in ({}, {"cards": "2", "placement": "tp"}):
+        engine = get_engine("transformers")
+        engine.load(spec, resolve_device("cuda:0"),
+                    load_options({**params, "engine": "transformers", "decode": "loop", **extra}, torch.float32))
+        engine.generate(ids, 8)
+        tokens.append(engine.last_tokens if extra else engine.loop.last_tokens)
+        if extra:
+            info = engine.placement_info()
+            assert info["cards"] == ["cuda:0", "cuda:1"] and info["concurrent_cards"] == 2
+            assert set(engine.peak_memory_per_card()) == {"cuda:0", "cuda:1"}
+        engine.close()
+    assert torch.equal(tokens[0].cpu(), tokens[1].cpu())
