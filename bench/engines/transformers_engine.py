@@ -311,7 +311,9 @@ class TransformersEngine(Engine):
                 notes.append(self.group.fallback)
             notes.append(f"tensor parallel over {len(self.cards)} ranks (transformers' tp plan)" +
                          (": the ranks share one host's cores and memory bandwidth, so the roofline counts the "
-                          "host once" if self.device is not None and self.device.type == "cpu" else ""))
+                          "host once, and each layer's all-reduces go through gloo between processes (on a CPU "
+                          "the figure measures that plumbing more than the host)"
+                          if self.device is not None and self.device.type == "cpu" else ""))
         if self._split_note:
             notes.append(self._split_note)
         if len(self.cards) > 1 and self.group is None:
