@@ -112,8 +112,8 @@ def check_tensor_parallel_case(params: dict[str, Any]) -> None:
 def check_tensor_parallel(heads: int, kv_heads: int, tp: int) -> None:
     """Tensor parallelism splits attention heads across cards: it must divide them."""
     if tp > 1 and (heads % tp or kv_heads % tp and tp % kv_heads):
-        raise BadInput(f"tensor parallelism over {tp} cards (tensor_parallel_size or cards) does not divide the model's {heads} attention heads "
-                       f"({kv_heads} key/value heads); use a divisor of {heads}")
+        raise BadInput(f"tensor parallelism over {tp} cards (tensor_parallel_size or cards) does not divide the "
+                       f"model's {heads} attention heads ({kv_heads} key/value heads); use a divisor of {heads}")
 
 
 def decoder_layers(model: Any) -> tuple[str, int]:

@@ -89,7 +89,9 @@ def results_table(rows: Iterable[dict[str, Any]], title: str, wide: bool = False
             said = [s for s in said if s]
             title += f" ({', '.join(said)})" if said else ""
             shown = [c for c in shown if c not in constant]
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    # At least as wide as its title (rich caps it at the terminal's width): a run whose every case failed has
+    # two narrow columns, and its title would wrap a word a line.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, min_width=len(title) + 2)
     for _key, heading, pattern in shown:
         table.add_column(heading, justify="right" if pattern != "{}" else "left", overflow="fold")
     for r in rows:

@@ -65,9 +65,9 @@ def test_two_ranks_decode_the_same_tokens_as_one_process_and_a_dead_rank_ends_th
         procs = list(tp.group.procs)
         os.kill(procs[1].pid, signal.SIGKILL)
         started = time.monotonic()
-        with pytest.raises(RankFailed, match="rank 1 \\(cpu:1\\) died"):
+        with pytest.raises(RankFailed, match="rank 1 \\(cpu:1\\) died while decoding \\(exit code -9: SIGKILL"):
             tp.generate(ids, 8)
-        assert time.monotonic() - started < 60
+        assert time.monotonic() - started < 120  # a bound on a hang, not a speed: the group stops within ~15 s
         assert not any(p.is_alive() for p in procs)
     finally:
         tp.close()

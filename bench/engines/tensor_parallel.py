@@ -129,8 +129,9 @@ class TensorParallelGroup:
         if dead:
             rank, code = dead[0]
             then = f"; then {said}" if said else ""
-            return RankFailed(f"tensor-parallel rank {rank} ({self.cards[rank]}) died while {doing} (exit code "
-                              f"{code}){then}; the other ranks were stopped")
+            how = f"exit code {code}" + (": SIGKILL, from the kernel's OOM killer or a person" if code == -9 else "")
+            return RankFailed(f"tensor-parallel rank {rank} ({self.cards[rank]}) died while {doing} ({how}){then}; "
+                              "the other ranks were stopped")
         return RankFailed(f"tensor-parallel {said}; the other ranks were stopped")
 
     def close(self) -> None:
@@ -222,6 +223,9 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
         try:
             dev.reset_peak_memory(card)
             dev.reset_host_peak_rss()
+            # The harness's commands reach the ranks one pipe after another: meet first, so rank 0's window
+            # (its prefill above all) does not include waiting for the last rank to hear of the call.
+            dist.barrier()
             (start, times), seconds, frames = timed_call(partial(loop.run, ids.to(card.torch_device), output_len))
             peak = dev.peak_memory_bytes(card) if card.type != "cpu" else dev.host_peak_rss_bytes()
             conn.send(("ok", {"start": start, "times": times, "tokens": loop.last_tokens if rank == 0 else None,
