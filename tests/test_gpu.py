@@ -189,6 +189,35 @@ def test_device_event_timestamps_agree_with_the_window(decode):
     engine.close()
 
 
+def test_captured_decode_on_the_card_decodes_what_the_eager_loop_decodes():
+    """The captured path (CUDA graphs) gives the eager loop's tokens, call after call: a graph output kept past
+    its replay, or a stale cache pointer, would change them (float32, so the two paths' arithmetic agrees)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from bench.devices import resolve_device
+    from bench.engines import get_engine
+    from bench.engines.base import LoadOptions
+    from bench.models import resolve_model
+    from bench.prompts import random_prompts
+
+    device = resolve_device("cuda")
+    spec = resolve_model("tiny")
+    ids = random_prompts(4, 32, spec.shape.vocab, 0, spec.special_token_ids)
+    tokens = {}
+    for decode in ("loop", "captured"):
+        engine = get_engine("transformers")
+        engine.load(spec, device, LoadOptions(dtype=torch.float32, decode=decode))
+        calls = []
+        for _ in range(3):
+            engine.generate(ids, 24)
+            calls.append(engine.loop.last_tokens.clone())
+        assert all(torch.equal(c, calls[0]) for c in calls), f"{decode}: calls disagree"
+        tokens[decode] = calls[0]
+        engine.close()
+    assert len(tokens["loop"].unique()) > 1  # a constant sequence could hide an overwritten output
+    assert torch.equal(tokens["captured"], tokens["loop"]), (tokens["captured"], tokens["loop"])
+
+
 def test_a_layer_split_over_every_card_of_this_machine(tmp_path):
     """The tiny model over all the cards here (cards=N; on a one-card machine cards=1 through the same split
     path): an ok row naming its cards, peak memory summed over them, and the stamped decode as fast as a

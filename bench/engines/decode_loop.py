@@ -16,18 +16,22 @@ import torch
 
 from bench import clock
 from bench.devices import Device, synchronize
+from bench.engines import graph_standin
 
 # torch.compile keeps a graph per shape it has seen; a sweep of batch sizes and lengths needs one each.
 COMPILE_CACHE_LIMIT = 64
 
 
 def dynamo_frames() -> int:
-    """Frames torch.compile has compiled so far in this process: a change across a timed call is a recompile."""
+    """Graphs torch.compile has compiled so far in this process: a change across a timed call is a compile.
+
+    Counts `unique_graphs`, which every compilation adds to; `frames` is not counted under fullgraph=True
+    (the captured path on a card), which is why compile_s was empty on the first card's captured rows."""
     try:
         from torch._dynamo.utils import counters
     except ImportError:  # pragma: no cover - a torch without dynamo
         return 0
-    return int(sum(counters["frames"].values())) if "frames" in counters else 0
+    return int(counters["stats"]["unique_graphs"]) if "stats" in counters else 0
 
 
 class _Stamps:
@@ -117,9 +121,13 @@ class DecodeLoop:
     def _compile(self, fullgraph: bool) -> None:
         import torch._dynamo
 
+        self._fullgraph = fullgraph
+        if self.device.type == "cpu" and graph_standin.enabled():
+            self._step = graph_standin.StaticGraphStep(self._eager_step)
+            self.fallback = graph_standin.NOTE
+            return
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_LIMIT)
         mode = "reduce-overhead" if self.device.type == "cuda" else None
-        self._fullgraph = fullgraph
         self._step = torch.compile(self._eager_step, mode=mode, fullgraph=fullgraph, dynamic=False)
 
     def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -139,34 +147,40 @@ class DecodeLoop:
 
     @torch.inference_mode()
     def run(self, ids: torch.Tensor, output_len: int, on_token: Any = None) -> tuple[float, list[float]]:
-        """(start, the time each of the output_len tokens was ready) for one batch of prompts."""
+        """(start, the time each of the output_len tokens was ready) for one batch of prompts.
+
+        Inside the timed window each step does only what the measurement needs: the step itself, one copy of
+        its token into a buffer allocated before the window (a captured step's output is overwritten by its
+        next replay, so nothing of it is kept), and a stamp. Positions are on the device already (a host
+        tensor per step would be a copy that waits for the card). `on_token` hears of the tokens after the
+        window."""
         batch, input_len = ids.shape
         cache = self._cache(batch, input_len + output_len)
         dev = ids.device
+        positions = torch.arange(input_len + output_len, device=dev)
+        # (output_len, batch, 1): row i is the (batch, 1) token of step i, contiguous at every length, so a
+        # compiled step's guards see the same strides for every case.
+        tokens = torch.empty(output_len, batch, 1, dtype=torch.long, device=dev)
         stamps = _Stamps(self.device, self.cards)
-        tokens = []
         start = stamps.start()
-        nxt = self._eager_step(ids, torch.arange(input_len, device=dev), cache)  # prefill: eager, its own shape
-        tokens.append(nxt)
-        now = stamps.mark()
-        if on_token is not None:
-            on_token(1, now)
+        tokens[0].copy_(self._eager_step(ids, positions[:input_len], cache))  # prefill: eager, its own shape
+        stamps.mark()
         for i in range(1, output_len):
-            position = torch.tensor([input_len + i - 1], device=dev)
+            at = input_len + i - 1
             try:
-                nxt = self._step(nxt.clone(), position, cache)  # clone: a graph's output is overwritten next replay
+                tokens[i].copy_(self._step(tokens[i - 1], positions[at:at + 1], cache))
             except Exception as exc:  # noqa: BLE001 - a model fullgraph cannot capture: compile it with breaks
                 if not (self.captured and self._fullgraph):
                     raise
                 self.fallback = f"captured step compiled with graph breaks ({exc.__class__.__name__})"
                 self._compile(fullgraph=False)
-                nxt = self._step(nxt.clone(), position, cache)
-            tokens.append(nxt)
-            now = stamps.mark()
-            if on_token is not None:
-                on_token(i + 1, now)
+                tokens[i].copy_(self._step(tokens[i - 1], positions[at:at + 1], cache))
+            stamps.mark()
         times = stamps.times()
-        self.last_tokens = torch.cat(tokens, dim=1).cpu()
+        self.last_tokens = tokens[:, :, 0].t().cpu()
+        if on_token is not None:
+            for i, when in enumerate(times):
+                on_token(i + 1, when)
         return start, times
 
 
