@@ -182,3 +182,13 @@ def test_auto_is_captured_on_accelerators_and_loop_on_a_cpu():
     assert resolve_path("auto", False, cpu) == "loop" and resolve_path("auto", False, gpu) == "captured"
     assert resolve_path("auto", True, cpu) == "captured"  # compile=true is a synonym of captured
     assert resolve_path("generate", True, gpu) == "generate"
+
+
+def test_a_fullgraph_compile_is_counted():
+    """torch.compile(fullgraph=True), how the captured path compiles on a card, counts as a compilation:
+    dynamo's `frames` counter skips fullgraph, which left compile_s empty on the H200's captured rows."""
+    from bench.engines.decode_loop import dynamo_frames
+
+    before = dynamo_frames()
+    torch.compile(lambda x: x * 3 + 1, fullgraph=True)(torch.ones(4))
+    assert dynamo_frames() > before

@@ -79,6 +79,7 @@ class _Stamps:
         """Each step's time on the harness clock (the one synchronisation of the repetition happens here)."""
         for card in self.cards:
             synchronize(card)
+        self.end = clock.now()  # the host time by which every step had finished
         if not self.on_device:
             return self.host
         return [self.t0 + self.first.elapsed_time(e) / 1000.0 for e in self.events]
@@ -109,6 +110,7 @@ class DecodeLoop:
         self.captured = captured
         self._caches: dict[tuple[int, int], Any] = {}
         self.last_tokens: torch.Tensor | None = None  # (batch, output_len) of the last call, for correctness checks
+        self.last_window: tuple[float, float] = (0.0, 0.0)  # host times of the last call's synchronised edges
         self.fallback = ""  # why a captured step fell back from fullgraph (said in the row's detail)
         # transformers 5.x renames past_key_values to cache (the old name warns, and goes in 5.40)
         import inspect
@@ -122,7 +124,7 @@ class DecodeLoop:
         import torch._dynamo
 
         self._fullgraph = fullgraph
-        if self.device.type == "cpu" and graph_standin.enabled():
+        if graph_standin.enabled():
             self._step = graph_standin.StaticGraphStep(self._eager_step)
             self.fallback = graph_standin.NOTE
             return
@@ -177,6 +179,7 @@ class DecodeLoop:
                 tokens[i].copy_(self._step(tokens[i - 1], positions[at:at + 1], cache))
             stamps.mark()
         times = stamps.times()
+        self.last_window = (start, stamps.end)
         self.last_tokens = tokens[:, :, 0].t().cpu()
         if on_token is not None:
             for i, when in enumerate(times):

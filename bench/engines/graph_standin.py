@@ -9,7 +9,8 @@ step is inductor without graphs, whose outputs are fresh tensors, so that bug ne
 `StaticGraphStep` wraps a step function the same way: inputs copied into static buffers, outputs copied into
 static buffers, and each returned output is marked with its replay; touching one after a later replay raises
 the same error torch raises. Selected with the environment variable BENCH_GRAPH_STANDIN=1 (tests set it; the
-spawned tensor-parallel ranks inherit it); a row that ran with it says so.
+spawned tensor-parallel ranks inherit it); it replaces the captured step on any device, and a row that ran
+with it says so. tests/fake_card.py adds the card's timing events, which are only readable once synchronised.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ OVERWRITTEN = ("Error: accessing tensor output of CUDAGraphs that has been overw
 
 
 def enabled() -> bool:
-    """Whether captured steps on a CPU run under the stand-in (BENCH_GRAPH_STANDIN=1)."""
+    """Whether captured steps run under the stand-in (BENCH_GRAPH_STANDIN=1)."""
     return os.environ.get(ENV, "") not in ("", "0")
 
 
