@@ -7,6 +7,7 @@ import argparse
 from bench.errors import BadInput
 
 DEFAULT_ROOT = "results"  # where runs go, and what verify and report read when given no RUN
+REFERENCE_SUBROOT = "reference"  # results/reference: other machines' runs, read only when named
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.arguments import DEFAULT_ROOT, build_parser, joined_negatives
+from bench.arguments import DEFAULT_ROOT, REFERENCE_SUBROOT, build_parser, joined_negatives
 from bench.errors import MAX_VALUE_CHARS, BadInput
-from bench.process_env import set_process_defaults
+from bench.process_env import hold_interrupts, set_process_defaults
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
+        hold_interrupts()
         print("bench: terminated" if isinstance(exc, Terminated) else "bench: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
@@ -72,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench import fleet, terminal
     from bench.devices import resolve_device
-    from bench.planning import plan, plan_suite, run_suite, verdicts_and_report
+    from bench.planning import plan, plan_suite, run_suite, verdicts_and_report, verdicts_so_far
     from bench.session import run_session
     from bench.suite import load_suite
     from bench.workload import load_workload
@@ -93,11 +94,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                            if planned.not_here else ""), markup=False)
             return EXIT_OK
         status = EXIT_OK
+        said: dict[str, str] = {}  # claim -> verdict shown so far
 
         def shown(step: Any, outcome: Any) -> None:
             nonlocal status
             terminal.print_outcome(out, console, outcome.rows, step.workload, planned.device, args.wide)
             status = max(status, _exit_status(outcome, console))
+            new = verdicts_so_far(outcome.path.parent, said)  # each verdict as soon as its step has run
+            if new is not None:
+                terminal.print_verdicts(*new, args.wide)
 
         root, _, seconds = run_suite(planned, Path(args.out), console, args.label, shown)
         console.print(f"{suite.name}: {seconds:.0f} s; runs in {root}")
@@ -132,7 +137,8 @@ def _exit_status(outcome: Any, console: Any) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import terminal
 
-    terminal.stdout_console().print(terminal.list_table(args.what))
+    console = terminal.stdout_console()
+    console.print(terminal.list_view(args.what, console.width))
     return EXIT_OK
 
 
@@ -154,12 +160,16 @@ def _read(specs: list[str], default_root: bool = False, machine_format: bool = F
     stdout, its first line; on stderr where stdout is csv/markdown) and a warning per run skipped."""
     from bench.runs import read_runs
 
+    exclude: tuple[Path, ...] = ()
     if not specs and default_root:
         if not Path(DEFAULT_ROOT).is_dir():
             raise BadInput(f"no RUN given and no ./{DEFAULT_ROOT} here: give run directories or results roots "
                            "(or measure first: bench run --workload claims --quick)")
         specs = [DEFAULT_ROOT]
-    loaded = read_runs(specs, loader)
+        # A checkout's ./results also holds the committed reference runs of other machines (an H200's):
+        # a user's first verdicts are their own machine's unless they name those.
+        exclude = (Path(DEFAULT_ROOT) / REFERENCE_SUBROOT,)
+    loaded = read_runs(specs, loader, exclude)
     print(f"read {loaded.said()}", file=sys.stderr if machine_format else sys.stdout)
     for line in loaded.skipped:
         print(f"warning: skipped {line[:300]}", file=sys.stderr)
@@ -172,6 +182,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.textformat import format_table, long_form
 
     runs = _read(args.runs, machine_format=args.format != "table").runs
+    if len(runs) == 1 and len(args.runs) > 1:
+        raise BadInput(f"compare needs two different runs: {' and '.join(args.runs)[:200]} are one run "
+                       f"({runs[0].name})")
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     table = compare_table(runs, metrics, args.price_per_hour)
     if not any(" x" in c and table[c].notna().any() for c in table.columns):
@@ -227,8 +240,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.htmlreport import render
 
+    out = writable_output(args.output)
     loaded = _read(args.runs, default_root=True)
-    out = Path(args.output)
     try:
         out.write_text(render(loaded.runs, args.price_per_hour, loaded.groups), encoding="utf-8")
     except OSError as exc:
@@ -239,12 +252,39 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from bench import terminal
-    from bench.history import failing, history, read_record, trend_page
+    from bench.history import failing, history, ordering, read_record, trend_page
 
-    series = history(_read(args.runs, default_root=True, loader=read_record).runs, args.max_pvalue,
-                     args.min_change / 100)
+    out = writable_output(args.output) if args.output else None  # said before the work, not after it
+    runs = _read(args.runs, default_root=True, loader=read_record).runs
+    series = history(runs, args.max_pvalue, args.min_change / 100)
+    axis = ordering(runs)
+    if not axis.startswith("commit (oldest"):
+        print(f"ordered by {axis}")
     terminal.print_history(series)
-    if args.output:
-        Path(args.output).write_text(trend_page(series), encoding="utf-8")
-        print(f"trend: {args.output}")
+    if out is not None:
+        try:
+            out.write_text(trend_page(series, axis), encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
+        print(f"trend: {out}")
     return EXIT_FAIL if args.fail_on and failing(series, args.fail_on, args.strict) else EXIT_OK
+
+
+def writable_output(name: str) -> Path:
+    """An output file's path, checked before any work: not a directory, in a directory that exists, and a file
+    this process can write."""
+    path = Path(name)
+    if path.is_dir():
+        raise BadInput(f"-o {name}: a directory; give a file name (trend.html)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInput(f"-o {name}: no directory {parent}")
+    existed = path.exists()
+    try:  # the one sure test (root may write anywhere os.access says, yet not into /proc): open it, then tidy
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"-o {name}: cannot write it ({exc.strerror or exc})") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+    return path

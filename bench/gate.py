@@ -19,12 +19,15 @@ from bench.compare import CASE_KEYS, case_rows, fingerprint_summary
 from bench.errors import BadInput
 from bench.runs import Run, find_runs, load_run
 from bench.schema import GATED
-from bench.stats import FEW, case_values, detectable_pct, judge
+from bench.stats import FEW, PROPORTIONAL_TO, case_values, detectable_pct, judge
 
 DEFAULT_TOLERANCE_PCT = 10.0
 DEFAULT_ALPHA = 0.01
 # metric -> (direction: +1 higher is better / -1 lower is better, samples.csv column or None), from the schema.
 METRICS: dict[str, tuple[int, str | None]] = {name: (c.direction, c.sample) for name, c in GATED.items()}
+# The figures a slower or faster machine moves (times and rates): only these can be explained by the machine's
+# canary. Peak memory or power is not the machine's speed, and dividing a speed out of it means nothing.
+SPEED_UNITS = ("tok/s", "ms")
 # A baseline that differs from the candidate in one of these is a comparison, not a baseline.
 HARDWARE_KEYS = ("device", "driver", "cuda", "torch", "transformers", "vllm", "cpu")
 ALL_PAIRS = "every candidate repetition worse than every baseline one"
@@ -79,7 +82,7 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
         if not past:
             continue
         label = case_label(crow)
-        for metric, (direction, sample_col) in METRICS.items():
+        for metric, (direction, _sample) in METRICS.items():
             if metrics and metric not in metrics:
                 continue
             c = crow.get(metric)
@@ -90,16 +93,14 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
             if b == 0:
                 continue
             tol = tolerance_pct.get(metric, default_tol)
-            xb = np.concatenate([case_values(run, r["case"], sample_col).to_numpy(dtype=float) for run, r in past]) \
-                if sample_col else np.array([])
-            xc = case_values(candidate, crow["case"], sample_col).to_numpy(dtype=float) if sample_col \
-                else np.array([])
+            xb = np.concatenate([_per_repetition(run, r, metric) for run, r in past])
+            xc = _per_repetition(candidate, crow, metric)
             floor, rule = math.nan, ""
             if len(xb) and len(xc):
                 verdict, worse, p, note = judge(xb, xc, direction, tol, alpha)
                 floor = detectable_pct(xb, xc, direction, tol, alpha)
                 rule = ALL_PAIRS if min(len(xb), len(xc)) < FEW else RANK_TEST
-                if verdict == "regression" and math.isfinite(machine):
+                if verdict == "regression" and math.isfinite(machine) and GATED[metric].unit in SPEED_UNITS:
                     verdict, note = _drift(xb, xc, direction, tol, alpha, machine, note)
             else:
                 verdict, worse, p, note = judge(np.array(values), np.array([float(c)]), direction, tol, alpha)
@@ -108,6 +109,23 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
             findings.append(Finding(label, metric, b, float(c), worse, p, verdict, note, (len(xb), len(xc)), floor,
                                     rule, machine))
     return findings
+
+
+def _per_repetition(run: Run, row: pd.Series, metric: str) -> np.ndarray:
+    """One value per repetition of the row's case: samples.csv's column for the metric, or, for a metric in
+    proportion to a sampled one (tok/s per user to decode tok/s), that column scaled by the row's ratio."""
+    column = GATED[metric].sample
+    scale = 1.0
+    if column is None and metric in PROPORTIONAL_TO:
+        base = PROPORTIONAL_TO[metric]
+        column = GATED[base].sample if base in GATED else None
+        base_value = pd.to_numeric(row.get(base), errors="coerce")
+        if column is None or pd.isna(base_value) or not base_value:
+            return np.array([])
+        scale = float(row[metric]) / float(base_value)
+    if column is None:
+        return np.array([])
+    return case_values(run, row["case"], column).to_numpy(dtype=float) * scale
 
 
 def _drift(xb: np.ndarray, xc: np.ndarray, direction: int, tol: float, alpha: float, machine: float,

@@ -46,7 +46,7 @@ class Point:
     """One run's value of one metric of one case: the median of its repetitions (kept), its commit."""
 
     run: str
-    commit: str
+    commit: str  # the commit's first 10 characters, else (a run made outside a git checkout) the run's name
     order: str  # commit time, else the run's start: what the series is sorted by
     value: float
     reps: list[float]
@@ -187,11 +187,27 @@ def _software(run: RunRecord) -> str:
 
 
 def _commit(run: RunRecord) -> tuple[str, str]:
-    """(commit, the order key): the commit time where run.json has one, else the run's start time."""
+    """(where the point is, the order key): the commit and its time where run.json has one, else the run's name
+    and its start time (a run made outside a git checkout names no commit)."""
     git = run.fingerprint().get("git") or {}
-    commit = str(git.get("commit") or "")[:10] or "-"
-    when = git.get("commit_time") or run.meta.get("start") or run.name
-    return commit, f"{when}|{run.meta.get('start') or run.name}"
+    commit = str(git.get("commit") or "")[:10]
+    when = (git.get("commit_time") if commit else None) or run.meta.get("start") or run.name
+    return commit or run.name, f"{when}|{run.meta.get('start') or run.name}"
+
+
+def without_commit(runs: list[RunRecord]) -> int:
+    """How many runs name no commit (made outside a git checkout): their points are ordered by start time."""
+    return sum(1 for run in runs if not str((run.fingerprint().get("git") or {}).get("commit") or ""))
+
+
+def ordering(runs: list[RunRecord]) -> str:
+    """What the series' x axis is, in words, for the terminal and the trend page."""
+    missing = without_commit(runs)
+    if not missing:
+        return "commit (oldest first)"
+    if missing == len(runs):
+        return "run, by start time (the runs name no commit: made outside a git checkout)"
+    return f"commit, else run start time ({missing} of {len(runs)} runs name no commit)"
 
 
 def build_series(runs: list[RunRecord]) -> list[Series]:
@@ -308,7 +324,7 @@ def failing(all_series: list[Series], fail_on: str, strict: bool = False) -> lis
     return [s for s in all_series if s.label in labels]  # a series' label is its newest strong change point
 
 
-def trend_page(all_series: list[Series]) -> str:
+def trend_page(all_series: list[Series], axis: str = "commit (oldest first)") -> str:
     """An HTML page: one small plot per case and metric, its repetitions' spread, change points marked with
     their commits, software changes dashed."""
     import html
@@ -337,8 +353,8 @@ def trend_page(all_series: list[Series]) -> str:
             for j in s.software_changes():
                 ax.axvline(j - 0.5, color="grey", linestyle="--")
             ticks = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_TICKS)).round().astype(int))
-            ax.set_xticks(ticks, [s.points[t].commit[:7] for t in ticks], rotation=60, fontsize=7)
-            ax.set_xlabel("commit (oldest first)")
+            ax.set_xticks(ticks, [_tick(s.points[t].commit) for t in ticks], rotation=60, fontsize=7)
+            ax.set_xlabel(axis)
             ax.set_ylabel(f"{s.metric} ({GATED[s.metric].unit})")
             ax.set_title(f"{s.case}: {s.metric} on {s.machine}", fontsize=10)
             return True
@@ -353,5 +369,12 @@ machine's canary moved as much), dashed grey: software changed.</p>
 {''.join(figures)}</body></html>"""
 
 
+def _tick(where: str) -> str:
+    """A commit as 7 characters; a run's name as its start (20261204T164039Z-vm-quick -> 12-04 16:40)."""
+    if len(where) >= 15 and where[8] == "T" and where[:8].isdigit():
+        return f"{where[4:6]}-{where[6:8]} {where[9:11]}:{where[11:13]}"
+    return where[:7]
+
+
 __all__ = ["CASE_KEYS", "ChangePoint", "Point", "RunRecord", "Series", "build_series", "detect", "failing", "history",
-           "open_change_points", "read_record", "trend_page"]
+           "open_change_points", "ordering", "read_record", "trend_page", "without_commit"]

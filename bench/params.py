@@ -133,6 +133,10 @@ DERIVED: dict[str, Param] = {
                          identity=PARAM, label="{}"),
 }
 
+# Of those, the ones that say what ran: a row without one ran the default, whatever the workload asked (its
+# `placement` option is "auto", the row's placement is what auto resolved to).
+RAN: tuple[str, ...] = ("placement", "device_count", "decode_path")
+
 # What makes two rows the same case across runs: the workload, the shape every row names, then the
 # parameters that only some rows carry (their defaults fill a row that lacks one).
 IDENTITY: dict[str, Param] = {k: p for k, p in {**CORE_PARAMS, **DERIVED}.items() if p.identity}

@@ -64,6 +64,7 @@ def resolve_cards(spec: str, device: Device) -> list[Device]:
         if card_count(spec) > 1:
             raise BadInput(f"cards={spec}: the {device.type.upper()} is one device; more than one card needs an "
                            "accelerator (--device cuda, npu, ...)")
+        parse_cards(spec, 0, 1, device.type)  # the value's form (cards=0, -1, abc) is wrong here too
         return [device]
     module = backend_module(device.type)
     indices = parse_cards(spec, device.torch_device.index or 0, module.device_count(), device.type)

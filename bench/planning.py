@@ -24,11 +24,13 @@ class Plan:
     plan_keys: tuple[str, ...] | None = None  # the parameters a plan table names (None: every one)
 
     def compilations(self) -> int:
-        """How many shapes the captured decode path will compile (one per model, dtype, weights, batch and
-        total length; a case repeating a shape reuses its graph)."""
+        """How many shapes the captured decode path will compile (one per model, dtype, weights, batch, total
+        length and torch thread count, which torch.compile's guards hold too; a case repeating all of these
+        reuses its graph)."""
         from bench.engines.transformers_engine import resolve_path
 
-        return len({(c["model"], c["dtype"], c["quant"], c["batch_size"], c["input_len"] + c["output_len"])
+        return len({(c["model"], c["dtype"], c["quant"], c["batch_size"], c["input_len"] + c["output_len"],
+                     c["threads"])
                     for c in self.cases if c.params.get("engine") == "transformers" and "decode" in c.params
                     and resolve_path(c["decode"], c["compile"], self.device) == "captured"})
 
@@ -52,6 +54,7 @@ def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any
         check_available(quant)
     workload = apply_overrides(workload, overrides, quick=quick, on_gpu=device.type == "cuda")
     p = workload.params
+    _check_threads(p["threads"])
     models = {m: resolve_model(m, p["allow_download"], p["trust_remote_code"])  # bad names fail before any work
               for m in p["model"]}
     for spec in models.values():
@@ -67,6 +70,19 @@ def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any
     for case in cases:
         scenario.check(case)
     return Plan(workload, cases, device, scenario.plan_keys)
+
+
+def _check_threads(asked: list[int]) -> None:
+    """More torch threads than the cores this process may use share cores: the figure would measure the
+    scheduler (threads=4096 on 2 cores ran at 0.3 tok/s and drove the load average to 70). Refused."""
+    from bench.noise import own_cores
+
+    cores = own_cores()
+    over = [t for t in asked if t > cores]
+    if over:
+        raise BadInput(f"threads={max(over)}: more than the {cores} core(s) this process may use (threads would "
+                       f"share cores and the figure would measure the scheduler); at most threads={cores}, or 0 "
+                       "for all of them")
 
 
 def one_case(workload_name: str, overrides: dict[str, Any]) -> tuple[Any, Case, Any]:
@@ -142,6 +158,29 @@ def run_suite(planned: SuitePlan, out: Path, console: Any, label: str | None,
     return root, outcomes, time.monotonic() - start
 
 
+def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str] | None:
+    """After a step of a suite: the claims whose verdict the runs in `root` answer now and did not before (or
+    answer differently), as a frame and its title, and every verdict so far written to root/verdicts.md (so a
+    suite stopped later keeps them). said: claim -> verdict already shown; updated. None when nothing new."""
+    import pandas as pd
+
+    from bench.runs import find_runs, load_runs
+    from bench.textformat import format_table
+    from bench.verify import verdict_rows, verify
+
+    if not find_runs(root):
+        return None
+    runs = load_runs([str(root)])
+    frame = pd.DataFrame(verdict_rows(verify(runs)))
+    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
+    answered = frame[frame["verdict"] != "not measured"]
+    changed = pd.Series([said.get(c) != v for c, v in zip(answered["claim"], answered["verdict"])],
+                        index=answered.index, dtype=bool)
+    new = answered[changed]
+    said.update(zip(new["claim"], new["verdict"]))
+    return (new, f"answered so far on {runs[0].device_name}") if not new.empty else None
+
+
 def verdicts_and_report(root: Path) -> tuple[Any, str, Path] | None:
     """The verdicts on the runs in `root` (a frame and its title) and root/report.html written; None when
     the root holds no run."""
@@ -155,6 +194,9 @@ def verdicts_and_report(root: Path) -> tuple[Any, str, Path] | None:
         return None
     runs = load_runs([str(root)])
     frame = pd.DataFrame(verdict_rows(verify(runs)))
+    from bench.textformat import format_table
+
+    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
     report = root / "report.html"
     report.write_text(render(runs), encoding="utf-8")
     return frame, f"claims on {runs[0].device_name}", report

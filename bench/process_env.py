@@ -26,3 +26,14 @@ def set_allocator_default() -> None:
     """
     if not any(os.environ.get(v) for v in ALLOC_CONF_VARS):
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+
+
+def hold_interrupts() -> None:
+    """From the first Ctrl-C to the exit, ignore more: the finished rows and run.json are being completed, and
+    a second press (often within 0.1 s of the first) used to land in that work or in the interpreter's shutdown
+    as an 'Exception ignored ... KeyboardInterrupt' traceback. Only the main thread may set a handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

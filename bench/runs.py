@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.caseid import param_text
 from bench.errors import BadInput
-from bench.params import CASE_PARAMS
+from bench.params import CASE_PARAMS, RAN
 from bench.results import read_meta, read_results, read_table, results_csv_path
 from bench.schema import SAMPLE_COLUMNS, TELEMETRY_COLUMNS
 
@@ -90,12 +90,14 @@ def load_run(spec: str | Path) -> Run:
     return Run(name, directory, results, samples, meta)
 
 
-def find_runs(root: Path) -> list[Path]:
+def find_runs(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
     """The run directories under a results root at any depth (a suite's root inside it, results/reference/...),
-    each once, oldest first (run ids start with the UTC time)."""
+    each once, oldest first (run ids start with the UTC time); none under `exclude`."""
     import os
 
+    skip = [e.resolve() for e in exclude]
     found = {Path(d).resolve() for d, _dirs, files in os.walk(root) if "results.csv" in files}
+    found = {d for d in found if not any(d.is_relative_to(e) for e in skip)}
     return sorted(found, key=lambda p: (p.name, str(p)))
 
 
@@ -106,6 +108,7 @@ class ReadRuns:
     groups: list[list[Run]]
     skipped: list[str] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # sub-roots not read unless named (results/reference)
 
     @property
     def runs(self) -> list[Run]:
@@ -119,7 +122,10 @@ class ReadRuns:
         names = ", ".join(machines)
         text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}{where}, {len(machines)} machine" \
                f"{'s' if len(machines) != 1 else ''} ({names if len(names) <= 22 else names[:19] + '...'})"
-        return text + (f"; {len(self.skipped)} unreadable" if self.skipped else "")
+        text += f"; {len(self.skipped)} unreadable" if self.skipped else ""
+        for root in self.left_out:
+            text += f"; {_short(root, 40)} left out (runs of other machines: name it to read them)"
+        return text
 
 
 def _short(path: str, width: int = 18) -> str:
@@ -131,22 +137,26 @@ def _short(path: str, width: int = 18) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-def read_runs(specs: list[str], loader: Any = None) -> ReadRuns:
+def read_runs(specs: list[str], loader: Any = None, exclude: tuple[Path, ...] = ()) -> ReadRuns:
     """Any mix of run directories, results.csv files and results roots (searched at any depth), one group per
     spec; a run named twice (or a root and a run inside it) is read once, where it first appears. A run that
     cannot be read inside a root is skipped with the reason; one named by itself is bad input. loader: what
-    reads one run (default load_run; bench history's lighter reader holds thousands)."""
+    reads one run (default load_run; bench history's lighter reader holds thousands). exclude: sub-roots
+    whose runs a root given here does not stand for."""
     loader = loader or load_run
     if not specs:
         raise BadInput("give at least one run directory, results.csv or results root")
     seen: set[Path] = set()
-    loaded = ReadRuns([])
+    loaded = ReadRuns([], left_out=[str(e) for e in exclude if e.is_dir()])
     for spec in specs:
         path = Path(spec)
         group: list[Run] = []
         if path.is_dir() and not (path / "results.csv").exists():
-            dirs = find_runs(path)
+            dirs = find_runs(path, exclude)
             if not dirs:
+                if find_runs(path):
+                    raise BadInput(f"{path} holds only runs of other machines ({', '.join(loaded.left_out)}): name "
+                                   "them to read them, or measure first: bench run --workload claims --quick")
                 raise BadInput(f"{path}: neither a run directory (no results.csv) nor a results root (no runs in it)")
             loaded.roots.append(str(path))
             for d in dirs:
@@ -207,7 +217,7 @@ def case_param_fills(meta: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
     params = (meta.get("workload") or {}).get("params") or {}
     fills = {}
     for name, default in CASE_PARAMS.items():
-        given = params.get(name, default)
+        given = default if name in RAN else params.get(name, default)
         values = given if isinstance(given, list) else [given]
         fills[name] = (values[0] if len(values) == 1 else default, len(values) > 1)
     return fills

@@ -65,8 +65,12 @@ def candidate_rows(run: Run, claim: Claim) -> pd.DataFrame:
 
 
 def why_not(claim: Claim, runs: list[Run]) -> str:
-    """Say precisely why no row answers the claim, and what would measure it."""
+    """Say precisely why no row answers the claim, and what would measure it (and, where the runs show that
+    the command could not answer it on their machine, why not)."""
     measure = claim.command()
+    caveat = not_answerable_here(claim, measure, runs)
+    if caveat:
+        measure = f"{measure}, on another machine: {caveat}"
     if not runs:
         return f"no run given (measure with: {measure})"
     own = [r for r in runs if measures(r, claim)]
@@ -102,5 +106,37 @@ def _have(rows: pd.DataFrame, key: str) -> str:
     column = re.sub(r"^(min|max)_", "", key) if key != "device" else "device_name"
     if column not in rows.columns:
         return f"no {column} column"
-    values = sorted({str(v) for v in rows[column].dropna()})
+    values = sorted({str(v) for v in rows[column].dropna()} - {"", "nan"})
+    if not values:
+        return f"no {column} value"
     return f"{column} " + ", ".join(values[:6]) + (" ..." if len(values) > 6 else "")
+
+
+POWER_METRICS = ("power", "energy", "tok_s_per_w")
+
+
+def not_answerable_here(claim: Claim, measure: str, runs: list[Run]) -> str:
+    """Why the measure command would not answer the claim on the machine the runs were taken on ('' when it
+    could, or when the runs do not say): no power sensor for a power claim, too little memory for its model."""
+    if not runs:
+        return ""
+    if claim.metric.startswith(POWER_METRICS) or "power" in claim.workloads:
+        sources = [str(v) for r in runs if "energy_source" in r.results.columns
+                   for v in r.results["energy_source"].dropna()]
+        if sources and all(s.startswith("none") for s in sources):
+            reason = sources[0].removeprefix("none: ")[:120]
+            return f"this one has {reason}" if reason.startswith("no ") else f"this one reads no power ({reason})"
+    model = re.search(r"--model (\S+)", measure)
+    memory = [float(((r.meta.get("fingerprint") or {}).get("device") or {}).get("memory_total_gb") or 0)
+              for r in runs]
+    if model and max(memory, default=0) > 0:
+        try:
+            from bench.models import resolve_model
+
+            need = resolve_model(model.group(1)).shape.params * 2 / 1e9  # 16-bit weights alone
+        except Exception:  # noqa: BLE001 - a model we cannot size: no caveat rather than a wrong one
+            return ""
+        if need > max(memory):
+            return (f"{model.group(1)}'s 16-bit weights alone are {need:.0f} GB and this one has "
+                    f"{max(memory):.0f} GB")
+    return ""

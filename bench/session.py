@@ -22,6 +22,7 @@ from bench.ceilings import fill_missing, latest_ceiling
 from bench.devices import Device
 from bench.errors import first_line
 from bench.fingerprint import fingerprint
+from bench.process_env import hold_interrupts
 from bench.results import RunWriter
 from bench.runner import Runner
 from bench.telemetry.base import Backend
@@ -137,6 +138,7 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         if canary:  # only after every case finished: never after a crash (an OOM'd device measures nothing)
             _canary(workload, device, sampler, writer, "end", canary)
     except KeyboardInterrupt as exc:
+        hold_interrupts()  # a second Ctrl-C must not cut the saving of what finished
         outcome.interrupted = "terminated" if exc.__class__.__name__ == "Terminated" else "interrupted"
     finally:
         sampler.stop()

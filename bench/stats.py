@@ -39,8 +39,8 @@ def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha:
           ) -> tuple[str, float, float, str]:
     """(verdict, worse %, p, note) for one metric from its per-repetition values.
 
-    Fail when the median is worse than the tolerance AND the slowdown is consistent:
-    with fewer than 5 repetitions on either side every candidate repetition is worse
+    Fail when the median is worse than the tolerance AND the slowdown is consistent: one repetition on
+    either side is never consistent (inconclusive); with fewer than 5 every candidate repetition is worse
     than every baseline one; with 5 or more a one-sided Mann-Whitney test gives p < alpha.
     A negative tolerance asks for an improvement: the candidate is then judged against the
     baseline's repetitions moved by that much in the better direction (the target it must reach).
@@ -54,6 +54,10 @@ def judge(xb: np.ndarray, xc: np.ndarray, direction: int, tol_pct: float, alpha:
     if tol_pct < 0:
         xb = xb * (1 - direction * tol_pct / 100)  # the target: tol_pct better than the baseline
     n = min(len(xb), len(xc))
+    if n < 2:  # one value against one is no consistency: a single slow repetition would fail the gate
+        return "inconclusive", worse, math.nan, (f"worse by {worse:.1f}% but one repetition cannot show a "
+                                                 f"consistent change ({len(xb)} vs {len(xc)} repetitions): "
+                                                 f"rerun both with --set min_reps={FEW}")
     if n < FEW:
         consistent = (xc.max() < xb.min()) if direction > 0 else (xc.min() > xb.max())
         p = math.nan

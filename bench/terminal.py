@@ -244,8 +244,50 @@ def print_frame(df: Any, title: str, columns: list[str] | None = None, whole: tu
 # --- bench list ------------------------------------------------------------------------------
 
 
+LIST_TABLE_MIN_WIDTH = 120  # narrower: workloads and claims as a list (a table there broke words mid-word)
+
+
+def list_view(what: str, width: int) -> RenderableType:
+    """`bench list`: a table where the terminal is wide; workloads and claims as a list where it is not, one
+    heading line each and its text wrapped at words."""
+    if width >= LIST_TABLE_MIN_WIDTH or what not in ("workloads", "claims"):
+        return list_table(what)
+    import textwrap
+
+    entries: list[tuple[str, str, str]] = []  # (heading, what it answers or needs, text)
+    if what == "workloads":
+        from bench.suite import load_suite
+        from bench.workload import available_workloads, load_workload
+
+        title = "workloads (bench run --workload NAME)"
+        for name, path in available_workloads().items():
+            suite = load_suite(str(path))
+            if suite is not None:
+                entries.append((f"{name} (suite)", "steps: " + ", ".join(s.workload for s in suite.steps),
+                                suite.description))
+                continue
+            w = load_workload(str(path))
+            entries.append((f"{name} ({w.kind})", "claims: " + (", ".join(w.claims) or "none"), w.description))
+    else:
+        from bench.claims import describe, load_claims
+
+        title = "claims (seeds/claims.toml: each with its source, metric and scope)"
+        for c in load_claims():
+            entries.append((f"{c.id}: {c.comparison} {c.figure:g} {c.unit}", "workloads: " + ", ".join(c.workloads),
+                            ("conditions: " + describe(c.conditions).replace("|", " | ")) if c.conditions else ""))
+    lines = [Text(title, style="bold"), Text("")]
+    wrap = textwrap.TextWrapper(width=max(20, width - 1), subsequent_indent="    ", break_long_words=False,
+                                break_on_hyphens=False)
+    for heading, answers, text in entries:
+        lines.append(Text(heading, style="bold"))
+        for part in (answers, text):
+            if part:
+                lines.extend(Text(line) for line in wrap.wrap("  " + part))
+    return Group(*lines)
+
+
 def list_table(what: str) -> Table:
-    """`bench list workloads|models|engines|claims`."""
+    """`bench list workloads|models|engines|claims` as a table."""
     if what == "workloads":
         from bench.suite import load_suite
         from bench.workload import available_workloads, load_workload
@@ -321,6 +363,10 @@ def print_env(info: dict[str, Any], device: Any, tried: list[str]) -> None:
     for line in tried:
         console.print(f"  [dim]not used: {line}[/]")
     for seen in info.get("accelerators_seen", []):
+        if seen.get("error"):
+            console.print(f"[bold red]{seen['backend']}[/] is installed but fails, so its cards (if any) are not "
+                          f"seen: {seen['error']}", highlight=False)
+            continue
         usable = "torch can use them" if seen["torch_usable"] else f"torch cannot use them yet: install {seen['install']}"
         console.print(f"[bold]{seen['backend']}[/] sees {', '.join(seen['devices'])}; {usable}", highlight=False)
         console.print(f"  reads: {', '.join(seen['readable']) or 'nothing'}", highlight=False)
@@ -380,12 +426,24 @@ def print_compare(header_lines: list[str], long: Any, n_runs: int, wide: bool) -
 
 # --- bench check -----------------------------------------------------------------------------
 
+def _sayer() -> Any:
+    """A print that wraps at words to the terminal's width (a plain print's long line was cut mid-word by the
+    terminal at 80 columns)."""
+    console = stdout_console()
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    return say
+
+
 CHECK_COMPACT = ["case", "metric", "baseline", "candidate", "worse %", "p", "reps"]
 
 
 def print_gate(result: Any, wide: bool) -> None:
     """`bench check`: the inconclusive changes with what would decide them, the regressions and the rule that
     found them, the smallest slowdown each case could have shown, and the one-line outcome."""
+    say = _sayer()
     frame = result.frame
     regressions = frame[frame["verdict"] == "regression"]
     inconclusive = frame[frame["verdict"] == "inconclusive"]
@@ -394,26 +452,33 @@ def print_gate(result: Any, wide: bool) -> None:
                                   "not consistent", None if wide else CHECK_COMPACT)
         more = result.rerun_advice()
         if more is not None:
-            print(f"to decide: rerun both with --set min_reps={more} (5 or more repetitions a side "
+            say(f"to decide: rerun both with --set min_reps={more} (5 or more repetitions a side "
                   "let a Mann-Whitney test judge)")
     if not regressions.empty:
         print_frame(regressions, f"{len(regressions)} regression(s)", None if wide else CHECK_COMPACT)
         if not wide:
             for rule in result.rules():
-                print(f"judged by: {rule}\n  (--wide shows each case's note)")
+                say(f"judged by: {rule} (--wide shows each case's note)")
     drifted = frame[frame["verdict"] == "machine-drift"]
     if not drifted.empty:
         print_frame(drifted, f"{len(drifted)} change(s) the machine explains (machine-drift: its canary moved as "
                              "much)", None if wide else [*CHECK_COMPACT, "machine %"])
-        print("machine-drift: not a regression of the code; --strict fails on it, a quiet machine decides it")
-    floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])]
+        say("machine-drift: not a regression of the code; --strict fails on it, a quiet machine decides it")
+    floors = frame[frame["metric"].isin(["decode_tok_s", "ttft_ms_p50", "tpot_ms_p50"])].copy()
+    tol = result.tolerance_pct
     if not floors.empty:
+        if tol < 0:  # a required improvement: what it could catch is a shortfall from the target, not a slowdown
+            floors["detectable %"] = floors["detectable %"] - tol
+            title = f"smallest shortfall (%) from the required {-tol:g}% improvement this check could have caught"
+        else:
+            title = "smallest slowdown (%) this check could have caught, per case"
         per_case = floors.pivot_table(index="case", columns="metric", values="detectable %", aggfunc="first")
         per_case = per_case.reset_index()
-        print_frame(per_case, "smallest slowdown (%) this check could have caught, per case", list(per_case.columns))
+        print_frame(per_case, title, list(per_case.columns))
     if regressions.empty:
-        print(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), no consistent regression beyond "
-              f"{result.tolerance_pct:g}%" + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else "")
+        bound = f"every figure at least {-tol:g}% better" if tol < 0 else f"no consistent regression beyond {tol:g}%"
+        say(f"ok: {len(frame)} metric(s) over {frame['case'].nunique()} case(s), {bound}"
+              + (f"; {len(inconclusive)} inconclusive" if len(inconclusive) else "")
               + (f"; {len(drifted)} machine-drift" if len(drifted) else ""))
 
 

@@ -8,7 +8,9 @@ values change over time. A watch/dump command (args_..._.stream.txt) runs until 
 its first block (up to a blank line) is printed once, then each later block in turn every $FAKE_SMI_PERIOD
 seconds (default 0.2). $FAKE_SMI_MODE makes it misbehave like a real tool can: exit1 | hang | bytes (non-UTF-8)
 | na (every number N/A) | missing (lines/keys with "Power" dropped) | reorder (lines reversed) | empty | die (a
-watch that stops after two blocks); watch-MODE misbehaves in the watch only.
+watch that stops after two blocks) | hang-child (starts a helper process, as some tools do, then hangs; the
+helper's command line holds the tool's --from directory so a test can find it); watch-MODE misbehaves in the
+watch only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smi"
 
 def main() -> int:
     argv = sys.argv[1:]
+    marker = argv[1] if argv[:1] == ["--from"] else ""
     if argv[:1] == ["--from"]:  # the test's own bin directory, so a test can find the processes it started
         argv = argv[2:]
     tool, args = argv[0], argv[1:]
@@ -36,6 +39,11 @@ def main() -> int:
     if mode == "exit1":
         print(f"{tool}: device not found", file=sys.stderr)
         return 1
+    if mode == "hang-child":
+        import subprocess
+
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "helper-of", marker])
+        mode = "hang"
     if mode == "hang":
         time.sleep(60)
     if stream.is_file():

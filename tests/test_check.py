@@ -55,6 +55,7 @@ def slowed(run, dest, factor: float, spread: list[float] | None = None):
     for col in ("decode_tok_s", "prefill_tok_s", "output_tok_s"):
         samples[col] = samples[col] * factor * per_rep
         results[col] = results[col] * factor * float(np.median(spread or [1.0]))
+    results["decode_tok_s_per_user"] = results["decode_tok_s_per_user"] * factor * float(np.median(spread or [1.0]))
     for col in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_p99"):
         samples[col] = samples[col] / (factor * per_rep)
     for col in ("ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "itl_ms_p99"):
@@ -248,3 +249,47 @@ def test_one_card_and_two_cards_are_different_cases(tmp_path):
         runs.append(load_run(path))
     table = compare_table(runs, ["decode_tok_s"])
     assert list(table["device_count"]) == ["1", "2"] and list(table["decode_tok_s [1]"]) == [10.0, 3.0]
+
+
+def test_tok_s_per_user_is_judged_on_its_repetitions(sim_run, tmp_path):
+    """decode_tok_s_per_user has no samples.csv column of its own: its repetitions are decode tok/s's, in
+    proportion (as verify's intervals take them), so it is judged like every other figure, never 'reps 0/0'."""
+    from bench.gate import gate
+
+    result = gate([str(sim_run)], str(slowed(sim_run, tmp_path / "slow", 0.5)), [], 0.01, None, 1, False)
+    per_user = [f for f in result.findings if f.metric == "decode_tok_s_per_user"]
+    assert per_user and all(f.reps == (3, 3) and f.rule and f.verdict == "regression" for f in per_user), per_user
+
+
+def test_one_repetition_a_side_is_inconclusive_for_every_figure(tmp_path):
+    """A 10% slowdown seen in one repetition against one: no figure can call that consistent, decode tok/s no
+    more than tok/s per user (one was a regression, the other inconclusive)."""
+    out = tmp_path / "one"
+    assert run_bench("run", "--out", str(out), *SIM, "--set", "min_reps=1").returncode == 0
+    (run,) = list(out.iterdir())
+    proc = run_bench("check", "--baseline", str(run), str(slowed(run, tmp_path / "slow", 0.9)), "--tolerance", "5",
+                     "--wide", env={"COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stdout
+    assert "regression" not in proc.stdout.split("inconclusive change(s)")[0]
+    assert "one repetition cannot show a consistent change" in proc.stdout
+
+
+def test_a_required_improvement_is_not_explained_away_by_the_machine(sim_run, tmp_path):
+    """--tolerance -5%: the same run again improved nothing. Its speed may be the machine's (the candidate's
+    canary says it ran 10% slower) but its peak memory is not the machine's speed: that fails the gate. The
+    table says shortfalls from the target, not negative slowdowns."""
+    import json
+
+    same = slowed(sim_run, tmp_path / "same", 1.0)
+    for run, speed in ((sim_run, 1.0), (same, 0.9)):
+        meta = json.loads((run / "run.json").read_text())
+        taken = {"bandwidth_gb_s": 20.0 * speed, "tflops": 0.5 * speed, "seconds": 1.0}
+        meta["canary"] = {"start": taken, "end": taken}
+        (run / "run.json").write_text(json.dumps(meta))
+    proc = run_bench("check", "--baseline", str(sim_run), str(same), "--tolerance", "-5%", "--wide",
+                     env={"COLUMNS": "300"})
+    assert proc.returncode == 1, proc.stdout
+    regressions = proc.stdout.split("regression(s)")[1].split("change(s) the machine explains")[0]
+    assert "peak_mem_gb" in regressions, proc.stdout
+    said = " ".join(proc.stdout.split())
+    assert "smallest shortfall (%) from the required 5% improvement" in said and "smallest slowdown" not in said

@@ -274,3 +274,58 @@ def test_a_suite_step_that_needs_an_optional_package_is_skipped_with_a_line(tmp_
     suite.write_text('name = "s"\nkind = "suite"\n[[step]]\nworkload = "quick"\nrequires = "not a module"\n')
     proc = run_bench("run", "--workload", str(suite), "--dry-run")
     assert proc.returncode == 2 and "requires must name a Python module" in proc.stderr
+
+
+def test_a_suite_says_each_verdict_when_its_step_ends_and_ctrl_c_keeps_them(tmp_path):
+    """The claims a step answers are printed when it ends (matmul after membw answers memory-wall before the
+    next step starts) and written to the root's verdicts.md; a Ctrl-C in a later step leaves them on screen and
+    there."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "suite.toml"
+    path.write_text('name = "slow-suite"\nkind = "suite"\n[[step]]\nworkload = "membw"\n[step.params]\n'
+                    'min_seconds = 0.2\n[[step]]\nworkload = "matmul"\n[step.params]\nmin_seconds = 0.2\n[[step]]\nworkload = "throughput"\n[step.params]\n'
+                    'model = "tiny"\nbatch_size = [1, 2, 4, 8]\nmin_seconds = 30.0\n')
+    out = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--workload", str(path), "--out", str(out),
+                             "--set", "idle_seconds=0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    def memory_wall_holds() -> bool:
+        return any(line.startswith("| memory-wall |") and "| holds |" in line
+                   for p in out.glob("*/verdicts.md") for line in p.read_text().splitlines())
+
+    while time.time() < deadline and not memory_wall_holds():
+        time.sleep(0.1)  # the matmul step has ended: the third, long one is starting
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    (root,) = [p for p in out.iterdir() if p.is_dir()]
+    assert "bench: interrupted" in stderr
+    so_far = stdout.split("answered so far")[-1]
+    assert "memory-wall" in so_far and "holds" in so_far, stdout
+    assert memory_wall_holds()
+
+
+def test_advice_says_when_its_command_cannot_answer_on_this_machine():
+    """'measure with' never sends a user to a command their machine cannot answer without saying so: a power
+    claim on a machine with no power sensor, a 93 GB model on 25 GB; and a condition no row has a value for
+    says so rather than 'runs have batch_size ' with nothing after it."""
+    cpu = make_run("throughput", [{"batch_size": 8, "energy_source": "none: no power sensor readable (no RAPL)"}])
+    cpu.meta["fingerprint"] = {"device": {"memory_total_gb": 25.3}}
+    v = verify_claim(CLAIMS["iluvatar-power"], [cpu])
+    assert "bench run --workload power, on another machine: this one has no power sensor readable" in v.reason
+    v = verify_claim(CLAIMS["groq-500-tps"], [cpu])
+    assert "mixtral-8x7b's 16-bit weights alone are 93 GB and this one has 25 GB" in v.reason, v.reason
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [cpu])  # a latency claim: the same machine can answer it
+    assert "on another machine" not in v.reason
+    blank = make_run("latency", [{"batch_size": None, "itl_ms_p99": 5.0}])
+    v = verify_claim(CLAIMS["edge-latency-10ms"], [blank])
+    assert "runs have no batch_size value" in v.reason and "batch_size )" not in v.reason, v.reason

@@ -1,5 +1,6 @@
 """The real `bench` CLI in a subprocess, on the tiny model, with the real files."""
 
+import contextlib
 import json
 import os
 import signal
@@ -201,6 +202,8 @@ def test_model_directory_with_real_weights(tmp_path):
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(out_dir, sig, code, word):
+    """Ctrl-C is held down (21 presses 0.01 s apart), as impatient people do: the presses after the first land in
+    the saving of what finished (or the interpreter's shutdown) and must not cut it or print a traceback."""
     # Each case lasts at least 4 s, so after the first row the run has 20 s or more to go: a busy machine that
     # notices the row late still signals a run in progress (at 0.5 s a case, a loaded one finished first).
     cmd = [sys.executable, "-m", "bench", "run", "--out", str(out_dir), "--set", "batch_size=1,2,3,4,5,6",
@@ -217,6 +220,10 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(out_dir, sig, c
             break
         time.sleep(0.05)
     proc.send_signal(sig)
+    for _ in range(20 if sig == signal.SIGINT else 0):
+        time.sleep(0.01)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
     try:  # generous: on a machine loaded 3x over, a clean stop (rows flushed, run.json completed) is slow
         _out, err = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:
@@ -224,7 +231,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_finished_rows(out_dir, sig, c
         _out, err = proc.communicate()
         raise AssertionError(f"bench did not stop within 300 s of the signal; its stderr: {err[-2000:]}") from None
     assert proc.returncode == code, err
-    assert "Traceback" not in err and word in err
+    assert "Traceback" not in err and "Exception ignored" not in err and word in err
     run = found[0].parent
     df = pd.read_csv(run / "results.csv")
     assert len(df) >= 1 and (df["status"] == "ok").all()

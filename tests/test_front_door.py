@@ -27,13 +27,18 @@ def results(tmp_path_factory) -> Path:
 
 
 def test_verify_and_report_read_results_at_any_depth_by_default(results):
+    """./results at any depth, but not results/reference (a checkout's committed runs of other machines: a
+    new user's first verdicts are their own machine's) unless named."""
     proc = run_bench("verify", cwd=results)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("read 3 runs under results, 1 machine"), first
+    assert first.startswith("read 2 runs under results, 1 machine"), first
+    assert "results/reference left out (runs of other machines: name it to read them)" in first, first
     report = run_bench("report", "-o", "r.html", cwd=results)
     assert report.returncode == 0, report.stderr
-    assert report.stdout.startswith("read 3 runs under results")
+    assert report.stdout.startswith("read 2 runs under results")
+    named = run_bench("verify", "results", cwd=results)
+    assert named.stdout.startswith("read 3 runs under results, 1 machine (") and "left out" not in named.stdout
     # The same run named twice, or a root and a run inside it: one run.
     inner = next((results / "results" / "latency-claims").glob("*/results.csv")).parent
     twice = run_bench("verify", "results", str(inner), str(inner / "results.csv"), cwd=results)

@@ -16,7 +16,8 @@ from tests.conftest import FAST, ROOT, headless_chromium, run_bench
 pytest.importorskip("otava")
 
 
-def _history(tmp_path: Path, values: list[float], noise: float = 0.01, canary: list[float] | None = None) -> Path:
+def _history(tmp_path: Path, values: list[float], noise: float = 0.01, canary: list[float] | None = None,
+             commits: bool = True) -> Path:
     """A results root of len(values) runs, one per commit, decode tok/s scaled to each value (with a little
     seeded noise per repetition), made from one real run directory. canary: the machine's speed per run, as
     its canary would have measured it (the simulated engine takes none: it stands in for a machine that
@@ -35,7 +36,9 @@ def _history(tmp_path: Path, values: list[float], noise: float = 0.01, canary: l
         shutil.copytree(template, run)
         meta = json.loads((run / "run.json").read_text())
         meta["fingerprint"]["git"] = {"commit": f"{i:04d}abcdef", "dirty": False,
-                                      "commit_time": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"}
+                                      "commit_time": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"} \
+            if commits else {"commit": None, "dirty": None, "commit_time": None}
+        meta["start"] = f"2026-02-01T00:{i // 60:02d}:{i % 60:02d}+00:00"
         if canary is not None:
             speed = {"bandwidth_gb_s": 20.0 * canary[i], "tflops": 0.5 * canary[i], "seconds": 1.0}
             meta["canary"] = {"start": speed, "end": speed}
@@ -156,3 +159,22 @@ def test_order_is_the_commits_not_the_directories_and_bad_runs_are_skipped(tmp_p
     assert proc.returncode == 1 and "0007abcdef..0008abcdef" in proc.stdout, proc.stdout + proc.stderr
     assert "read 14 runs" in proc.stdout and "2 unreadable" in proc.stdout, proc.stdout
     assert "schema version" in proc.stderr and "truncated" in proc.stderr, proc.stderr
+
+
+def test_runs_made_outside_a_checkout_are_ordered_by_time_and_named_by_run(tmp_path):
+    """No commit in run.json (bench installed from a wheel): the series are ordered by start time and say so,
+    a change point names its runs (not '-..-'), and the trend page's axis says runs, with ticks; an output
+    that cannot be written is one line before any work."""
+    root = _history(tmp_path, [1.0] * 8 + [0.85] * 6, commits=False)
+    out = tmp_path / "trend.html"
+    proc = run_bench("history", str(root), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "ordered by run, by start time (the runs name no commit" in proc.stdout
+    assert "-..-" not in proc.stdout and "20260108T000000Z-ci-quick..20260109T000000Z-ci-quick" in \
+        " ".join(proc.stdout.split()).replace(" ", ""), proc.stdout
+    page = out.read_text()
+    assert "run, by start time" in page and ">commit (oldest first)<" not in page and "01-09 00:00" in page
+    for bad in ("/proc/x.html", str(tmp_path)):
+        proc = run_bench("history", str(root), "-o", bad)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert proc.stdout == "", proc.stdout  # said before reading a single run

@@ -60,6 +60,22 @@ def test_lists_and_plans_fit_80_columns(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert_fits(proc.stdout)
     assert "distilled-fits-small" in run_bench("list", "workloads", env=NARROW).stdout
+    # At 80 columns workloads and claims are lists wrapped at words: every word of every description whole,
+    # in about half the lines the table took (159), and every model of a claim's conditions whole.
+    from bench.claims import load_claims
+    from bench.workload import available_workloads, load_workload
+
+    listed = run_bench("list", "workloads", env=NARROW).stdout
+    words = set(listed.split())
+    assert len(listed.splitlines()) < 100
+    for path in available_workloads().values():
+        text = load_workload(str(path)).description if "suite" not in path.read_text()[:300] else ""
+        assert not set(text.split()) - words, set(text.split()) - words
+    claims = set(run_bench("list", "claims", env=NARROW).stdout.split())
+    for claim in load_claims():
+        models = claim.conditions.get("model", [])
+        for model in models if isinstance(models, list) else [models]:
+            assert any(model in w for w in claims), model
     for workload in ("edge", "prefix-reuse", "matmul"):
         proc = run_bench("run", "--workload", workload, "--dry-run", env=NARROW, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr

@@ -4,6 +4,7 @@ detection. What this cannot check: the real tools' timing and the real cards (sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -457,3 +458,64 @@ def test_memory_through_torch_accelerator_where_the_plugin_module_has_none(monke
     assert calls == ["reset", "empty"] and dev.vendor == "enflame"
     other = devices.Device(types.SimpleNamespace(type="mlu"), "MLU370", 0)  # not the accelerator torch reports
     assert devices.peak_memory_bytes(other) is None
+
+
+def _started_from(bin_dir) -> list:
+    """Live processes whose command line names this test's bin directory: its fake tools and their helpers."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and str(bin_dir) in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+    return found
+
+
+def _gone(bin_dir, within: float = 10.0) -> list:
+    deadline = time.monotonic() + within
+    while (left := _started_from(bin_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_a_hanging_tool_is_stopped_with_every_process_it_started(smi_path, monkeypatch, tmp_path):
+    """A tool that starts a helper and hangs: a per-sample read stops at its bound and the helper goes with the
+    tool; a watch that does the same leaves nothing behind after close()."""
+    from bench.telemetry.ascend import AscendBackend
+    from bench.telemetry.moorethreads import MooreThreadsBackend
+
+    monkeypatch.setattr(MooreThreadsBackend, "timeout_s", 1.0)
+    backend = MooreThreadsBackend()
+    monkeypatch.setenv("FAKE_SMI_MODE", "hang-child")
+    t0 = time.monotonic()
+    assert all(r.power_w is None for r in backend.read())
+    assert time.monotonic() - t0 < 10 and "did not answer" in backend.last_error
+    assert not _gone(tmp_path / "bin"), "a helper of the timed-out tool is still running"
+    backend.close()
+
+    monkeypatch.setattr(AscendBackend, "timeout_s", 0.5)
+    monkeypatch.setattr(AscendBackend, "period_s", 0.25)
+    monkeypatch.setattr(AscendBackend, "watch_args", lambda self: ["info", "watch", "-s", "ptaicmb", "-d", "1"])
+    monkeypatch.setenv("FAKE_SMI_MODE", "watch-hang-child")
+    watch = AscendBackend()
+    time.sleep(0.5)
+    assert _started_from(tmp_path / "bin")  # the watch and its helper run
+    watch.close()
+    assert not _gone(tmp_path / "bin"), "the watch's helper outlived close()"
+
+
+@pytest.mark.parametrize("mode", ["exit1", "hang"])
+def test_bench_env_says_when_a_vendors_tool_is_installed_but_fails(smi_path, tmp_path, mode):
+    """A tool that exits with an error ("device not found") or hangs is a broken card, not no card: bench env
+    says so, with the tool's reason, and leaves no tool process behind."""
+    proc = run_bench("env", "--json", env={**smi_path, "FAKE_SMI_MODE": mode}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = {s["backend"]: s for s in json.loads(proc.stdout)["accelerators_seen"]}
+    assert "npu-smi" in seen and seen["npu-smi"]["devices"] == [], seen.keys()
+    reason = seen["npu-smi"]["error"]
+    assert ("exited 1: npu-smi: device not found" in reason) if mode == "exit1" else ("did not answer" in reason)
+    if mode == "exit1":
+        text = " ".join(run_bench("env", env={**smi_path, "FAKE_SMI_MODE": mode}).stdout.split())
+        assert "npu-smi is installed but fails, so its cards (if any) are not seen" in text
+    assert not _gone(tmp_path / "bin")

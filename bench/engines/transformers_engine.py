@@ -91,7 +91,12 @@ class TransformersEngine(Engine):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        """The cards exist, are not listed twice, and the placement is one this engine runs."""
+        """The cards exist, are not listed twice, the placement is one this engine runs, and compile does not
+        contradict the decode path."""
+        if params.get("compile") and params.get("decode") == "loop":
+            raise BadInput("compile=true with decode=loop: loop is the eager loop; its compiled step is "
+                           "decode=captured (compile=true alone means captured; with decode=generate it "
+                           "compiles transformers' generate)")
         if params.get("placement") == "tp":
             check_tensor_parallel_case(params)
             return
@@ -252,8 +257,12 @@ class TransformersEngine(Engine):
             kwargs["generation_config"].cache_implementation = None
         synchronize(self.device)
         start = clock.now()
-        out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs)
+        out, seconds, frames = timed_call(
+            lambda: self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs))
         synchronize(self.device)
+        if frames:  # compile=true: transformers compiled its forward inside this call
+            self._compile_s += seconds
+            self._compiled_frames += frames
         if tuple(out.shape) != (batch, input_len + output_len) or len(streamer.times) != output_len:
             raise AssertionError(
                 f"expected {output_len} new tokens for {batch} sequences, got output shape {tuple(out.shape)} "
@@ -304,6 +313,9 @@ class TransformersEngine(Engine):
     def notes(self) -> list[str]:
         note = storage_note(self.options.quant, self.device.type) if self.options and self.device else ""
         notes = [note] if note else []
+        if self.path == "generate" and self.options is not None and self.options.compile:
+            notes.append("compile=true on generate: transformers' generate compiled its own forward "
+                         "(static cache); compile_s is that warm-up")
         if self.loop is not None and self.loop.fallback:
             notes.append(self.loop.fallback)
         if self.group is not None:
@@ -348,7 +360,8 @@ def _output_card(model: Any, cards: list[Device]) -> Device:
 
 
 def resolve_path(decode: str, compile_: bool, device: Device) -> str:
-    """The decode path a case runs: as asked; compile=true is a synonym of captured; auto is captured on an
+    """The decode path a case runs: as asked (compile=true with generate is transformers' generate compiling its
+    own forward; with loop it is refused before any work); compile=true alone is captured; auto is captured on an
     accelerator (launch overhead is what it removes) and loop on a CPU (see the README: on a CPU the compiled
     step is rarely faster and costs seconds to minutes of compilation per shape)."""
     if decode != "auto":

@@ -10,7 +10,7 @@ import contextlib
 from typing import Any
 
 from bench import clock
-from bench.telemetry.base import FIELDS, Backend, Reading
+from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 
 class AmdSmiBackend(Backend):
@@ -27,7 +27,7 @@ class AmdSmiBackend(Backend):
         amdsmi.amdsmi_init()
         self.handles = amdsmi.amdsmi_get_processor_handles()
         if not self.handles:
-            raise RuntimeError("AMD SMI sees no GPU")
+            raise NotPresent("AMD SMI sees no GPU")
         self._labels = [f"gpu{i}" for i in range(len(self.handles))]
         self._unsupported: dict[str, str] = {}
         first = self._read_one(self.handles[0], "gpu0", probe=True)

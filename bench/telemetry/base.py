@@ -20,6 +20,17 @@ def throttling_reasons(reasons: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(r for r in reasons if r not in NOT_THROTTLING)
 
 
+class NotPresent(RuntimeError):
+    """A backend's library or tool works and sees no card of its kind: nothing of this vendor is here.
+    (Raised instead of a plain error so `bench env` can tell "no card" from "a card whose tool fails".)"""
+
+
+def absent(exc: BaseException) -> bool:
+    """An exception from a backend's start that means "not on this machine" (no library, no tool, no card),
+    as opposed to a tool or driver that is there and fails (exit status, a hang, a driver not loaded)."""
+    return isinstance(exc, NotPresent | FileNotFoundError | ImportError) or "LibraryNotFound" in type(exc).__name__
+
+
 @dataclass
 class Reading:
     """One device's state at one instant. None means 'not readable', never 0."""

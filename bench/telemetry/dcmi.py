@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from bench import clock
-from bench.telemetry.base import FIELDS, Backend, Reading
+from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 LIBRARIES = ("libdcmi.so", "/usr/local/dcmi/libdcmi.so", "/usr/local/Ascend/driver/lib64/driver/libdcmi.so")
 LIBRARY_ENV = "CLAIMBENCH_DCMI_LIBRARY"
@@ -55,7 +55,7 @@ class DcmiBackend(Backend):
             raise RuntimeError("dcmi_init failed")
         self.chips = [(card, dev) for card in self._cards() for dev in range(self._devices_in(card))]
         if not self.chips:
-            raise RuntimeError("DCMI lists no NPU")
+            raise NotPresent("DCMI lists no NPU")
         first = self.read()
         self._unsupported = {f: "DCMI does not report it" for f in FIELDS
                              if f not in self.reads or all(getattr(r, f) is None for r in first)}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import clock
-from bench.telemetry.base import FIELDS, Backend, Reading, throttling_reasons  # noqa: F401 (re-exported)
+from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading, throttling_reasons  # noqa: F401 (re-exported)
 
 # Clock-event ("throttle") reason bits, from nvml.h. GpuIdle, application clocks and
 # display clocks are not the card holding back under load, so they do not count as throttling.
@@ -62,7 +62,7 @@ class NvmlBackend(Backend):
         count = nvml.nvmlDeviceGetCount()
         if count == 0:
             nvml.nvmlShutdown()
-            raise RuntimeError("NVML sees no GPU")
+            raise NotPresent("NVML sees no GPU")
         self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         self._labels = [f"{self.label}{i}" for i in range(count)]
         self._unsupported: list[dict[str, str]] = [self._probe(h) for h in self.handles]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bench.errors import BadInput
-from bench.telemetry.base import Backend, NoTelemetry
+from bench.telemetry.base import Backend, NoTelemetry, absent
 from bench.telemetry.registry import BACKENDS, ENV_BACKEND, backend_class
 
 
@@ -43,7 +43,11 @@ def accelerators_seen() -> list[dict]:
             continue
         try:
             backend = cls()
-        except Exception:  # noqa: BLE001 - not on this machine
+        except Exception as exc:  # noqa: BLE001 - not here, or here and failing: only the second is said
+            if not absent(exc):  # a tool that exits with an error or hangs: a broken card is not "no card"
+                seen.append({"backend": name, "devices": [], "torch_usable": False, "readable": [],
+                             "not_readable": {}, "install": getattr(cls, "install", ""),
+                             "error": f"{exc.__class__.__name__}: {exc}"[:300], "tool": getattr(cls, "tool", "")})
             continue
         caps = backend.capabilities()
         kind = getattr(cls, "torch_type", "") or getattr(cls, "vendor", "") or "cuda"
@@ -51,9 +55,12 @@ def accelerators_seen() -> list[dict]:
         seen.append({"backend": name, "devices": backend.devices(), "torch_usable": kind in usable,
                      "readable": [backend.field_names.get(f, f) for f, why in caps.items() if why is None],
                      "not_readable": {backend.field_names.get(f, f): why for f, why in caps.items() if why},
-                     "install": getattr(cls, "install", "")})
+                     "install": getattr(cls, "install", ""), "tool": getattr(cls, "tool", "")})
         backend.close()
-    return seen
+    # Two vendors ship a tool of one name (Intel's and Kunlunxin's xpu-smi): the one that answered is the one
+    # here, and the other's failure to read its arguments is no broken card.
+    answered = {s["tool"] for s in seen if not s.get("error") and s["tool"]}
+    return [s for s in seen if not (s.get("error") and s["tool"] in answered)]
 
 
 def _safe(fn, *args) -> bool:  # type: ignore[no-untyped-def]

@@ -8,9 +8,12 @@ the windows, with the gap check of bench.telemetry.energy.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -19,7 +22,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from bench import clock
-from bench.telemetry.base import FIELDS, Backend, Reading
+from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 NOT_A_NUMBER = {"", "n/a", "na", "-", "--", "not supported", "unknown", "none"}
 
@@ -111,7 +114,7 @@ class SmiBackend(Backend):
         self.energy_method = self.power_method
         self.cards = self.discover()
         if not self.cards:
-            raise RuntimeError(f"{self.tool} lists no card")
+            raise NotPresent(f"{self.tool} lists no card")
         self.last_error = ""
         first_read = self.first_read()
         self._unsupported = {f: self.last_error or f"{self.tool} does not report it" for f in FIELDS
@@ -124,15 +127,15 @@ class SmiBackend(Backend):
     def run(self, *args: str) -> str:
         """The tool's stdout as text (undecodable bytes replaced); SmiError for a failure, in words."""
         try:
-            proc = subprocess.run([self.path, *args], capture_output=True, timeout=self.timeout_s)
+            code, out, err = run_bounded([self.path, *args], self.timeout_s)
         except subprocess.TimeoutExpired:
             raise SmiError(f"{self.tool} {' '.join(args)} did not answer within {self.timeout_s:g} s") from None
         except OSError as exc:
             raise SmiError(f"{self.tool} could not run: {exc}") from None
-        text = proc.stdout.decode("utf-8", errors="replace")
-        if proc.returncode != 0:
-            said = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
-            raise SmiError(f"{self.tool} {' '.join(args)} exited {proc.returncode}: {said[0][:120] if said else ''}")
+        text = out.decode("utf-8", errors="replace")
+        if code != 0:
+            said = err.decode("utf-8", errors="replace").strip().splitlines()
+            raise SmiError(f"{self.tool} {' '.join(args)} exited {code}: {said[0][:120] if said else ''}")
         return text
 
     def first_read(self) -> list[Reading]:
@@ -219,8 +222,8 @@ class WatchSmiBackend(SmiBackend):
         stdbuf = shutil.which("stdbuf")
         command = [stdbuf, "-oL", self.path, *self.watch_args()] if stdbuf else [self.path, *self.watch_args()]
         try:
-            self._proc = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise SmiError(f"{self.tool} could not run: {exc}") from None
         weakref.finalize(self, _stop, self._proc)
@@ -289,12 +292,35 @@ class WatchSmiBackend(SmiBackend):
             _stop(self._proc)
 
 
+def run_bounded(command: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+    """(exit status, stdout, stderr) of a vendor tool, which may not outlive `timeout_s`, nor may anything it
+    started: it runs in its own process group, killed whole on the timeout (subprocess.run's timeout kills the
+    tool alone, and a helper it forked ran on). TimeoutExpired when it did not answer."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=2)  # a helper that left the group could hold the pipes: never wait on it
+        raise
+    _kill_group(proc, signal.SIGKILL)  # the tool answered; a helper it left behind goes too
+    return proc.returncode, out, err
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 def _stop(proc: subprocess.Popen) -> None:
-    """End a watch process (terminate, then kill), never leaving it behind."""
+    """End a watch process and everything it started (terminate, then kill), never leaving any behind."""
     if proc.poll() is None:
-        proc.terminate()
+        _kill_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill_group(proc, signal.SIGKILL)
             proc.wait(timeout=2)
+    _kill_group(proc, signal.SIGKILL)
