@@ -219,8 +219,8 @@ class Runner:
         row["placement"] = placement.get("placement", "")
         row["cards"] = " ".join(placement.get("cards", []))
         concurrent = placement.get("concurrent_cards", 1)  # cards reading weights at the same time (TP)
-        if row["decode_path"] in ("loop", "captured"):
-            row["cache"] = "static"  # what ran: the loop allocates its cache once, at the case's full length
+        if engine.cache_used():
+            row["cache"] = engine.cache_used()  # what ran (the loop's own), not what generate would have used
         reps: list[Repetition] = []
         peaks: list[float] = []  # peak memory of each repetition (GB)
         host_peaks: list[float] = []  # the process's peak RSS in each repetition (the mark is reset per rep)

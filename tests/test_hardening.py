@@ -178,3 +178,59 @@ def test_a_claims_file_with_wrong_types_is_bad_input(tmp_path, change):
     path.write_text("[[claim]]\n" + "".join(f"{k} = {v}\n" for k, v in good.items()))
     with pytest.raises(BadInput, match="claim"):
         load_claims(path)
+
+
+@pytest.mark.parametrize(("sets", "said"), [
+    (["cards=-1"], "cards='-1': use a count"), (["cards=abc"], "cards='abc': use a count"),
+    (["cards=0"], "cards=0: a model needs at least one card"),
+    (["threads=4096"], "threads=4096: more than the"),
+    (["decode=loop", "compile=true"], "compile=true with decode=loop"),
+])
+def test_settings_a_cpu_cannot_honour_are_one_line_not_ignored(capsys, sets, said):
+    """Accepted and silently ignored before: cards on a CPU, more threads than cores (an ok row at 0.3 tok/s
+    that drove the load average to 70), the eager loop under a 'compiled' title."""
+    args = [x for item in sets for x in ("--set", item)]
+    code, err = bench_exit(capsys, "run", "--dry-run", "--device", "cpu", *args)
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+
+
+def test_the_plan_counts_one_compilation_per_thread_count(capsys):
+    """torch.compile's guards hold the thread count: threads=1,2 compiles each shape twice, as the run does."""
+    from bench.noise import own_cores
+
+    threads = "1,2" if own_cores() >= 2 else "1"
+    assert main(["run", "--dry-run", "--set", f"threads={threads}", "--set", "decode=captured"]) == 0
+    shapes = 2  # the quick workload's two batch sizes
+    assert f"captured decode: {shapes * len(threads.split(','))} compilation(s)" in capsys.readouterr().out
+
+
+def test_a_run_without_run_json_matches_its_own_cases_and_one_run_is_not_two(tmp_path):
+    """Rows name what ran (placement, decode path); a row that left one empty ran the default, whatever the
+    lost run.json's workload asked: the copy without run.json is the same cases. compare R R: one run."""
+    import shutil
+
+    out = tmp_path / "a"
+    assert run_bench("run", "--engine", "simulated", "--set", "min_reps=3", "--set", "min_seconds=0",
+                     "--set", "idle_seconds=0", "--out", str(out)).returncode == 0
+    run = single_run_dir(out)
+    copy = tmp_path / "b" / run.name
+    shutil.copytree(run, copy)
+    (copy / "run.json").unlink()
+    check = run_bench("check", "--baseline", str(run), str(copy))
+    assert check.returncode == 0 and "share no case" not in check.stderr, check.stdout + check.stderr
+    compare = run_bench("compare", str(run), str(copy))
+    assert compare.returncode == 0 and "share no measured case" not in compare.stderr
+    same = run_bench("compare", str(run), str(run))
+    assert same.returncode == 2 and "are one run" in same.stderr and "at least two" not in same.stderr
+
+
+def test_compile_on_generate_is_said_and_timed(tmp_path):
+    """compile=true with decode=generate: transformers' generate compiles its own forward; the row says so and
+    compile_s holds that warm-up (it was empty)."""
+    proc = run_bench("run", "--model", "tiny", "--set", "decode=generate", "--set", "compile=true", "--set",
+                     "batch_size=1", "--set", "min_reps=2", "--set", "min_seconds=0", "--set", "idle_seconds=0",
+                     "--out", str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
+    assert row["decode_path"] == "generate" and row["compile_s"] > 0
+    assert "transformers' generate compiled its own forward" in row["detail"]

@@ -108,6 +108,11 @@ class Engine(ABC):
         """Which decode path ran (transformers: generate, loop or captured); '' for an engine with its own."""
         return ""
 
+    def cache_used(self) -> str:
+        """The KV cache the last call decoded with, where the engine decides it (static | dynamic | auto, when a
+        measured choice made it: the row's detail says which); '' to leave the case's `cache` as asked."""
+        return ""
+
     def compile_stats(self) -> tuple[float, int]:
         """(seconds spent compiling and capturing, frames compiled) since the previous call; (NaN, 0) for an
         engine that compiles nothing it can count."""

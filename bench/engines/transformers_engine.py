@@ -143,7 +143,9 @@ class TransformersEngine(Engine):
             self._split_note = "layer split: the captured path is not run over several cards; loop ran instead"
         if self.path in ("loop", "captured"):
             out_card = _output_card(hf, cards)
-            self.loop = DecodeLoop(hf, out_card, captured=self.path == "captured", cards=tuple(cards))
+            # decode=auto on a CPU: the eager loop, on whichever KV cache decodes this shape faster here
+            cache = "auto" if options.decode == "auto" and self.path == "loop" and device.type == "cpu" else "static"
+            self.loop = DecodeLoop(hf, out_card, captured=self.path == "captured", cards=tuple(cards), cache=cache)
 
     def _load_tensor_parallel(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         """One rank process per card, each holding its shard (tensor_parallel.py); the eager loop unless the
@@ -304,6 +306,15 @@ class TransformersEngine(Engine):
     def decode_path(self) -> str:
         return self.path
 
+    def cache_used(self) -> str:
+        """static on the loop and captured paths (tensor parallel included); auto where decode=auto chose per
+        shape on a CPU (the same case on two machines that chose differently is still one case: the detail
+        says which ran); '' on generate (the case's `cache` as asked)."""
+        if self.group is not None:
+            return "static"
+        if self.loop is None:
+            return ""
+        return "auto" if self.loop.cache_mode == "auto" else self.loop.cache_used
     def compile_stats(self) -> tuple[float, int]:
         """Seconds of the calls in which torch.compile compiled (capture included), and the frames compiled."""
         said = (self._compile_s if self._compiled_frames else float("nan"), self._compiled_frames)
@@ -318,6 +329,8 @@ class TransformersEngine(Engine):
                          "(static cache); compile_s is that warm-up")
         if self.loop is not None and self.loop.fallback:
             notes.append(self.loop.fallback)
+        if self.loop is not None and self.loop.cache_mode == "auto" and self.loop.choice_note:
+            notes.append(self.loop.choice_note)
         if self.group is not None:
             if self.group.fallback:
                 notes.append(self.group.fallback)

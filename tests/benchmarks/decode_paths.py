@@ -1,12 +1,14 @@
-"""The decode paths side by side, interleaved: claimbench's generate, loop and captured paths (the real
-`bench run`, harness included) beside plain loops written here without claimbench (an eager forward loop and
-its compiled step, static cache), same model, batch, lengths and dtype.
+"""The decode paths side by side, interleaved: claimbench's generate, loop, captured and auto paths (the real
+`bench run`, harness included) beside plain loops written here without claimbench (an eager forward loop with a
+static or a dynamic KV cache, and the static one's compiled step), same model, batch, lengths and dtype.
 
-    python tests/benchmarks/decode_paths.py [--models tiny,qwen2.5-0.5b] [--rounds 3] [--batch 1]
+    python tests/benchmarks/decode_paths.py [--models tiny,qwen2.5-0.5b] [--rounds 3] [--batches 1,8]
                                             [--input 128] [--output 64] [--dtype bfloat16]
 
 Prints one line per run as it goes, then a table of medians: decode tok/s, MBU (against this machine's probed
-bandwidth, as bench's rows report it), compile_s, and each path's ratio to the plain loop of its kind.
+bandwidth, as bench's rows report it), compile_s, and each path's ratio to the plain loop of its kind (loop to
+the plain static eager loop, captured to the plain compiled one, auto to the faster plain eager loop). The
+goal: loop and captured within 5% of theirs (the harness costs nothing measurable).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 PLAIN = r'''
 import json, statistics, sys, time, torch
 from transformers import AutoConfig, AutoModelForCausalLM, StaticCache
-config_path, batch, n_in, n_out, dtype, compiled = sys.argv[1:7]
-batch, n_in, n_out, compiled = int(batch), int(n_in), int(n_out), compiled == "1"
+from transformers import DynamicCache
+config_path, batch, n_in, n_out, dtype, kind = sys.argv[1:7]
+batch, n_in, n_out, compiled = int(batch), int(n_in), int(n_out), kind == "compiled"
 torch.set_grad_enabled(False)
 cfg = AutoConfig.for_model(**json.load(open(config_path)))
 torch.manual_seed(0)
@@ -34,7 +37,11 @@ def step(tok, pos):
     return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits[:, -1:].argmax(-1)
 decode = torch.compile(step) if compiled else step
 def once():
-    cache.reset()
+    global cache
+    if kind == "dynamic":
+        cache = DynamicCache(config=cfg)
+    else:
+        cache.reset()
     nxt = step(ids, torch.arange(n_in))
     t0 = time.perf_counter()
     for i in range(n_out - 1):
@@ -46,13 +53,13 @@ print(json.dumps({"decode_tok_s": batch * (n_out - 1) / statistics.median(runs),
 '''
 
 
-def bench_path(model: str, path: str, a: argparse.Namespace, out: Path) -> dict:
+def bench_path(model: str, path: str, batch: int, a: argparse.Namespace, out: Path) -> dict:
     """One `bench run` on a decode path: its decode tok/s, MBU and compile_s."""
     import pandas as pd
 
-    target = out / f"{model}-{path}"
+    target = out / f"{model}-{path}-{batch}"
     cmd = [sys.executable, "-m", "bench", "run", "--model", model, "--out", str(target), "--set", f"decode={path}",
-           "--set", f"batch_size={a.batch}", "--set", f"input_len={a.input}", "--set", f"output_len={a.output}",
+           "--set", f"batch_size={batch}", "--set", f"input_len={a.input}", "--set", f"output_len={a.output}",
            "--dtype", a.dtype, "--set", "idle_seconds=0", "--set", "min_reps=3"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -62,45 +69,61 @@ def bench_path(model: str, path: str, a: argparse.Namespace, out: Path) -> dict:
             if "compile_s" in row and row["compile_s"] == row["compile_s"] else float("nan")}
 
 
-def plain_path(model: str, compiled: bool, a: argparse.Namespace) -> dict:
+def plain_path(model: str, kind: str, batch: int, a: argparse.Namespace) -> dict:
     from bench.models import resolve_model
 
     config = resolve_model(model).path / "config.json"
-    proc = subprocess.run([sys.executable, "-c", PLAIN, str(config), str(a.batch), str(a.input), str(a.output),
-                           a.dtype, "1" if compiled else "0"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", PLAIN, str(config), str(batch), str(a.input), str(a.output),
+                           a.dtype, kind], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"plain loop failed: {proc.stderr[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+PLAIN_KINDS = {"plain eager static": "static", "plain eager dynamic": "dynamic", "plain compiled": "compiled"}
+REFERENCE = {"loop": "plain eager static", "captured": "plain compiled", "plain compiled": "plain compiled",
+             "plain eager static": "plain eager static", "plain eager dynamic": "plain eager static"}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="tiny,qwen2.5-0.5b")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batches", default="1,8")
     p.add_argument("--input", type=int, default=128)
     p.add_argument("--output", type=int, default=64)
     p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--paths", default="generate,loop,auto,captured," + ",".join(PLAIN_KINDS))
     a = p.parse_args()
-    paths = ["generate", "loop", "captured", "plain eager", "plain compiled"]
-    results: dict[tuple[str, str], list[dict]] = {}
+    paths = a.paths.split(",")
+    batches = [int(b) for b in a.batches.split(",")]
+    results: dict[tuple[str, int, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in a.models.split(","):
             for r in range(a.rounds):  # interleaved: a machine that drifts moves every path alike
-                for path in paths:
-                    got = plain_path(model, path.endswith("compiled"), a) if path.startswith("plain") else \
-                        bench_path(model, path, a, Path(tmp))
-                    results.setdefault((model, path), []).append(got)
-                    print(f"round {r + 1} {model} {path}: {got}", flush=True)
-    print(f"\nmedians of {a.rounds} rounds, batch {a.batch}, {a.input} in, {a.output} out, {a.dtype}")
-    print(f"{'model':<14}{'path':<16}{'tok/s':>9}{'MBU':>8}{'compile_s':>11}{'vs plain':>10}")
-    for (model, path), runs in results.items():
-        tok = statistics.median(x["decode_tok_s"] for x in runs)
+                for batch in batches:
+                    for path in paths:
+                        got = plain_path(model, PLAIN_KINDS[path], batch, a) if path in PLAIN_KINDS else \
+                            bench_path(model, path, batch, a, Path(tmp))
+                        results.setdefault((model, batch, path), []).append(got)
+                        print(f"round {r + 1} {model} batch {batch} {path}: {got}", flush=True)
+    print(f"\nmedians of {a.rounds} rounds, {a.input} in, {a.output} out, {a.dtype}")
+    print(f"{'model':<14}{'batch':>6} {'path':<21}{'tok/s':>9}{'MBU':>8}{'compile_s':>11}{'vs plain':>10}")
+
+    def median(model: str, batch: int, path: str) -> float:
+        return statistics.median(x["decode_tok_s"] for x in results[(model, batch, path)])
+
+    for (model, batch, path), runs in results.items():
+        tok = median(model, batch, path)
         mbu = statistics.median(x.get("mbu", float("nan")) for x in runs)
         comp = statistics.median(x.get("compile_s", float("nan")) for x in runs)
-        ref = "plain compiled" if path in ("captured", "plain compiled") else "plain eager"
-        base = statistics.median(x["decode_tok_s"] for x in results[(model, ref)])
-        print(f"{model:<14}{path:<16}{tok:>9.1f}{mbu:>8.1%}{comp:>11.1f}{tok / base:>10.2f}")
+        if path in ("auto", "generate"):  # against the faster plain eager loop: the best auto could choose
+            base = max(median(model, batch, k) for k in ("plain eager static", "plain eager dynamic")
+                       if (model, batch, k) in results)
+        else:
+            ref = REFERENCE.get(path, "")
+            base = median(model, batch, ref) if (model, batch, ref) in results else float("nan")
+        print(f"{model:<14}{batch:>6} {path:<21}{tok:>9.1f}{mbu:>8.1%}{comp:>11.1f}{tok / base:>10.2f}")
 
 
 if __name__ == "__main__":
