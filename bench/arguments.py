@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.errors import BadInput
+from bench.core.errors import BadInput
 
 DEFAULT_ROOT = "results"  # where runs go, and what verify and report read when given no RUN
 REFERENCE_SUBROOT = "reference"  # results/reference: other machines' runs, read only when named

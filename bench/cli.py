@@ -1,5 +1,5 @@
-"""The `bench` command: parse (bench.arguments), call, print, exit code. Nothing else: planning is bench.planning,
-the gate bench.gate, the verdicts bench.verify; what is printed bench.terminal, bench.textformat, bench.htmlreport.
+"""The `bench` command: parse (bench.arguments), call, print, exit code. Nothing else: planning is bench.run.planning,
+the gate bench.analysis.gate, the verdicts bench.analysis.verify; what is printed bench.report.terminal, bench.report.textformat, bench.report.htmlreport.
 Exit codes: 0 ok (oom/skipped cases are results), 1 a case errored or a check failed, 2 bad input (one
 line on stderr, no traceback), 130 interrupted, 143 terminated."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.arguments import DEFAULT_ROOT, REFERENCE_SUBROOT, build_parser, joined_negatives
-from bench.errors import MAX_VALUE_CHARS, BadInput
-from bench.process_env import hold_interrupts, set_process_defaults
+from bench.core.errors import MAX_VALUE_CHARS, BadInput
+from bench.core.process_env import hold_interrupts, set_process_defaults
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.workload import coerce, parse_set
+    from bench.spec.workload import coerce, parse_set
 
     overrides: dict[str, Any] = {}
     for item in args.sets:
@@ -71,12 +71,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench import fleet, terminal
-    from bench.devices import resolve_device
-    from bench.planning import plan, plan_suite, run_suite, verdicts_and_report, verdicts_so_far
-    from bench.session import run_session
-    from bench.suite import load_suite
-    from bench.workload import load_workload
+    from bench.hardware.devices import resolve_device
+    from bench.report import terminal
+    from bench.run import fleet
+    from bench.run.planning import plan, plan_suite, run_suite, verdicts_and_report, verdicts_so_far
+    from bench.run.session import run_session
+    from bench.spec.suite import load_suite
+    from bench.spec.workload import load_workload
 
     if args.label is not None and (not args.label.strip() or len(args.label) > 80 or not args.label.isprintable()):
         raise BadInput(f"--label {args.label[:80]!r}: give a short one-line text (at most 80 characters)")
@@ -135,7 +136,7 @@ def _exit_status(outcome: Any, console: Any) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bench import terminal
+    from bench.report import terminal
 
     console = terminal.stdout_console()
     console.print(terminal.list_view(args.what, console.width))
@@ -143,9 +144,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from bench import terminal
-    from bench.fingerprint import environment
-    from bench.results import clean_for_json
+    from bench.report import terminal
+    from bench.run.fingerprint import environment
+    from bench.store.results import clean_for_json
 
     info, device, tried = environment()
     if args.json:
@@ -158,7 +159,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def _read(specs: list[str], default_root: bool = False, machine_format: bool = False, loader: Any = None) -> Any:
     """The runs asked for (./results when none and default_root), after one line saying what was read (on
     stdout, its first line; on stderr where stdout is csv/markdown) and a warning per run skipped."""
-    from bench.runs import read_runs
+    from bench.store.runs import read_runs
 
     exclude: tuple[Path, ...] = ()
     if not specs and default_root:
@@ -177,9 +178,9 @@ def _read(specs: list[str], default_root: bool = False, machine_format: bool = F
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench import terminal
-    from bench.compare import compare_table, fingerprint_differences
-    from bench.textformat import format_table, long_form
+    from bench.analysis.compare import compare_table, fingerprint_differences
+    from bench.report import terminal
+    from bench.report.textformat import format_table, long_form
 
     runs = _read(args.runs, machine_format=args.format != "table").runs
     if len(runs) == 1 and len(args.runs) > 1:
@@ -199,15 +200,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(format_table(table, args.format, header))
     if args.plot:
-        from bench.plots import plot_compare
+        from bench.report.plots import plot_compare
 
         plot_compare(table, runs, args.plot)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench import terminal
-    from bench.gate import gate
+    from bench.analysis.gate import gate
+    from bench.report import terminal
 
     metrics = [m.strip() for m in args.metric.split(",")] if args.metric else None
     result = gate(args.baseline, args.run, args.tolerance, args.alpha, metrics, args.history,
@@ -223,9 +224,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench import terminal
-    from bench.textformat import format_table
-    from bench.verify import verdict_rows, verify
+    from bench.analysis.verify import verdict_rows, verify
+    from bench.report import terminal
+    from bench.report.textformat import format_table
 
     # one group per root or run given: the claimed system first
     loaded = _read(args.runs, default_root=True, machine_format=args.format != "table")
@@ -238,7 +239,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.htmlreport import render
+    from bench.report.htmlreport import render
 
     out = writable_output(args.output)
     loaded = _read(args.runs, default_root=True)
@@ -251,8 +252,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from bench import terminal
-    from bench.history import failing, history, ordering, read_record, trend_page
+    from bench.analysis.history import failing, history, ordering, read_record, trend_page
+    from bench.report import terminal
 
     out = writable_output(args.output) if args.output else None  # said before the work, not after it
     runs = _read(args.runs, default_root=True, loader=read_record).runs

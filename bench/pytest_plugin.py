@@ -19,8 +19,8 @@ import pytest
 
 
 def _first_case(workload: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
-    from bench.errors import BadInput
-    from bench.planning import one_case
+    from bench.core.errors import BadInput
+    from bench.run.planning import one_case
 
     try:
         return one_case(workload, overrides)
@@ -31,13 +31,13 @@ def _first_case(workload: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any
 @pytest.fixture
 def claimbench_case(benchmark: Any) -> Callable[..., dict[str, Any]]:
     """Run one claimbench case under pytest-benchmark; returns its metrics (also in extra_info)."""
-    from bench import devices as dev
+    from bench.core.metrics import calculate_metrics
     from bench.engines import get_engine, load_options
-    from bench.fingerprint import fingerprint
-    from bench.metrics import calculate_metrics
-    from bench.models import resolve_model
-    from bench.prompts import random_prompts
+    from bench.hardware import devices as dev
+    from bench.run.fingerprint import fingerprint
     from bench.scenarios import Loaded
+    from bench.spec.models import resolve_model
+    from bench.spec.prompts import random_prompts
     from bench.telemetry.base import NoTelemetry
 
     engines: list[Any] = []

@@ -27,7 +27,7 @@ def auto_bytes_per_element() -> int:
     the machine CI runs on changes from one run to the next (AMD EPYC without, Intel Xeon with AMX)."""
     import torch
 
-    from bench.devices import pick_dtype, resolve_device
+    from bench.hardware.devices import pick_dtype, resolve_device
 
     return torch.finfo(pick_dtype("auto", resolve_device("cpu"))[0]).bits // 8
 
@@ -59,7 +59,7 @@ def out_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def virtual_clock():
     """Tests that run the simulated engine in-process: the harness clock is real again afterwards."""
-    from bench import clock
+    from bench.core import clock
 
     yield clock
     clock.use_real()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import clock
+from bench.core import clock
 
 
 class FakeCard:

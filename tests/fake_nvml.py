@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import types
 
-from bench import clock
+from bench.core import clock
 
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2

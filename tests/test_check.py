@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import judge
+from bench.analysis.stats import judge
 from tests.conftest import run_bench
 
 SIM = ["--engine", "simulated", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1,4",
@@ -184,9 +184,9 @@ def _quant_run(tmp_path, name: str, decode: dict[str, float], quant_column: bool
 def test_cases_that_differ_only_in_a_parameter_are_never_pooled(tmp_path):
     """quant none and int4 share model, dtype, batch and lengths: a 20% slowdown of the bf16 case is a
     regression of that case, not hidden in a baseline pooled with the int4 one (whose median is far lower)."""
-    from bench.compare import compare_table
-    from bench.gate import check
-    from bench.runs import load_run
+    from bench.analysis.compare import compare_table
+    from bench.analysis.gate import check
+    from bench.store.runs import load_run
 
     before = load_run(_quant_run(tmp_path, "before", {"none": 10.0, "int4": 3.0}))
     after = load_run(_quant_run(tmp_path, "after", {"none": 8.0, "int4": 3.0}))
@@ -209,8 +209,8 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
     only the reusing case of a pair has a ttft_speedup."""
     import json
 
-    from bench.caseid import param_text
-    from bench.runs import load_run, with_case_params
+    from bench.core.caseid import param_text
+    from bench.store.runs import load_run, with_case_params
 
     run = tmp_path / "20260101T000000Z-h-prefix-reuse"
     run.mkdir()
@@ -228,8 +228,8 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
         ["true", "true", "8192", "3", "int4", ""]
     assert param_text(1048576.0) != param_text(1048580)  # every digit counts: two contexts, two cases
     # So kv-reuse (prefix_len >= 1024) is answered by it, as by a run that wrote the columns.
-    from bench.claims import load_claims
-    from bench.verify import verify_claim
+    from bench.analysis.claims import load_claims
+    from bench.analysis.verify import verify_claim
 
     (kv_reuse,) = [c for c in load_claims() if c.id == "kv-reuse"]
     verdict = verify_claim(kv_reuse, [loaded])
@@ -237,8 +237,8 @@ def test_an_older_prefix_reuse_run_takes_its_prefix_from_run_json(tmp_path):
 
 
 def test_one_card_and_two_cards_are_different_cases(tmp_path):
-    from bench.compare import compare_table
-    from bench.runs import load_run
+    from bench.analysis.compare import compare_table
+    from bench.store.runs import load_run
 
     runs = []
     for name in ("a", "bb"):
@@ -254,7 +254,7 @@ def test_one_card_and_two_cards_are_different_cases(tmp_path):
 def test_tok_s_per_user_is_judged_on_its_repetitions(sim_run, tmp_path):
     """decode_tok_s_per_user has no samples.csv column of its own: its repetitions are decode tok/s's, in
     proportion (as verify's intervals take them), so it is judged like every other figure, never 'reps 0/0'."""
-    from bench.gate import gate
+    from bench.analysis.gate import gate
 
     result = gate([str(sim_run)], str(slowed(sim_run, tmp_path / "slow", 0.5)), [], 0.01, None, 1, False)
     per_user = [f for f in result.findings if f.metric == "decode_tok_s_per_user"]

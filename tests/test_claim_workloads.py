@@ -5,9 +5,15 @@ import math
 import pandas as pd
 import pytest
 
-from bench.metrics import batch_repetition, decode_slices, goodput_fraction
-from bench.models import resolve_model
-from bench.roofline import datasheet_peak, decode_bound_tok_s, decode_bytes_per_step, mbu, prefill_flops
+from bench.core.metrics import batch_repetition, decode_slices, goodput_fraction
+from bench.hardware.roofline import (
+    datasheet_peak,
+    decode_bound_tok_s,
+    decode_bytes_per_step,
+    mbu,
+    prefill_flops,
+)
+from bench.spec.models import resolve_model
 from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
@@ -124,7 +130,7 @@ def test_memory_prediction_matches_the_h200_measurement():
     """llama-3.1-8b, batch 1, 131056 + 16 tokens on an H200 (results/reference/NVIDIA-H200): torch's peak
     was 48.91 GB with 16.06 GB of weights, so the case added 32.85 GB. Counting a (query x key) fp32 score
     matrix that SDPA never builds predicted 2.2 TB and a maximum context of a few thousand tokens."""
-    from bench.roofline import predicted_extra_bytes
+    from bench.hardware.roofline import predicted_extra_bytes
 
     shape = resolve_model("llama-3.1-8b").shape
     fused = predicted_extra_bytes(shape, 2, 1, 131056, 16, materialized_scores=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.claims import load_claims
-from bench.runs import Run
-from bench.verify import verify_claim
+from bench.analysis.claims import load_claims
+from bench.analysis.verify import verify_claim
+from bench.store.runs import Run
 from tests.conftest import run_bench
 
 CLAIMS = {c.id: c for c in load_claims()}
@@ -240,7 +240,7 @@ def test_a_verdict_says_when_its_case_warned():
 
 def test_the_report_opens_with_the_verdicts_when_a_claim_is_measured():
     """A measured claim: the colour-coded verdict table, one row per claim, comes before any plot."""
-    from bench.htmlreport import render
+    from bench.report.htmlreport import render
 
     run = make_run("membw", [{"model": "none", "bandwidth_gb_s": 3000.0, "device_name": "NVIDIA H100"}])
     text = render([run])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
+from bench.core.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
 from tests.conftest import FAST, ROOT, run_bench, single_run_dir
 
 # results.csv's contract, copied from DESIGN.md (written out, so a schema change cannot move it silently).
@@ -189,7 +189,7 @@ def test_model_directory_with_real_weights(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bench.models import resolve_model
+    from bench.spec.models import resolve_model
 
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(resolve_model("tiny").config).save_pretrained(tmp_path / "m")
@@ -261,7 +261,7 @@ def test_a_hub_id_resolves_through_the_local_cache_offline(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bench.models import resolve_model
+    from bench.spec.models import resolve_model
 
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(resolve_model("tiny").config).save_pretrained(tmp_path / "m")

@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from bench.claims import load_claims
-from bench.compare import compare_table
-from bench.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
-from bench.runs import load_run
+from bench.analysis.claims import load_claims
+from bench.analysis.compare import compare_table
+from bench.analysis.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
+from bench.store.runs import load_run
 from tests.conftest import ROOT, headless_chromium, run_bench
 
 
@@ -193,7 +193,7 @@ def test_compare_bad_metric_and_unwritable_plot(two_runs, tmp_path):
 
 def test_old_full_width_and_new_sparse_results_read_alike(two_runs, tmp_path):
     """Runs written before results.csv went sparse have every column; readers take both kinds side by side."""
-    from bench.schema import RESULT_COLUMN_NAMES
+    from bench.core.schema import RESULT_COLUMN_NAMES
 
     new = two_runs[0]
     old = tmp_path / "20200101T000000Z-old-quick"
@@ -210,7 +210,7 @@ def test_old_full_width_and_new_sparse_results_read_alike(two_runs, tmp_path):
 
 
 def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
-    from bench.textformat import num
+    from bench.report.textformat import num
 
     assert num(131056.0) == "131056" and num(135915.3) == "135915" and num(999.6, 3) == "1000"
     assert num(0.6252) == "0.6252" and num(8.5374) == "8.537" and num(float("nan")) == "" and num(None) == ""
@@ -218,7 +218,7 @@ def test_figures_for_people_never_use_an_exponent_for_whole_numbers():
 
 def test_a_case_is_named_by_what_it_has():
     """No 'bs=nan' for a microbenchmark; the parameters that set a case apart are named."""
-    from bench.caseid import case_label
+    from bench.core.caseid import case_label
 
     membw = pd.Series({"workload": "membw", "model": "none", "dtype": "float32", "batch_size": float("nan"),
                        "size_mb": 256.0, "bandwidth_gb_s [0]": 24.3})
@@ -237,7 +237,7 @@ def test_a_case_is_named_by_what_it_has():
 def test_pareto_points_per_user_against_per_device():
     """Per-user tok/s against per-device tok/s, sorted by the first; a point another beats on both is not
     Pareto-optimal; a row on two cards counts half its throughput per device; failed rows are no point."""
-    from bench.pareto import pareto_points
+    from bench.analysis.pareto import pareto_points
 
     rows = pd.DataFrame({"status": ["ok", "ok", "ok", "ok", "error"], "case": [0, 1, 2, 3, 4],
                          "decode_tok_s_per_user": [100.0, 80.0, 50.0, 40.0, 10.0],
@@ -252,8 +252,8 @@ def test_pareto_points_per_user_against_per_device():
 def test_report_and_compare_plot_draw_the_pareto_curve(tmp_path):
     """Two load sweeps (the simulated engine at batch 1, 4 and 16): the report has the Pareto figure, and
     `bench compare --plot` draws it too."""
-    from bench.htmlreport import render
-    from bench.runs import load_runs
+    from bench.report.htmlreport import render
+    from bench.store.runs import load_runs
 
     for i in range(2):
         proc = run_bench("run", "--engine", "simulated", "--set", "batch_size=1,4,16", "--set", "min_reps=2",

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from bench.devices import resolve_device
+from bench.core.errors import BadInput
 from bench.engines import get_engine
 from bench.engines.base import LoadOptions
-from bench.errors import BadInput
-from bench.models import resolve_model
-from bench.prompts import random_prompts, special_token_ids
+from bench.hardware.devices import resolve_device
+from bench.spec.models import resolve_model
+from bench.spec.prompts import random_prompts, special_token_ids
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,8 @@ def test_quantized_weights_change_the_bytes_and_the_roofline(tmp_path):
     pytest.importorskip("torchao")
     import pandas as pd
 
-    from bench.models import resolve_model
-    from bench.roofline import decode_bytes_per_step
+    from bench.hardware.roofline import decode_bytes_per_step
+    from bench.spec.models import resolve_model
     from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
     proc = run_bench("run", "--set", "quant=none,int8,int4", "--set", "batch_size=1", "--set", "output_len=8",
@@ -122,12 +122,12 @@ def test_quantization_without_torchao_is_bad_input(tmp_path):
 def test_a_workload_that_lists_quantizations_runs_without_torchao_as_skipped_rows(monkeypatch):
     """Only a --set asks for quantization outright; a workload file's list (edge's) without torchao gives
     skipped rows that say how to install it, and the bf16 case still runs (the real engine, tiny model)."""
-    from bench import quant
-    from bench.runner import Runner
+    from bench.engines import quant
+    from bench.run.runner import Runner
     from bench.scenarios import scenario_for
+    from bench.spec.workload import apply_overrides, load_workload
     from bench.telemetry.base import NoTelemetry
     from bench.telemetry.sampler import Sampler
-    from bench.workload import apply_overrides, load_workload
 
     def no_torchao():
         raise ImportError("No module named 'torchao'")
@@ -175,8 +175,8 @@ def test_every_decode_path_gives_generates_greedy_tokens(model, decode):
 
 
 def test_auto_is_captured_on_accelerators_and_loop_on_a_cpu():
-    from bench.devices import Device
     from bench.engines.transformers_engine import resolve_path
+    from bench.hardware.devices import Device
 
     cpu, gpu = resolve_device("cpu"), Device(torch.device("cuda:0"), "stand-in card", 1)
     assert resolve_path("auto", False, cpu) == "loop" and resolve_path("auto", False, gpu) == "captured"

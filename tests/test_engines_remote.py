@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.devices import resolve_device
-from bench.runner import Runner
+from bench.hardware.devices import resolve_device
+from bench.run.runner import Runner
+from bench.spec.workload import apply_overrides, expand, load_workload
 from bench.telemetry.base import NoTelemetry
 from bench.telemetry.sampler import Sampler
-from bench.workload import apply_overrides, expand, load_workload
 from tests.conftest import FAST, run_bench, single_run_dir
 from tests.stub_openai_server import StubServer
 
@@ -101,7 +101,7 @@ def test_a_load_sweep_finds_the_largest_load_meeting_the_slo_and_stops_past_it()
     assert "sweep stopped: load 40 already broke the SLO by more than 1.5x (ttft_ms_p99" in rows[2]["detail"]
     assert [r["tags"] for r in rows] == ["rate=20", "rate=40", "rate=80"]
     # The rate is the case's identity, skipped rows' too: three cases to compare, each named by its rate.
-    from bench.caseid import case_label
+    from bench.core.caseid import case_label
 
     assert [r["request_rate"] for r in rows] == [20.0, 40.0, 80.0]
     assert [case_label(r, workload=False).split()[-1] for r in rows] == ["rate=20/s", "rate=40/s", "rate=80/s"]
@@ -125,8 +125,8 @@ def test_each_load_of_a_sweep_is_sent_at_its_own_rate():
 def test_a_client_that_falls_behind_says_its_figures_measure_itself():
     """The pure check on timings: sends 40 ms late against a 20/s schedule, or a rate below the scheduled one,
     or a busy process, give a client-bound warning; sends on time give none."""
-    from bench.metrics import Repetition, RequestTiming
-    from bench.runner import client_bound
+    from bench.core.metrics import Repetition, RequestTiming
+    from bench.run.runner import client_bound
 
     def rep(lateness_s: float, spacing: float = 0.05) -> Repetition:
         return Repetition(tuple(RequestTiming(i * spacing + lateness_s * (i > 0), (i * spacing + 1.0,), 8,
@@ -192,7 +192,7 @@ TRACE = Path(__file__).resolve().parent.parent / "workloads" / "traces" / "mini-
 def test_a_trace_is_replayed_with_its_arrivals_lengths_and_shared_prefixes():
     """The shipped Mooncake-format trace, four times faster: every request with its own lengths, sent at its
     time (the client reports how well it kept to them), prompts that share hash ids share those blocks."""
-    from bench.trace import BLOCK_TOKENS, prompt_ids, requests
+    from bench.spec.trace import BLOCK_TOKENS, prompt_ids, requests
 
     reqs = list(requests(TRACE, speed=4.0))
     assert len(reqs) == 48 and reqs[0].at_s == 0 and reqs[-1].at_s == pytest.approx((4116 - 32) / 4000)
@@ -230,7 +230,7 @@ def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, lines, message):
 def test_a_million_line_trace_is_checked_streaming_in_constant_memory(tmp_path):
     import tracemalloc
 
-    from bench.trace import check_trace, requests
+    from bench.spec.trace import check_trace, requests
 
     trace = tmp_path / "big.jsonl"
     line = '{"timestamp": %d, "input_length": 8, "output_length": 4, "hash_ids": [1]}\n'

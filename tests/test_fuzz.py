@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from bench.cli import main
-from bench.workload import PARAMS
+from bench.spec.workload import PARAMS
 from tests.conftest import ROOT, run_bench
 
 VALUES = ["nan", "inf", "-inf", "-1", "0", "1e400", "99999999999999999999999", "", " ", "[1,", "[]", "true",

@@ -166,11 +166,11 @@ def test_device_event_timestamps_agree_with_the_window(decode):
     the tokens to the host: 1.4 ms on an H200, 1.2% of a fast call.)"""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from bench.devices import resolve_device
     from bench.engines import get_engine
     from bench.engines.base import LoadOptions
-    from bench.models import resolve_model
-    from bench.prompts import random_prompts
+    from bench.hardware.devices import resolve_device
+    from bench.spec.models import resolve_model
+    from bench.spec.prompts import random_prompts
 
     device = resolve_device("cuda")
     spec = resolve_model("qwen2.5-0.5b")
@@ -193,11 +193,11 @@ def test_captured_decode_on_the_card_decodes_what_the_eager_loop_decodes():
     its replay, or a stale cache pointer, would change them (float32, so the two paths' arithmetic agrees)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from bench.devices import resolve_device
     from bench.engines import get_engine
     from bench.engines.base import LoadOptions
-    from bench.models import resolve_model
-    from bench.prompts import random_prompts
+    from bench.hardware.devices import resolve_device
+    from bench.spec.models import resolve_model
+    from bench.spec.prompts import random_prompts
 
     device = resolve_device("cuda")
     spec = resolve_model("tiny")
@@ -247,10 +247,10 @@ def test_tensor_parallel_over_two_cards_decodes_what_one_card_decodes(tmp_path):
     one card from the same float32 checkpoint, each rank's card in the row, and the roofline over both cards."""
     from transformers import AutoModelForCausalLM
 
-    from bench.devices import resolve_device
     from bench.engines import get_engine, load_options
-    from bench.models import resolve_model
-    from bench.workload import PARAMS
+    from bench.hardware.devices import resolve_device
+    from bench.spec.models import resolve_model
+    from bench.spec.workload import PARAMS
 
     if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA cards")

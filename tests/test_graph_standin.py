@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.devices import Device, resolve_device
 from bench.engines import decode_loop, get_engine, graph_standin
 from bench.engines.base import LoadOptions
-from bench.models import resolve_model
-from bench.prompts import random_prompts
+from bench.hardware.devices import Device, resolve_device
+from bench.spec.models import resolve_model
+from bench.spec.prompts import random_prompts
 from tests.conftest import FAST, run_bench, single_run_dir
 from tests.fake_card import FakeCard
 
@@ -108,7 +108,7 @@ def test_tensor_parallel_ranks_capture_on_the_stand_in(standin, tmp_path):
     ids = torch.randint(3, 10000, (2, 12), generator=torch.Generator().manual_seed(1))
     expected = _reference_tokens(spec, ids, 8)
     from bench.engines import load_options
-    from bench.workload import PARAMS
+    from bench.spec.workload import PARAMS
 
     params = {k: p.default for k, p in PARAMS.items()}
     params.update(engine="transformers", dtype="float32", decode="captured", cards="2", placement="tp")

@@ -124,8 +124,8 @@ def test_an_empty_workload_file_is_exit_2(capsys, tmp_path, body):
 @pytest.mark.parametrize("bandwidth", ["abc", "inf", "0", "-5", "nan"])
 def test_a_corrupt_ceiling_in_the_results_root_is_ignored(tmp_path, bandwidth):
     """A membw row that is not a finite positive bandwidth never becomes the roofline, and never crashes a run."""
-    from bench.ceilings import latest_ceiling
-    from bench.devices import resolve_device
+    from bench.hardware.ceilings import latest_ceiling
+    from bench.hardware.devices import resolve_device
 
     bad = tmp_path / "20200101T000000Z-host-membw"
     bad.mkdir()
@@ -167,8 +167,8 @@ def test_a_missing_ceiling_is_probed_once_per_machine(tmp_path):
 @pytest.mark.parametrize("change", ['figure = "fast"', "figure = nan", "figure = -1", "tolerance = inf",
                                     "conditions = 5", 'metric = ""', "id = 3"])
 def test_a_claims_file_with_wrong_types_is_bad_input(tmp_path, change):
-    from bench.claims import load_claims
-    from bench.errors import BadInput
+    from bench.analysis.claims import load_claims
+    from bench.core.errors import BadInput
 
     key = change.split(" = ")[0]
     good = {"id": '"c"', "source": '"s"', "assertion": '"a"', "figure": "1.0", "unit": '"x"', "metric": '"mbu"',
@@ -196,7 +196,7 @@ def test_settings_a_cpu_cannot_honour_are_one_line_not_ignored(capsys, sets, sai
 
 def test_the_plan_counts_one_compilation_per_thread_count(capsys):
     """torch.compile's guards hold the thread count: threads=1,2 compiles each shape twice, as the run does."""
-    from bench.noise import own_cores
+    from bench.core.noise import own_cores
 
     threads = "1,2" if own_cores() >= 2 else "1"
     assert main(["run", "--dry-run", "--set", f"threads={threads}", "--set", "decode=captured"]) == 0

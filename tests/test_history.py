@@ -113,23 +113,23 @@ def test_check_says_machine_drift_when_the_canary_moved_as_much(tmp_path):
 
 def test_history_reads_what_the_full_reader_reads(tmp_path):
     """The light reader (read_record) and load_run agree on a real run: case labels, values, repetitions."""
-    from bench.compare import case_rows
-    from bench.history import read_record
-    from bench.runs import load_run
-    from bench.stats import case_values
+    from bench.analysis.compare import case_rows
+    from bench.analysis.history import read_record
+    from bench.analysis.stats import case_values
+    from bench.store.runs import load_run
 
     root = _history(tmp_path, [1.0])
     (run_dir,) = list(root.iterdir())
     record, run = read_record(run_dir), load_run(run_dir)
     rows = case_rows(run)
-    from bench.caseid import case_label
+    from bench.core.caseid import case_label
 
     assert [case_label(r) for r in record.rows] == [case_label(r) for _, r in rows.iterrows()]
     assert [r["decode_tok_s"] for r in record.rows] == pytest.approx(list(rows["decode_tok_s"]))
     case = rows["case"].iloc[0]
     assert record.samples[str(case)]["decode_tok_s"] == pytest.approx(list(case_values(run, case, "decode_tok_s")))
     (run_dir / "samples.csv").write_text((run_dir / "samples.csv").read_text().replace(",", ",inf,", 1))
-    from bench.errors import BadInput
+    from bench.core.errors import BadInput
 
     with pytest.raises(BadInput):
         read_record(run_dir)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench.metrics import (
+from bench.core.metrics import (
     Repetition,
     RequestTiming,
     batch_repetition,

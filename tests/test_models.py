@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.errors import BadInput
-from bench.models import bundled_models, resolve_model
+from bench.core.errors import BadInput
+from bench.spec.models import bundled_models, resolve_model
 
 # Published parameter counts (model cards), to 1%.
 PUBLISHED = {

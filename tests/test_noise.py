@@ -7,8 +7,16 @@ import types
 
 import pytest
 
-from bench.noise import ADVICE, GATE_REPS, NoiseWarning, kinds_text, modified_z_scores, summary, warnings_for
-from bench.runs import legacy_warning_kinds
+from bench.core.noise import (
+    ADVICE,
+    GATE_REPS,
+    NoiseWarning,
+    kinds_text,
+    modified_z_scores,
+    summary,
+    warnings_for,
+)
+from bench.store.runs import legacy_warning_kinds
 
 QUIET = {"decode_tok_s_cv": 0.01, "repetitions": 10, "throttled": ""}
 
@@ -75,7 +83,7 @@ def test_a_warning_marks_its_row_and_a_note_does_not():
     """A doubt about a figure (high-cv) marks the status cell; few-reps, on every default CPU run, is a note."""
     from rich.console import Console
 
-    from bench.terminal import print_details, results_table
+    from bench.report.terminal import print_details, results_table
 
     rows = [{"case": 0, "status": "ok", "decode_tok_s": 10.0, "detail": "warning few-reps: 3 repetitions",
              "warnings": "few-reps"},

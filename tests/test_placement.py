@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.devices import Device
+from bench.core.errors import BadInput
 from bench.engines import device_count
-from bench.errors import BadInput
-from bench.placement import card_count, check_tensor_parallel, layer_split_map, parse_cards
+from bench.hardware.devices import Device
+from bench.hardware.placement import card_count, check_tensor_parallel, layer_split_map, parse_cards
 from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
@@ -45,7 +45,7 @@ def test_device_count_counts_the_cards_a_case_names():
 def _meta_model(name: str = "tiny"):
     from transformers import AutoModelForCausalLM
 
-    from bench.models import resolve_model
+    from bench.spec.models import resolve_model
 
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(resolve_model(name).config)
@@ -81,7 +81,7 @@ class _FakeCuda:
 
 
 def test_the_cards_resolve_through_the_device_layer(monkeypatch):
-    from bench import placement as te
+    from bench.hardware import placement as te
 
     monkeypatch.setattr(te, "backend_module", lambda kind: _FakeCuda)
     monkeypatch.setattr(te, "resolve_device", lambda spec: Device(torch.device(spec), "Fake H100", int(80e9)))
@@ -124,7 +124,7 @@ def test_bad_card_settings_are_one_line_and_exit_2(tmp_path, sets, said):
 
 
 def test_tensor_parallel_ranks_on_a_cpu_are_a_count_no_larger_than_its_cores(monkeypatch):
-    from bench.placement import tensor_parallel_ranks
+    from bench.hardware.placement import tensor_parallel_ranks
 
     cpu = Device(torch.device("cpu"), "a CPU", 1 << 30)
     monkeypatch.setattr("os.cpu_count", lambda: 4)
@@ -139,7 +139,7 @@ def test_verify_gives_the_memory_of_a_card_and_of_the_whole_server():
     """iluvatar-memory is per card; the verdict also says what the machine holds in all (16 x 32 GB)."""
     from types import SimpleNamespace
 
-    from bench.verify import _memory_per_card
+    from bench.analysis.verify import _memory_per_card
 
     cards = [{"index": i, "memory_total_gb": 32.0} for i in range(16)]
     run = SimpleNamespace(name="r", device_name="Iluvatar MR-V100",
@@ -150,7 +150,7 @@ def test_verify_gives_the_memory_of_a_card_and_of_the_whole_server():
 
 def test_capacity_skips_the_larger_models_once_one_ran_out_of_memory():
     from bench.scenarios.capacity import CapacityScenario
-    from bench.workload import load_workload
+    from bench.spec.workload import load_workload
 
     scenario = CapacityScenario(load_workload("capacity"))
     cases = scenario.expand()  # the bundled models, smallest first
@@ -175,7 +175,7 @@ def test_the_capacity_workload_runs_what_fits_and_does_not_load_what_cannot(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     df = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
     assert list(df["status"]) == ["ok", "skipped"], df["detail"].tolist()
-    from bench.models import resolve_model
+    from bench.spec.models import resolve_model
 
     weights_gb = resolve_model("llama-2-70b").shape.params * auto_bytes_per_element() / 1e9
     assert f"weights alone are {weights_gb:.1f} GB" in df.loc[1, "detail"] and "not loaded" in df.loc[1, "detail"]
@@ -187,7 +187,7 @@ def test_the_capacity_workload_runs_what_fits_and_does_not_load_what_cannot(tmp_
 def test_the_roofline_probe_multiplies_in_the_dtype_a_case_gets(monkeypatch, tmp_path, flags, dtype):
     """A CPU without native bf16 runs cases in fp32; a bf16 probe there measured ~1% of what fp32 matmuls
     reach, and every fp32 prefill then had an MFU above 1."""
-    from bench import ceilings, devices, microbench
+    from bench.hardware import ceilings, devices, microbench
 
     monkeypatch.setenv("CLAIMBENCH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)

@@ -55,7 +55,7 @@ def test_save_compare_and_fail_on_a_slowdown(tmp_path):
     bench_file = tmp_path / "test_sim_benchmark.py"
     bench_file.write_text(SIMULATED)
     storage = f"--benchmark-storage=file://{tmp_path / 'store'}"
-    timer = "--benchmark-timer=bench.clock.now"
+    timer = "--benchmark-timer=bench.core.clock.now"
     saved = pytest_file(bench_file, "--benchmark-autosave", timer, storage, cwd=tmp_path)
     assert saved.returncode == 0, saved.stdout + saved.stderr
     (record,) = (tmp_path / "store").rglob("*.json")

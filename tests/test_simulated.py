@@ -72,14 +72,14 @@ def test_prefix_reuse_speedup_is_the_prefill_saved(tmp_path):
                                       "telemetry-overhead", "power", "membw", "matmul"])
 def test_every_column_a_scenario_writes_is_in_the_schema(workload, virtual_clock):
     """results.csv keeps only schema columns: a key a scenario adds without defining it would vanish silently."""
-    from bench.devices import resolve_device
-    from bench.results import format_cell
-    from bench.runner import Runner
+    from bench.core.schema import RESULT_COLUMN_NAMES, result_columns
+    from bench.hardware.devices import resolve_device
+    from bench.run.runner import Runner
     from bench.scenarios import scenario_for
-    from bench.schema import RESULT_COLUMN_NAMES, result_columns
+    from bench.spec.workload import apply_overrides, load_workload
+    from bench.store.results import format_cell
     from bench.telemetry.base import NoTelemetry
     from bench.telemetry.sampler import Sampler
-    from bench.workload import apply_overrides, load_workload
 
     w = apply_overrides(load_workload(workload), {"engine": ["simulated"], "model": ["tiny"], "min_seconds": 0,
                                                   "min_reps": 1, "size_mb": 8, "matmul_n": 64}, quick=True)
@@ -98,9 +98,9 @@ def test_run_json_keys_are_the_schema_ones(tmp_path):
     """A run.json key the schema does not define is refused when written; a wrong type is bad input when read."""
     import json
 
-    from bench.errors import BadInput
-    from bench.results import RunWriter, read_meta
-    from bench.schema import RUN_KEYS
+    from bench.core.errors import BadInput
+    from bench.core.schema import RUN_KEYS
+    from bench.store.results import RunWriter, read_meta
 
     writer = RunWriter(tmp_path, "w")
     with pytest.raises(ValueError, match="not_a_key"):
@@ -118,13 +118,13 @@ def test_run_json_keys_are_the_schema_ones(tmp_path):
 def test_past_the_roofline_is_a_bug_only_against_the_datasheet(physical, status, virtual_clock):
     """A bandwidth of 1 MB/s puts every decode above the bound: against a datasheet figure that is a
     measurement bug (error); against a figure this machine measured, the ceiling was measured low."""
-    from bench.ceilings import Ceiling
-    from bench.devices import resolve_device
-    from bench.runner import Runner
+    from bench.hardware.ceilings import Ceiling
+    from bench.hardware.devices import resolve_device
+    from bench.run.runner import Runner
     from bench.scenarios import scenario_for
+    from bench.spec.workload import apply_overrides, load_workload
     from bench.telemetry.base import NoTelemetry
     from bench.telemetry.sampler import Sampler
-    from bench.workload import apply_overrides, load_workload
 
     w = apply_overrides(load_workload("quick"), {"engine": ["simulated"], "batch_size": [1], "min_seconds": 0,
                                                  "min_reps": 2}, quick=True)

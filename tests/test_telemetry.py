@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from bench.devices import resolve_device
+from bench.hardware.devices import resolve_device
+from bench.spec.workload import apply_overrides, expand, load_workload
 from bench.telemetry.base import FIELDS
 from bench.telemetry.cpu import CpuBackend
 from bench.telemetry.nvml import NvmlBackend, decode_clock_event_reasons, throttling_reasons
 from bench.telemetry.probe import probe_backend
 from bench.telemetry.sampler import Sampler
-from bench.workload import apply_overrides, expand, load_workload
 from tests import fake_nvml
 
 
@@ -45,9 +45,9 @@ def test_nvml_backend_reads_every_card_and_says_what_it_cannot():
 def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
     """The runner's energy path with NVML-shaped telemetry on the simulated engine: known watts and a
     deterministic timeline give exact joules, whatever else the machine is doing."""
-    from bench import clock
+    from bench.core import clock
     from bench.engines.simulated import step_s
-    from bench.runner import Runner
+    from bench.run.runner import Runner
 
     monkeypatch.setattr(fake_nvml, "nvmlDeviceGetTotalEnergyConsumption",  # both cards with a counter
                         lambda h: int(fake_nvml.WATTS[h] * (clock.now() - fake_nvml.T0) * 1000))
@@ -84,9 +84,9 @@ def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
 def test_only_the_cards_a_case_ran_on_count(monkeypatch, virtual_clock):
     """On a machine with more cards than the case used, the others' energy is not the case's: torch names the
     case's cards by UUID, NVML's labels are found by the same UUIDs, and energy sums those cards only."""
-    from bench import devices
     from bench.engines.simulated import step_s
-    from bench.runner import Runner
+    from bench.hardware import devices
+    from bench.run.runner import Runner
 
     backend = NvmlBackend(fake_nvml)
     assert backend.labels_for(["fake-1"]) == ["gpu1"] and backend.labels_for(["GPU-fake-0", "fake-1"]) == \
@@ -212,7 +212,7 @@ def test_a_backend_is_one_registry_line(monkeypatch):
 
 
 def test_sampler_cost_pairs_trials_and_says_whether_it_is_noise():
-    from bench.sampler_cost import sampler_costs
+    from bench.analysis.sampler_cost import sampler_costs
 
     def row(tok_s, trial, on, bs=1, status="ok"):
         tags = ";".join(t for t in ("" if on else "telemetry=off", f"trial={trial}" if trial > 1 else "") if t)

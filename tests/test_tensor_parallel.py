@@ -14,11 +14,11 @@ import psutil
 import pytest
 import torch
 
-from bench.devices import resolve_device
 from bench.engines import get_engine, load_options
 from bench.engines.tensor_parallel import RankFailed
-from bench.models import resolve_model
-from bench.workload import PARAMS
+from bench.hardware.devices import resolve_device
+from bench.spec.models import resolve_model
+from bench.spec.workload import PARAMS
 from tests.conftest import FAST, run_bench, single_run_dir
 
 

@@ -62,8 +62,8 @@ def test_lists_and_plans_fit_80_columns(tmp_path):
     assert "distilled-fits-small" in run_bench("list", "workloads", env=NARROW).stdout
     # At 80 columns workloads and claims are lists wrapped at words: every word of every description whole,
     # in about half the lines the table took (159), and every model of a claim's conditions whole.
-    from bench.claims import load_claims
-    from bench.workload import available_workloads, load_workload
+    from bench.analysis.claims import load_claims
+    from bench.spec.workload import available_workloads, load_workload
 
     listed = run_bench("list", "workloads", env=NARROW).stdout
     words = set(listed.split())

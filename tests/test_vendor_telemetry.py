@@ -263,7 +263,7 @@ def test_end_to_end_on_a_stand_in_npu_server(smi_path, tmp_path):
 def test_devices_through_a_stand_in_torch_plugin(monkeypatch):
     """A vendor plugin registers its device type with torch: `--device npu:1` and `auto` find it, and
     synchronisation and memory go through its module."""
-    from bench import devices
+    from bench.hardware import devices
 
     calls = []
     fake = types.SimpleNamespace(
@@ -302,7 +302,7 @@ def test_devices_through_a_stand_in_torch_plugin(monkeypatch):
                                               ("NVIDIA H200", "nvidia"), ("Hygon DCU K100_AI", "hygon"),
                                               ("Kunlunxin P800", "kunlunxin")])
 def test_cards_that_present_as_cuda_are_told_apart(name, vendor):
-    from bench.devices import vendor_of
+    from bench.hardware.devices import vendor_of
 
     assert vendor_of("cuda", name) == vendor
 
@@ -419,8 +419,8 @@ def test_end_to_end_with_a_dump_mode_and_a_per_sample_tool(smi_path, tmp_path, t
 def test_the_articles_cards_have_datasheet_rows_and_unknown_figures_stay_empty(tmp_path):
     """A published figure is the card's roofline, with its source; a figure the vendor has not published is
     empty and says so, never a guess (so MBU is empty with the reason rather than against a made-up bound)."""
-    from bench.ceilings import latest_ceiling
-    from bench.roofline import datasheet_peak
+    from bench.hardware.ceilings import latest_ceiling
+    from bench.hardware.roofline import datasheet_peak
 
     s4000 = latest_ceiling(tmp_path, "MTT S4000")
     assert s4000.bandwidth == 768e9 and s4000.flops == 100e12 and s4000.bandwidth_physical
@@ -439,7 +439,7 @@ def test_the_articles_cards_have_datasheet_rows_and_unknown_figures_stay_empty(t
 def test_memory_through_torch_accelerator_where_the_plugin_module_has_none(monkeypatch):
     """A plugin whose module gives no memory calls (torch.gcu here): peak and free memory come from
     torch.accelerator (torch >= 2.9), which the plugin's device type registers with."""
-    from bench import devices
+    from bench.hardware import devices
 
     calls = []
     monkeypatch.setattr(torch, "gcu", types.SimpleNamespace(is_available=lambda: True, device_count=lambda: 1),

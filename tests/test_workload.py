@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BadInput
+from bench.core.errors import BadInput
 from bench.scenarios import scenario_for
-from bench.suite import load_suite
-from bench.workload import (
+from bench.spec.suite import load_suite
+from bench.spec.workload import (
     apply_overrides,
     available_workloads,
     context_lengths,
@@ -134,17 +134,17 @@ def test_long_context_lengths_follow_the_model():
 
 
 def test_every_identity_list_is_derived_from_the_parameter_declarations():
-    """A case parameter declared once (bench.params) is matched by compare and check, by verify's cross-machine
+    """A case parameter declared once (bench.core.params) is matched by compare and check, by verify's cross-machine
     claims, filled for older rows, and named in case labels when it is away from its default."""
     import pandas as pd
 
-    from bench.caseid import case_label
-    from bench.compare import CASE_KEYS
+    from bench.analysis.compare import CASE_KEYS
+    from bench.analysis.verify import RATIO_KEYS
+    from bench.core.caseid import case_label
+    from bench.core.params import CASE_PARAMS, CORE_PARAMS, IDENTITY
     from bench.engines import load_key
-    from bench.params import CASE_PARAMS, CORE_PARAMS, IDENTITY
-    from bench.runs import Run, with_case_params
-    from bench.verify import RATIO_KEYS
-    from bench.workload import PARAMS
+    from bench.spec.workload import PARAMS
+    from bench.store.runs import Run, with_case_params
 
     for name, p in IDENTITY.items():
         assert name in CASE_KEYS, name

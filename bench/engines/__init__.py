@@ -6,15 +6,15 @@ from typing import Any
 
 import torch
 
+from bench.core.params import LOAD_FIELDS
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.engines.registry import ENGINES, engine_class
-from bench.params import LOAD_FIELDS
 
 
 def load_key(params: dict[str, Any]) -> tuple:
     """Two cases with the same key run on the same loaded model: every parameter declared reload=True
     (the core ones and the case's engine's own)."""
-    from bench.workload import PARAMS
+    from bench.spec.workload import PARAMS
 
     return tuple(params[k] for k, p in PARAMS.items() if p.reload and p.engine in ("", params["engine"]))
 
@@ -28,15 +28,15 @@ def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: boo
 
 def own_options(params: dict[str, Any]) -> dict[str, Any]:
     """The case's engine's own declared options (request_rate, tensor_parallel_size, ...)."""
-    from bench.workload import PARAMS
+    from bench.spec.workload import PARAMS
 
     return {k: params[k] for k, p in PARAMS.items() if p.engine == params["engine"]}
 
 
 def device_count(params: dict[str, Any]) -> int:
     """Devices a case uses: the product of its engine's parallelism options (1 without any)."""
-    from bench.placement import card_count
-    from bench.workload import PARAMS
+    from bench.hardware.placement import card_count
+    from bench.spec.workload import PARAMS
 
     count = 1
     for k, p in PARAMS.items():

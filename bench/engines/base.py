@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.devices import Device
-from bench.metrics import Repetition
-from bench.models import ModelSpec
+from bench.core.metrics import Repetition
+from bench.hardware.devices import Device
+from bench.spec.models import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from bench import clock
-from bench.devices import Device, synchronize
+from bench.core import clock
 from bench.engines import graph_standin
+from bench.hardware.devices import Device, synchronize
 
 # torch.compile keeps a graph per shape it has seen; a sweep of batch sizes and lengths needs one each.
 COMPILE_CACHE_LIMIT = 64

@@ -21,14 +21,14 @@ from urllib.parse import urlparse
 
 import torch
 
-from bench import clock
-from bench.devices import Device
+from bench.core import clock
+from bench.core.errors import BadInput
+from bench.core.metrics import Repetition, RequestTiming
+from bench.core.params import Param
+from bench.core.secrets import ENV_NAME, redact
 from bench.engines.base import Engine, LoadOptions
-from bench.errors import BadInput
-from bench.metrics import Repetition, RequestTiming
-from bench.models import ModelSpec
-from bench.params import Param
-from bench.secrets import ENV_NAME, redact
+from bench.hardware.devices import Device
+from bench.spec.models import ModelSpec
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -148,8 +148,8 @@ class OpenAIEngine(Engine):
         if name != OPTIONS["api_key_env"].default and name not in os.environ:
             raise BadInput(f"api_key_env: the environment variable {name} is not set")
         if params.get("trace"):
-            from bench.models import resolve_model
-            from bench.trace import check_trace
+            from bench.spec.models import resolve_model
+            from bench.spec.trace import check_trace
 
             if params.get("api") == "chat":
                 raise BadInput("trace replay sends token ids: use the completions endpoint (api=completions)")
@@ -314,7 +314,7 @@ class OpenAIEngine(Engine):
     def _replay(self) -> Repetition:
         """The trace, request by request at its arrival times (streamed from the file, sent as they come due);
         each request's own lengths, its prompt built from its hash ids so shared prefixes are shared."""
-        from bench.trace import prompt_ids, requests
+        from bench.spec.trace import prompt_ids, requests
 
         now = clock.now()
         with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:

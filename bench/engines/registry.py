@@ -12,8 +12,8 @@ import dataclasses
 import importlib
 from typing import Any
 
-from bench.errors import BadInput
-from bench.params import Param
+from bench.core.errors import BadInput
+from bench.core.params import Param
 
 ENGINES: dict[str, str] = {
     "transformers": "bench.engines.transformers_engine:TransformersEngine",

@@ -3,7 +3,7 @@
 Like hyperfine's mock executor, it lets tests of the runner, the metrics, energy
 attribution, the long-context bisection, SLO goodput and prefix reuse assert exact
 numbers on a machine however busy. While it is loaded the harness clock is virtual
-(bench/clock.py): only this engine's generate calls move it, so every duration the
+(bench/core/clock.py): only this engine's generate calls move it, so every duration the
 harness measures is the model's.
 
 Timing model, in seconds: TTFT = 0.005 + 1e-5 * batch * prompt tokens computed
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from bench import clock
-from bench.devices import Device
+from bench.core import clock
+from bench.core.metrics import Repetition, batch_repetition
+from bench.core.params import Param
 from bench.engines.base import Engine, LoadOptions
-from bench.metrics import Repetition, batch_repetition
-from bench.models import ModelSpec
-from bench.params import Param
+from bench.hardware.devices import Device
+from bench.spec.models import ModelSpec
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from bench import clock
-from bench.devices import Device
-from bench.errors import first_line
+from bench.core import clock
+from bench.core.errors import first_line
+from bench.hardware.devices import Device
 
 LOAD_TIMEOUT_S = 900.0  # building or reading a large model's shards; a rank that takes longer is stuck
 POLL_S = 0.2
@@ -155,7 +155,7 @@ class TensorParallelGroup:
 
 
 def _own_cores() -> int:
-    from bench.noise import own_cores
+    from bench.core.noise import own_cores
 
     return own_cores()
 
@@ -189,9 +189,9 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
         import torch.distributed as dist
         from transformers.utils import logging as hf_logging
 
-        from bench import devices as dev
         from bench.engines.decode_loop import DecodeLoop, timed_call
-        from bench.quant import weight_bytes
+        from bench.engines.quant import weight_bytes
+        from bench.hardware import devices as dev
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

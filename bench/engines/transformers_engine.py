@@ -18,17 +18,22 @@ from typing import Any
 
 import torch
 
-from bench import clock
-from bench.devices import Device, free_memory_bytes, resolve_device, synchronize
+from bench.core import clock
+from bench.core.errors import BadInput
+from bench.core.metrics import Repetition, batch_repetition
+from bench.core.params import Param
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.decode_loop import DecodeLoop, timed_call
+from bench.engines.quant import quantize, storage_note, weight_bytes
 from bench.engines.tensor_parallel import TensorParallelGroup
-from bench.errors import BadInput
-from bench.metrics import Repetition, batch_repetition
-from bench.models import ModelSpec
-from bench.params import Param
-from bench.placement import PLACEMENTS, check_tensor_parallel_case, resolve_cards, tensor_parallel_ranks
-from bench.quant import quantize, storage_note, weight_bytes
+from bench.hardware.devices import Device, free_memory_bytes, resolve_device, synchronize
+from bench.hardware.placement import (
+    PLACEMENTS,
+    check_tensor_parallel_case,
+    resolve_cards,
+    tensor_parallel_ranks,
+)
+from bench.spec.models import ModelSpec
 
 # This engine's own workload keys: one model over several cards of this machine.
 OPTIONS: dict[str, Param] = {
@@ -161,7 +166,7 @@ class TransformersEngine(Engine):
         """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
         from transformers import AutoModelForCausalLM
 
-        from bench.placement import layer_split_map, place_random_weights
+        from bench.hardware.placement import layer_split_map, place_random_weights
 
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from bench import clock
-from bench.devices import Device, dtype_name
+from bench.core import clock
+from bench.core.metrics import Repetition, RequestTiming
+from bench.core.params import Param
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
-from bench.metrics import Repetition, RequestTiming
-from bench.models import ModelSpec
-from bench.params import Param
+from bench.hardware.devices import Device, dtype_name
+from bench.spec.models import ModelSpec
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -62,8 +62,8 @@ class VllmEngine(Engine):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Tensor parallelism must divide the model's attention heads (said before any work)."""
-        from bench.models import resolve_model
-        from bench.placement import check_tensor_parallel
+        from bench.hardware.placement import check_tensor_parallel
+        from bench.spec.models import resolve_model
 
         tp = int(params.get("tensor_parallel_size", 1))
         if tp > 1:

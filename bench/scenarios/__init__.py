@@ -8,7 +8,7 @@ from bench.scenarios.generate import GenerateScenario
 from bench.scenarios.long_context import LongContextScenario
 from bench.scenarios.micro import MatmulScenario, MembwScenario
 from bench.scenarios.prefix_reuse import PrefixReuseScenario
-from bench.workload import KINDS, Workload
+from bench.spec.workload import KINDS, Workload
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.kind: cls

@@ -14,15 +14,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.devices import Device
+from bench.core.errors import BadInput
+from bench.core.metrics import Repetition
+from bench.core.noise import NoiseWarning
+from bench.core.schema import MODEL_EXTRAS, ROW_EXTRAS
 from bench.engines import Engine, engine_class
-from bench.errors import BadInput
-from bench.metrics import Repetition
-from bench.models import ModelSpec
-from bench.noise import NoiseWarning
-from bench.schema import MODEL_EXTRAS, ROW_EXTRAS
+from bench.hardware.devices import Device
+from bench.spec.models import ModelSpec
+from bench.spec.workload import Case, Workload, expand
 from bench.telemetry.base import Reading
-from bench.workload import Case, Workload, expand
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Loaded:
 
     def usable_bytes(self) -> float:
         """What the model's cards could hold at most now, summed (the host's on a CPU)."""
-        from bench import devices as dev
+        from bench.hardware import devices as dev
 
         return sum(dev.usable_memory_bytes(c) for c in self.cards)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.scenarios.generate import GenerateScenario
-from bench.workload import Case
+from bench.spec.workload import Case
 
 
 class CapacityScenario(GenerateScenario):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.core.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
+from bench.core.schema import NAN
 from bench.engines import load_key
-from bench.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
-from bench.roofline import predicted_extra_bytes
+from bench.hardware.roofline import predicted_extra_bytes
 from bench.scenarios.base import Loaded, Scenario
-from bench.schema import NAN
-from bench.workload import Case
+from bench.spec.workload import Case
 
 GB = 1e9
 

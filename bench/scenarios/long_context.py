@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench.metrics import Repetition
-from bench.roofline import longest_fitting_input
+from bench.core.metrics import Repetition
+from bench.hardware.roofline import longest_fitting_input
 from bench.scenarios.base import CaseResult, Loaded, Measure
 from bench.scenarios.generate import GB, NAN, GenerateScenario
-from bench.workload import Case, context_lengths, expand
+from bench.spec.workload import Case, context_lengths, expand
 
 
 class LongContextScenario(GenerateScenario):

@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import devices as dev
-from bench.devices import Device
-from bench.metrics import percentile
-from bench.microbench import copy_bandwidth, matmul_flops
-from bench.roofline import datasheet_peak
+from bench.core.metrics import percentile
+from bench.core.schema import NAN, ROW_EXTRAS
+from bench.hardware import devices as dev
+from bench.hardware.devices import Device
+from bench.hardware.microbench import copy_bandwidth, matmul_flops
+from bench.hardware.roofline import datasheet_peak
 from bench.scenarios.base import Scenario
-from bench.schema import NAN, ROW_EXTRAS
-from bench.workload import Case
+from bench.spec.workload import Case
 
 OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
 

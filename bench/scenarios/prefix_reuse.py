@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from bench.errors import BadInput
-from bench.metrics import Repetition
-from bench.prompts import random_prompts
+from bench.core.errors import BadInput
+from bench.core.metrics import Repetition
 from bench.scenarios.base import Loaded
 from bench.scenarios.generate import GenerateScenario
-from bench.workload import Case
+from bench.spec.prompts import random_prompts
+from bench.spec.workload import Case
 
 
 class PrefixReuseScenario(GenerateScenario):

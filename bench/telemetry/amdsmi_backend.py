@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from bench import clock
+from bench.core import clock
 from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 

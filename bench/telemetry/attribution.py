@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from bench.metrics import Repetition
-from bench.schema import NAN
+from bench.core.metrics import Repetition
+from bench.core.schema import NAN
 from bench.telemetry.sampler import Sampler, summarise_windows
 
 ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",

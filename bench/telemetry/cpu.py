@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from bench import clock
+from bench.core import clock
 from bench.telemetry.base import FIELDS, Backend, Reading
 
 POWERCAP = Path("/sys/class/powercap")

@@ -15,7 +15,7 @@ import ctypes
 import os
 from typing import Any
 
-from bench import clock
+from bench.core import clock
 from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 LIBRARIES = ("libdcmi.so", "/usr/local/dcmi/libdcmi.so", "/usr/local/Ascend/driver/lib64/driver/libdcmi.so")

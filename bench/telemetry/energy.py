@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.schema import NAN
+from bench.core.schema import NAN
 
 Window = tuple[float, float]
 # Integrated power needs readings close together inside the windows: a longer gap (a tool that fell behind,

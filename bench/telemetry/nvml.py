@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from bench import clock
+from bench.core import clock
 from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading, throttling_reasons  # noqa: F401 (re-exported)
 
 # Clock-event ("throttle") reason bits, from nvml.h. GpuIdle, application clocks and

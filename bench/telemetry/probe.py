@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bench.errors import BadInput
+from bench.core.errors import BadInput
 from bench.telemetry.base import Backend, NoTelemetry, absent
 from bench.telemetry.registry import BACKENDS, ENV_BACKEND, backend_class
 
@@ -33,7 +33,7 @@ def probe_backend(device_type: str = "cuda") -> tuple[Backend, list[str]]:
 def accelerators_seen() -> list[dict]:
     """Every card a vendor's tool or library shows, whether or not torch can use it, with what its telemetry
     reads: so `bench env` shows a card before the first run (and what to install when torch cannot use it)."""
-    from bench.devices import ACCELERATORS, _available
+    from bench.hardware.devices import ACCELERATORS, _available
 
     seen = []
     usable = {kind for kind in ACCELERATORS if _safe(_available, kind)}

@@ -7,8 +7,8 @@ import threading
 import time
 from collections import defaultdict
 
-from bench import clock
-from bench.schema import NAN
+from bench.core import clock
+from bench.core.schema import NAN
 from bench.telemetry.base import Backend, Reading, throttling_reasons
 from bench.telemetry.energy import (
     MAX_POWER_GAP_S,

@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from typing import Any, ClassVar
 
-from bench import clock
+from bench.core import clock
 from bench.telemetry.base import FIELDS, Backend, NotPresent, Reading
 
 NOT_A_NUMBER = {"", "n/a", "na", "-", "--", "not supported", "unknown", "none"}

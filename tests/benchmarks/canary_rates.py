@@ -25,8 +25,8 @@ def one_run(root: Path) -> Path:
 
 
 def main() -> None:
-    from bench.gate import check
-    from bench.runs import load_run
+    from bench.analysis.gate import check
+    from bench.store.runs import load_run
 
     p = argparse.ArgumentParser()
     p.add_argument("--pairs", type=int, default=6)

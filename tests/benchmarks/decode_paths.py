@@ -70,7 +70,7 @@ def bench_path(model: str, path: str, batch: int, a: argparse.Namespace, out: Pa
 
 
 def plain_path(model: str, kind: str, batch: int, a: argparse.Namespace) -> dict:
-    from bench.models import resolve_model
+    from bench.spec.models import resolve_model
 
     config = resolve_model(model).path / "config.json"
     proc = subprocess.run([sys.executable, "-c", PLAIN, str(config), str(batch), str(a.input), str(a.output),

@@ -6,7 +6,7 @@ and whether the commit it names is the right one (the history's counterpart of g
 The noise is this machine's: the per-repetition decode tok/s of a real run (RUN_DIR, default: the newest
 throughput run under ./results, else a fresh `bench run --workload throughput --quick`), its relative spread
 resampled point by point; each point is the median of that many repetitions, as bench history takes it.
-Prints a table of rates for bench.history's defaults (MAX_PVALUE, MIN_MAGNITUDE).
+Prints a table of rates for bench.analysis.history's defaults (MAX_PVALUE, MIN_MAGNITUDE).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def series(rng: np.random.Generator, noise: np.ndarray, reps: int, levels: np.nd
 
 
 def main() -> None:
-    from bench.history import MAX_PVALUE, MIN_MAGNITUDE, Point, Series, detect
+    from bench.analysis.history import MAX_PVALUE, MIN_MAGNITUDE, Point, Series, detect
 
     p = argparse.ArgumentParser()
     p.add_argument("run", nargs="?", type=Path)

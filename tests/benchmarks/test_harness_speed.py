@@ -7,16 +7,16 @@ Gate: pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark
 
 import torch
 
-from bench.devices import resolve_device
+from bench.core.metrics import batch_repetition, calculate_metrics
 from bench.engines import get_engine
 from bench.engines.base import LoadOptions
-from bench.metrics import batch_repetition, calculate_metrics
-from bench.models import resolve_model
-from bench.prompts import random_prompts
-from bench.results import RunWriter
+from bench.hardware.devices import resolve_device
+from bench.spec.models import resolve_model
+from bench.spec.prompts import random_prompts
+from bench.spec.workload import apply_overrides, expand, load_workload
+from bench.store.results import RunWriter
 from bench.telemetry.base import Reading
 from bench.telemetry.sampler import summarise_windows
-from bench.workload import apply_overrides, expand, load_workload
 
 
 def _reps(n_reps=50, steps=256, batch=8):

@@ -1,0 +1,267 @@
+"""Pure functions from raw timings to metrics (MLPerf / vLLM definitions).
+
+No clocks, devices or files here: every function takes numbers and returns
+numbers, so each is tested on hand-computed values.
+
+Definitions (README, "Honest numbers"):
+- TTFT: request start to first output token.
+- TPOT per request: (E2E - TTFT) / (output tokens - 1).
+- ITL: gaps between consecutive tokens, pooled across requests.
+- prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT);
+  output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
+- Requests sent at scheduled times (Poisson arrivals, a trace) or one after another (the turns of a
+  session) do not share one prefill and one decode
+  window: their prefill and decode windows are the union of the requests' own (the time the server was
+  prefilling, or decoding, at least one of them), never the span from the first send to the last token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.core.schema import NAN
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """One request's timeline in seconds on one clock: start and the time each output token arrived."""
+
+    start: float
+    token_times: tuple[float, ...]
+    input_len: int
+    # How finely the times resolve the tokens: "token" (one timestamp each), "chunk" (several tokens
+    # shared an event: gaps between them are unknown) or "single" (all in one event: no decode timing).
+    resolution: str = "token"
+    # When the client meant to send it (a Poisson arrival's time), None when all were sent at once: the client
+    # checks itself against it (achieved rate, lateness of sends).
+    scheduled: float | None = None
+
+    @property
+    def output_len(self) -> int:
+        return len(self.token_times)
+
+    @property
+    def ttft(self) -> float:
+        return self.token_times[0] - self.start
+
+    @property
+    def e2e(self) -> float:
+        return self.token_times[-1] - self.start
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One measured repetition: the requests that ran together (a batch or a concurrent load)."""
+
+    requests: tuple[RequestTiming, ...]
+
+    @property
+    def start(self) -> float:
+        return min(r.start for r in self.requests)
+
+    @property
+    def first_token(self) -> float:
+        """End of the prefill window: the last request's first token (all prompts processed)."""
+        return max(r.token_times[0] for r in self.requests)
+
+    @property
+    def end(self) -> float:
+        return max(r.token_times[-1] for r in self.requests)
+
+
+def batch_repetition(start: float, step_times: Sequence[float], batch_size: int, input_len: int) -> Repetition:
+    """A batched generate call where every sequence gets its token at each step's time."""
+    req = RequestTiming(start, tuple(step_times), input_len)
+    return Repetition((req,) * batch_size)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """q-th percentile (linear interpolation, like numpy); NaN for no values."""
+    vals = [v for v in values if not math.isnan(v)]
+    return float(np.percentile(vals, q)) if vals else NAN
+
+
+def cv(values: Sequence[float]) -> float:
+    """Coefficient of variation (sample std / mean); NaN with fewer than two values."""
+    vals = [v for v in values if not math.isnan(v)]
+    if len(vals) < 2 or np.mean(vals) == 0:
+        return NAN
+    return float(np.std(vals, ddof=1) / np.mean(vals))
+
+
+def tpot(req: RequestTiming) -> float:
+    """Time per output token after the first, seconds; NaN for a single-token request, or one whose
+    tokens all arrived at once (nothing tells their times apart)."""
+    if req.output_len < 2 or req.resolution == "single":
+        return NAN
+    return (req.e2e - req.ttft) / (req.output_len - 1)
+
+
+def _itls(reqs: Sequence[RequestTiming]) -> list[float]:
+    """Inter-token gaps (s), from the requests whose every token has its own timestamp."""
+    return [float(g) for r in reqs if r.resolution == "token" for g in np.diff(r.token_times)]
+
+
+def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals (overlaps counted once)."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def repetition_metrics(rep: Repetition) -> dict[str, float]:
+    """Per-repetition figures (one samples.csv row)."""
+    reqs = rep.requests
+    input_tokens = sum(r.input_len for r in reqs)
+    output_tokens = sum(r.output_len for r in reqs)
+    decode_tokens = sum(max(r.output_len - 1, 0) for r in reqs)
+    prefill_s = rep.first_token - rep.start
+    e2e_s = rep.end - rep.start
+    decode_s = rep.end - rep.first_token
+    # Open-loop arrivals, or turns sent one after another: a request sent after another's first token shares no
+    # batch window with it, so each request's own windows count, once where they overlap.
+    if any(r.scheduled is not None for r in reqs) or max(r.start for r in reqs) > min(r.token_times[0] for r in reqs):
+        prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
+        decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
+    itls = _itls(reqs)
+    if any(r.resolution == "single" for r in reqs):
+        decode_s = NAN  # the decode window was never observed
+    return {
+        "ttft_ms": 1000 * float(np.median([r.ttft for r in reqs])),
+        "e2e_ms": 1000 * float(np.median([r.e2e for r in reqs])),
+        "tpot_ms": 1000 * float(np.median([tpot(r) for r in reqs])),
+        "prefill_tok_s": input_tokens / prefill_s if prefill_s > 0 else NAN,
+        "decode_tok_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else NAN,  # NaN > 0 is False
+        "output_tok_s": output_tokens / e2e_s if e2e_s > 0 else NAN,
+        "itl_ms_p50": 1000 * percentile(itls, 50),
+        "itl_ms_p99": 1000 * percentile(itls, 99),
+        "itl_ms_max": 1000 * max(itls) if itls else NAN,
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_tokens": float(decode_tokens),
+    }
+
+
+def calculate_metrics(reps: Sequence[Repetition]) -> dict[str, float]:
+    """Result-row latency and throughput metrics over all measured repetitions."""
+    if not reps:
+        raise ValueError("no repetitions to summarise")
+    per_rep = [repetition_metrics(r) for r in reps]
+    reqs = [q for r in reps for q in r.requests]
+    ttfts = [1000 * q.ttft for q in reqs]
+    e2es = [1000 * q.e2e for q in reqs]
+    tpots = [1000 * tpot(q) for q in reqs]
+    itls = [1000 * g for g in _itls(reqs)]
+    decode = [m["decode_tok_s"] for m in per_rep]
+    tpot_p50 = percentile(tpots, 50)
+    return {
+        "ttft_ms_p50": percentile(ttfts, 50),
+        "ttft_ms_p99": percentile(ttfts, 99),
+        "ttft_ms_mean": float(np.mean(ttfts)),
+        "tpot_ms_p50": tpot_p50,
+        "tpot_ms_p90": percentile(tpots, 90),
+        "tpot_ms_p99": percentile(tpots, 99),
+        "itl_ms_p50": percentile(itls, 50),
+        "itl_ms_p90": percentile(itls, 90),
+        "itl_ms_p99": percentile(itls, 99),
+        "e2e_ms_p50": percentile(e2es, 50),
+        "e2e_ms_p99": percentile(e2es, 99),
+        "prefill_tok_s": percentile([m["prefill_tok_s"] for m in per_rep], 50),
+        "decode_tok_s": percentile(decode, 50),
+        "decode_tok_s_per_user": 1000 / tpot_p50 if tpot_p50 and not math.isnan(tpot_p50) else NAN,
+        "output_tok_s": percentile([m["output_tok_s"] for m in per_rep], 50),
+        "decode_tok_s_cv": cv(decode),
+    }
+
+
+def send_schedule(reps: Sequence[Repetition]) -> dict[str, float]:
+    """Whether the client kept to its arrival schedule: the achieved request rate (requests after the first
+    over the span of their sends, median over repetitions) and the p99 lateness of sends (ms); NaN where the
+    requests had no schedule (all sent at once)."""
+    rates, planned, late = [], [], []
+    for rep in reps:
+        timed = [q for q in rep.requests if q.scheduled is not None]
+        late += [1000 * max(0.0, q.start - q.scheduled) for q in timed]
+        starts = sorted(q.start for q in timed)
+        plan = sorted(q.scheduled for q in timed if q.scheduled is not None)
+        if len(starts) > 1 and starts[-1] > starts[0] and plan[-1] > plan[0]:
+            rates.append((len(starts) - 1) / (starts[-1] - starts[0]))
+            planned.append((len(plan) - 1) / (plan[-1] - plan[0]))  # Poisson draws: not the nominal rate
+    return {"achieved_rate_rps": percentile(rates, 50) if rates else NAN,
+            "send_lateness_ms_p99": percentile(late, 99) if late else NAN,
+            "scheduled_rate_rps": percentile(planned, 50) if planned else NAN}
+
+
+def enough_repetitions(done: int, elapsed_s: float, min_reps: int, min_seconds: float,
+                       max_reps: int, max_seconds: float) -> bool:
+    """Stop once both minimums are met, or a maximum is hit after the minimum count."""
+    if done >= max_reps:
+        return True
+    if done < min_reps:
+        return False
+    return elapsed_s >= min_seconds or elapsed_s >= max_seconds
+
+
+def request_meets_slos(req: RequestTiming, slo_tpot_ms: float, slo_ttft_ms: float, slo_itl_ms: float) -> bool:
+    """Whether one request met every SLO that is set (a 0 SLO is not set)."""
+    if slo_tpot_ms > 0 and not (1000 * tpot(req) <= slo_tpot_ms):
+        return False
+    if slo_ttft_ms > 0 and not (1000 * req.ttft <= slo_ttft_ms):
+        return False
+    return not (slo_itl_ms > 0 and req.output_len > 1 and 1000 * float(np.max(np.diff(req.token_times))) > slo_itl_ms)
+
+
+def goodput_fraction(reps: Sequence[Repetition], slo_tpot_ms: float, slo_ttft_ms: float,
+                     slo_itl_ms: float) -> float:
+    """Share of requests (over all repetitions) that met every SLO; NaN when no SLO is set."""
+    if not (slo_tpot_ms > 0 or slo_ttft_ms > 0 or slo_itl_ms > 0):
+        return NAN
+    reqs = [q for r in reps for q in r.requests]
+    return sum(request_meets_slos(q, slo_tpot_ms, slo_ttft_ms, slo_itl_ms) for q in reqs) / len(reqs)
+
+
+def decode_slices(reps: Sequence[Repetition], slice_tokens: int) -> list[float]:
+    """Decode tok/s in successive slices of slice_tokens output tokens (median over repetitions).
+
+    Slice k spans the gaps from token k*S to token (k+1)*S (the last slice may be
+    shorter); the rate sums the requests that ran together.
+    """
+    if slice_tokens < 1:
+        return []
+    per_rep: list[list[float]] = []
+    for rep in reps:
+        n = min(r.output_len for r in rep.requests)
+        rates = []
+        for lo in range(0, n - 1, slice_tokens):
+            hi = min(lo + slice_tokens, n - 1)
+            t0 = min(r.token_times[lo] for r in rep.requests)
+            t1 = max(r.token_times[hi] for r in rep.requests)
+            rates.append(len(rep.requests) * (hi - lo) / (t1 - t0) if t1 > t0 else NAN)
+        per_rep.append(rates)
+    return [percentile([rates[k] for rates in per_rep], 50) for k in range(len(per_rep[0]))] if per_rep else []
+
+
+SAMPLE_METRICS = ("ttft_ms", "e2e_ms", "tpot_ms", "prefill_tok_s", "decode_tok_s", "output_tok_s", "itl_ms_p50",
+                  "itl_ms_p99", "itl_ms_max")
+
+
+def sample_rows(run_id: str, case_index: int, params: dict, reps: Sequence[Repetition]) -> list[dict]:
+    """One samples.csv row per repetition; the private _keys carry its windows for energy attribution."""
+    out = []
+    for i, rep in enumerate(reps):
+        m = repetition_metrics(rep)
+        out.append({
+            "run_id": run_id, "case": case_index, "repetition": i,
+            "batch_size": params["batch_size"], "input_len": params["input_len"], "output_len": params["output_len"],
+            **{k: m[k] for k in SAMPLE_METRICS},
+            "_prefill": (rep.start, rep.first_token), "_decode": (rep.first_token, rep.end),
+            "_decode_tokens": m["decode_tokens"],
+        })
+    return out

@@ -1,0 +1,1 @@
+"""Formats, never computes: terminal tables, markdown/csv, the HTML report, plots, the trend page."""

@@ -1,0 +1,1 @@
+"""What to run: workloads (a TOML file, its matrix expanded), suites, models, traces and seeded prompts."""

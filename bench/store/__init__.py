@@ -1,0 +1,1 @@
+"""Run directories: written incrementally as cases finish, and read back (one reader for every command)."""
