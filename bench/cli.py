@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.hardware.devices import resolve_device
     from bench.report import terminal
     from bench.run import fleet
-    from bench.run.planning import plan, plan_suite, run_suite, verdicts_and_report, verdicts_so_far
+    from bench.run.planning import plan, plan_suite, run_suite
     from bench.run.session import run_session
     from bench.spec.suite import load_suite
     from bench.spec.workload import load_workload
@@ -120,7 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(terminal.cases_table(planned.cases, planned.title(), planned.plan_keys))
         return EXIT_OK
     if args.each_node or args.accelerator_type:
-        return fleet.fleet_command(args, planned, console)
+        root, runs, failed = fleet.fleet_command(args, planned, console)
+        main(["compare", *map(str, runs)])
+        console.print(f"fleet: {len(runs)} run(s) in {root}; {failed} node(s) failed; next: bench verify {root}",
+                      markup=False)
+        return EXIT_FAIL if failed else EXIT_OK
     telemetry = fleet.cluster_telemetry(args.ray, device, planned.workload) if args.ray is not None else None
     outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, args.label, telemetry)
     terminal.print_outcome(out, console, outcome.rows, planned.workload, device, args.wide)
@@ -224,9 +228,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.analysis.verify import verdict_rows, verify
+    from bench.analysis.verify import verify
     from bench.report import terminal
-    from bench.report.textformat import format_table
+    from bench.report.textformat import format_table, verdict_rows
 
     # one group per root or run given: the claimed system first
     loaded = _read(args.runs, default_root=True, machine_format=args.format != "table")
@@ -252,8 +256,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from bench.analysis.history import failing, history, ordering, read_record, trend_page
+    from bench.analysis.history import failing, history, ordering, read_record
     from bench.report import terminal
+    from bench.report.trend import trend_page
 
     out = writable_output(args.output) if args.output else None  # said before the work, not after it
     runs = _read(args.runs, default_root=True, loader=read_record).runs
@@ -289,3 +294,51 @@ def writable_output(name: str) -> Path:
     if not existed:
         path.unlink(missing_ok=True)
     return path
+
+
+# --- a suite's verdicts: analysis and report called for the front door ----------------------
+
+
+def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str] | None:
+    """After a step of a suite: the claims whose verdict the runs in `root` answer now and did not before (or
+    answer differently), as a frame and its title, and every verdict so far written to root/verdicts.md (so a
+    suite stopped later keeps them). said: claim -> verdict already shown; updated. None when nothing new."""
+    import pandas as pd
+
+    from bench.analysis.verify import verify
+    from bench.report.textformat import format_table, verdict_rows
+    from bench.store.runs import find_runs, load_runs
+
+    if not find_runs(root):
+        return None
+    runs = load_runs([str(root)])
+    frame = pd.DataFrame(verdict_rows(verify(runs)))
+    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
+    answered = frame[frame["verdict"] != "not measured"]
+    changed = pd.Series([said.get(c) != v for c, v in zip(answered["claim"], answered["verdict"])],
+                        index=answered.index, dtype=bool)
+    new = answered[changed]
+    said.update(zip(new["claim"], new["verdict"]))
+    return (new, f"answered so far on {runs[0].device_name}") if not new.empty else None
+
+
+def verdicts_and_report(root: Path) -> tuple[Any, str, Path] | None:
+    """The verdicts on the runs in `root` (a frame and its title) and root/report.html written; None when
+    the root holds no run."""
+    import pandas as pd
+
+    from bench.analysis.verify import verify
+    from bench.report.htmlreport import render
+    from bench.report.textformat import verdict_rows
+    from bench.store.runs import find_runs, load_runs
+
+    if not find_runs(root):
+        return None
+    runs = load_runs([str(root)])
+    frame = pd.DataFrame(verdict_rows(verify(runs)))
+    from bench.report.textformat import format_table
+
+    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
+    report = root / "report.html"
+    report.write_text(render(runs), encoding="utf-8")
+    return frame, f"claims on {runs[0].device_name}", report

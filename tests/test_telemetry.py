@@ -159,7 +159,7 @@ def test_probe_falls_back_to_the_cpu_on_a_machine_without_gpus(monkeypatch):
     backend, tried = probe_backend("cuda")
     assert backend.name == "cpu"
     assert set(backend.capabilities()) == set(FIELDS)
-    from bench.telemetry.registry import BACKENDS
+    from bench.core.plugins import BACKENDS
 
     # every accelerator backend of the registry, in order, each with why it did not start here
     assert [t.split(":")[0] for t in tried] == [n for n in BACKENDS if n != "cpu"]
@@ -192,7 +192,7 @@ class _ToyBackend:
 def test_a_backend_is_one_registry_line(monkeypatch):
     """The probe walks the registry in order: a new line before the CPU's is tried first on an accelerator run,
     skipped on a CPU run, and its energy method names its rows (attribution names no vendor)."""
-    from bench.telemetry import registry
+    from bench.core import plugins as registry
     from bench.telemetry.base import NoTelemetry
 
     class Toy(_ToyBackend, NoTelemetry):
@@ -212,7 +212,7 @@ def test_a_backend_is_one_registry_line(monkeypatch):
 
 
 def test_sampler_cost_pairs_trials_and_says_whether_it_is_noise():
-    from bench.analysis.sampler_cost import sampler_costs
+    from bench.scenarios.sampler_cost import sampler_costs
 
     def row(tok_s, trial, on, bs=1, status="ok"):
         tags = ";".join(t for t in ("" if on else "telemetry=off", f"trial={trial}" if trial > 1 else "") if t)
@@ -237,7 +237,7 @@ def test_sampler_cost_pairs_trials_and_says_whether_it_is_noise():
 
 def test_telemetry_overhead_workload_answers_with_the_sampler_cost(out_dir):
     """End to end on the simulated engine (exact timings): on and off take the same time, so the cost is 0."""
-    from tests.conftest import FAST, run_bench
+    from tests.helpers import FAST, run_bench
 
     proc = run_bench("run", "--workload", "telemetry-overhead", "--engine", "simulated", "--quick", *FAST,
                      "--set", "trial=1,2", "--out", str(out_dir))

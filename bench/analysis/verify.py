@@ -16,7 +16,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -26,10 +25,10 @@ from bench.analysis.selection import candidate_rows, real_rows, why_not
 from bench.analysis.stats import confidence_interval
 from bench.core.caseid import case_label
 from bench.core.errors import BadInput
+from bench.core.figures import num
 from bench.core.noise import doubts
 from bench.core.params import CASE_KEYS, CASE_PARAMS
 from bench.core.schema import NAN
-from bench.report.textformat import num
 from bench.store.runs import Run, ok_rows, with_case_params
 
 
@@ -307,21 +306,3 @@ def verify(runs: list[Run], price_per_hour: float | None = None, claims: list[Cl
     """Every claim's verdict. groups: the runs of each root or run given, in order (the first is the
     claimed system for the cross-machine ratio claims)."""
     return [verify_claim(c, runs, price_per_hour, groups) for c in (claims or load_claims())]
-
-
-def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, Any]]:
-    """Plain rows for printing (rich, markdown, html)."""
-    return [{
-        "claim": v.claim.id,
-        "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
-        "measured": num(v.measured),
-        "95% interval": f"{num(v.interval[0], 3)} to {num(v.interval[1], 3)}" if v.interval else "",
-        "verdict": v.verdict,
-        "roofline bound": f"{num(v.bound)} {v.claim.unit}" if v.bound == v.bound else "",
-        "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions
-        else v.conditions,
-        "claim's scope": v.claim.scope,
-        "where": v.where,
-        "run / case": f"{v.run}: {v.conditions}" if v.run and v.verdict != "not measured" else v.run,
-        "why": v.reason,
-    } for v in verdicts]

@@ -1,4 +1,4 @@
-"""Engines: the interface, the registry, and what decides a reload or a device count."""
+"""Engines: the interface, and what decides a reload or a device count (their table is bench.core.plugins)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from bench.core.params import LOAD_FIELDS
+from bench.core.plugins import ENGINES, engine_class
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
-from bench.engines.registry import ENGINES, engine_class
 
 
 def load_key(params: dict[str, Any]) -> tuple:

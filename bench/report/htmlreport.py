@@ -11,16 +11,17 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis.stats import confidence_interval
-from bench.analysis.verify import Verdict, verdict_rows, verify
+from bench.analysis.verify import Verdict, verify
 from bench.core.caseid import case_label
 from bench.core.errors import BadInput
 from bench.core.noise import doubts, kinds, summary
 from bench.core.params import CASE_PARAMS
 from bench.core.schema import COLUMNS
+from bench.report.textformat import verdict_rows
 from bench.store.runs import Run, labels, ok_rows, with_case_params
 
 
-def _svg(slug: str, draw: Callable) -> str | None:
+def svg_figure(slug: str, draw: Callable) -> str | None:
     """Run draw(ax) on a new figure; return it as inline SVG (text kept as text, so a browser and a test
     can read every label), or None if it drew nothing. The legend and axis labels get ids slug-legend,
     slug-xlabel and slug-ylabel."""
@@ -342,7 +343,7 @@ def render(runs: list[Run], price_per_hour: float | None = None, groups: list[li
     names = labels(runs)
     sections = []
     for slug, title, drawer in PLOTS:
-        svg = _svg(slug, drawer(runs, names))
+        svg = svg_figure(slug, drawer(runs, names))
         body = f'<figure class="plot" id="plot-{slug}">{svg}</figure>' if svg else \
             '<p class="empty">No data for this plot in these runs.</p>'
         sections.append(f"<h2>{title}</h2>{body}")

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.analysis.claims import describe
 from bench.core.caseid import case_label
-
-
-def num(value: object, digits: int = 4) -> str:
-    """A figure for people: `digits` significant digits, but a number with more whole digits than that
-    in full (131056 tokens, 135915 ms, never 1.311e+05); "" for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    v = float(value)  # type: ignore[arg-type]
-    text = f"{v:.{digits}g}"
-    return f"{v:.0f}" if "e+" in text and abs(v) < 1e15 else text
-
+from bench.core.figures import num
 
 SAME_WITHIN = 0.01  # a ratio within 1% of 1 is "same": below what any repeated measurement resolves
 
@@ -107,3 +99,21 @@ def rows_for_rich(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     for values in df.itertuples(index=False):
         rows.append([num(v) if isinstance(v, float) else str(v) for v in values])
     return cols, rows
+
+
+def verdict_rows(verdicts: list[Any]) -> list[dict[str, Any]]:
+    """Plain rows for printing (rich, markdown, html)."""
+    return [{
+        "claim": v.claim.id,
+        "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
+        "measured": num(v.measured),
+        "95% interval": f"{num(v.interval[0], 3)} to {num(v.interval[1], 3)}" if v.interval else "",
+        "verdict": v.verdict,
+        "roofline bound": f"{num(v.bound)} {v.claim.unit}" if v.bound == v.bound else "",
+        "our conditions": describe(v.claim.conditions) if v.verdict != "not measured" or not v.conditions
+        else v.conditions,
+        "claim's scope": v.claim.scope,
+        "where": v.where,
+        "run / case": f"{v.run}: {v.conditions}" if v.run and v.verdict != "not measured" else v.run,
+        "why": v.reason,
+    } for v in verdicts]

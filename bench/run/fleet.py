@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BadInput
-from bench.telemetry import ray_nodes as cluster
+from bench.telemetry import ray_nodes
 
 NODE_TIMEOUT_S = 6 * 3600.0
 
@@ -89,14 +89,14 @@ def run_fleet(args: Any, planned: Any, console: Any) -> tuple[Path, list[Path], 
     """Every node's run into one new root; returns the root, the run directories and how many nodes failed."""
     from bench.store.results import new_run_dir
 
-    ray = cluster.connect(args.ray)
-    nodes = cluster.alive_nodes(ray, args.accelerator_type or "")
+    ray = ray_nodes.connect(args.ray)
+    nodes = ray_nodes.alive_nodes(ray, args.accelerator_type or "")
     if not nodes:
         raise BadInput(f"the Ray cluster has no alive node{' with ' + args.accelerator_type if args.accelerator_type else ''}")
     root = new_run_dir(Path(args.out), f"fleet-{planned.workload.name}")
     task = ray.remote(num_cpus=1, max_retries=0)(_run_here)
     argv = node_argv(args)
-    pending = {task.options(scheduling_strategy=cluster.pinned(ray, n["NodeID"])).remote(argv): cluster.node_name(n)
+    pending = {task.options(scheduling_strategy=ray_nodes.pinned(ray, n["NodeID"])).remote(argv): ray_nodes.node_name(n)
                for n in nodes}
     console.print(f"[bold]fleet[/]: {planned.workload.name} on {len(nodes)} node(s): {', '.join(pending.values())} "
                   f"-> {root}", markup=True)
@@ -130,21 +130,15 @@ def run_fleet(args: Any, planned: Any, console: Any) -> tuple[Path, list[Path], 
 def cluster_telemetry(address: str, device: Any, workload: Any) -> Any:
     """Telemetry from every node of the cluster at `address` (those with the device's accelerator resource,
     every node for a CPU run), for one run on this driver."""
-    ray = cluster.connect(address)
+    ray = ray_nodes.connect(address)
     resource = {"cuda": "GPU"}.get(device.type, "")
-    nodes = cluster.alive_nodes(ray, resource) or cluster.alive_nodes(ray)
-    return cluster.RayTelemetry(ray, nodes, device.type, hz=workload.params["telemetry_hz"])
+    nodes = ray_nodes.alive_nodes(ray, resource) or ray_nodes.alive_nodes(ray)
+    return ray_nodes.RayTelemetry(ray, nodes, device.type, hz=workload.params["telemetry_hz"])
 
 
-def fleet_command(args: Any, planned: Any, console: Any) -> int:
-    """`bench run --ray ADDRESS --each-node`: the fleet, then `bench compare` over its runs; exit 1 when a node
-    failed (its error rows are in the root), else 0."""
-    from bench.cli import EXIT_FAIL, EXIT_OK, main
-
+def fleet_command(args: Any, planned: Any, console: Any) -> tuple[Path, list[Path], int]:
+    """`bench run --ray ADDRESS --each-node`: the fleet's root, its run directories and how many nodes failed
+    (their error rows are in the root); the front door compares them."""
     if args.ray is None:
         raise BadInput("--each-node and --accelerator-type run on a Ray cluster: give --ray ADDRESS (or auto)")
-    root, runs, failed = run_fleet(args, planned, console)
-    main(["compare", *map(str, runs)])
-    console.print(f"fleet: {len(runs)} run(s) in {root}; {failed} node(s) failed; next: bench verify {root}",
-                  markup=False)
-    return EXIT_FAIL if failed else EXIT_OK
+    return run_fleet(args, planned, console)

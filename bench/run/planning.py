@@ -141,9 +141,9 @@ def run_suite(planned: SuitePlan, out: Path, console: Any, label: str | None,
     """Each step into one new results root, in order, stopping at an interruption; on_outcome(plan, outcome)
     after each step. Returns the root, the outcomes and the seconds taken."""
     from bench.run.session import run_session
-    from bench.spec.suite import suite_root
+    from bench.store.results import new_run_dir
 
-    root = suite_root(out, planned.suite.name)
+    root = new_run_dir(out, planned.suite.name)  # a new directory for the suite's runs, never an existing one
     console.print(f"[bold]{planned.title}[/] -> {root}")
     for note in planned.not_here:
         console.print(f"not on this device: {note}", markup=False)
@@ -156,47 +156,3 @@ def run_suite(planned: SuitePlan, out: Path, console: Any, label: str | None,
         if outcome.interrupted:
             break
     return root, outcomes, time.monotonic() - start
-
-
-def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str] | None:
-    """After a step of a suite: the claims whose verdict the runs in `root` answer now and did not before (or
-    answer differently), as a frame and its title, and every verdict so far written to root/verdicts.md (so a
-    suite stopped later keeps them). said: claim -> verdict already shown; updated. None when nothing new."""
-    import pandas as pd
-
-    from bench.analysis.verify import verdict_rows, verify
-    from bench.report.textformat import format_table
-    from bench.store.runs import find_runs, load_runs
-
-    if not find_runs(root):
-        return None
-    runs = load_runs([str(root)])
-    frame = pd.DataFrame(verdict_rows(verify(runs)))
-    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
-    answered = frame[frame["verdict"] != "not measured"]
-    changed = pd.Series([said.get(c) != v for c, v in zip(answered["claim"], answered["verdict"])],
-                        index=answered.index, dtype=bool)
-    new = answered[changed]
-    said.update(zip(new["claim"], new["verdict"]))
-    return (new, f"answered so far on {runs[0].device_name}") if not new.empty else None
-
-
-def verdicts_and_report(root: Path) -> tuple[Any, str, Path] | None:
-    """The verdicts on the runs in `root` (a frame and its title) and root/report.html written; None when
-    the root holds no run."""
-    import pandas as pd
-
-    from bench.analysis.verify import verdict_rows, verify
-    from bench.report.htmlreport import render
-    from bench.store.runs import find_runs, load_runs
-
-    if not find_runs(root):
-        return None
-    runs = load_runs([str(root)])
-    frame = pd.DataFrame(verdict_rows(verify(runs)))
-    from bench.report.textformat import format_table
-
-    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
-    report = root / "report.html"
-    report.write_text(render(runs), encoding="utf-8")
-    return frame, f"claims on {runs[0].device_name}", report

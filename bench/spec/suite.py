@@ -12,7 +12,6 @@ apply in that order on top of the workload's own [gpu] / [quick] tables, and the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BadInput
@@ -97,10 +96,3 @@ def _step(raw: Any, where: str) -> Step:
         raise BadInput(f"{where}: requires must name a Python module (vllm)")
     tables = {k: validate_params(raw.get(k, {}), f"{where} [{k}]") for k in ("params", "cpu", "gpu", "quick")}
     return Step(workload, devices=tuple(devices), requires=requires, **tables)
-
-
-def suite_root(out: Path, name: str) -> Path:
-    """A new directory under `out` for the suite's runs (never an existing one)."""
-    from bench.store.results import new_run_dir
-
-    return new_run_dir(out, name)

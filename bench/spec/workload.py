@@ -32,7 +32,7 @@ from typing import Any
 from bench.core.errors import MAX_VALUE_CHARS, QUOTE_CHARS, BadInput, quote
 from bench.core.params import CORE_PARAMS, Param
 from bench.core.paths import workloads_dir
-from bench.engines.registry import engine_options
+from bench.core.plugins import KINDS, engine_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,7 +40,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-KINDS = ("generate", "capacity", "long-context", "membw", "matmul", "prefix-reuse")
 
 # The core keys and every engine's own options (each engine module declares its OPTIONS).
 PARAMS: dict[str, Param] = {**CORE_PARAMS, **engine_options()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from bench.core.errors import BadInput
+from bench.core.plugins import BACKENDS, ENV_BACKEND, backend_class
 from bench.telemetry.base import Backend, NoTelemetry, absent
-from bench.telemetry.registry import BACKENDS, ENV_BACKEND, backend_class
 
 
 def probe_backend(device_type: str = "cuda") -> tuple[Backend, list[str]]:
