@@ -13,7 +13,7 @@ from bench.run.runner import Runner
 from bench.spec.workload import apply_overrides, expand, load_workload
 from bench.telemetry.base import NoTelemetry
 from bench.telemetry.sampler import Sampler
-from tests.conftest import FAST, run_bench, single_run_dir
+from tests.helpers import FAST, run_bench, single_run_dir
 from tests.stub_openai_server import StubServer
 
 
@@ -126,7 +126,7 @@ def test_a_client_that_falls_behind_says_its_figures_measure_itself():
     """The pure check on timings: sends 40 ms late against a 20/s schedule, or a rate below the scheduled one,
     or a busy process, give a client-bound warning; sends on time give none."""
     from bench.core.metrics import Repetition, RequestTiming
-    from bench.run.runner import client_bound
+    from bench.core.noise import client_bound
 
     def rep(lateness_s: float, spacing: float = 0.05) -> Repetition:
         return Repetition(tuple(RequestTiming(i * spacing + lateness_s * (i > 0), (i * spacing + 1.0,), 8,

@@ -68,3 +68,26 @@ def case_label(row: Any, workload: bool = True) -> str:
             parts.append(word)
     text = " ".join(parts)
     return f"{row['workload']} {text}" if workload and "workload" in names else text
+
+
+def case_tags(params: dict[str, Any]) -> str:
+    """What sets a case apart beyond its parameters' columns, as `tags` (telemetry=off, rate=, turns=, trace=,
+    trial=)."""
+    tags = [] if params["telemetry"] else ["telemetry=off"]
+    if params.get("request_rate", 0):
+        tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
+    if params.get("turns", 1) > 1:
+        tags.append(f"turns={params['turns']}")
+    if params.get("trace"):
+        from pathlib import Path
+
+        tags.append(f"trace={Path(params['trace']).name}" + (f"@{params['trace_speed']:g}x"
+                                                             if params["trace_speed"] != 1 else ""))
+    if params["trial"] > 1:
+        tags.append(f"trial={params['trial']}")
+    return ";".join(tags)
+
+
+def case_text(row: Any) -> str:
+    """A case as an answer line names it: 'case 3 (tiny bfloat16 bs=1 in=128 out=32)'."""
+    return f"case {row.get('case')} ({case_label(row, workload=False)})"

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.core.metrics import Repetition, send_schedule
 from bench.core.schema import GATE_MIN_REPS as GATE_REPS  # bench check's rank test needs this many a side
 
 CV_LIMIT = 0.10  # decode tok/s varying more than this between repetitions
@@ -166,3 +167,35 @@ def summary(rows: list[dict[str, Any]], advisory: bool | None = None) -> list[st
 def doubts(column: Any) -> list[str]:
     """The warning kinds in a row's `warnings` column that question its figures (ADVISORY notes left out)."""
     return [kind for kind in kinds(column) if kind not in ADVISORY]
+
+
+CLIENT_LATE_MS = 10.0  # a request sent later than this (or 10% of the mean interval) behind its arrival time
+CLIENT_SHORT = 0.9  # achieved rate below this share of the scheduled one
+CLIENT_CPU = 0.9  # this process busy on this share of its cores while sending
+
+
+def client_bound(reps: list[Repetition], params: dict[str, Any], cpu_share: float) -> list[NoiseWarning]:
+    """A `client-bound` warning when an open-loop client did not keep its arrival schedule (late sends, a
+    lower rate than scheduled) or saturated this machine's cores: then the figures measure the client."""
+    sent = send_schedule(reps)
+    rate = (params.get("request_rate", 0) or 0) or (sent["scheduled_rate_rps"] if params.get("trace") else 0)
+    if not rate or rate != rate or rate <= 0:
+        return []
+    bound = max(CLIENT_LATE_MS, 100.0 / rate)
+    said = []
+    if sent["send_lateness_ms_p99"] > bound:
+        said.append(f"p99 of sends {sent['send_lateness_ms_p99']:.1f} ms late (bound {bound:.1f} ms)")
+    if sent["achieved_rate_rps"] < CLIENT_SHORT * sent["scheduled_rate_rps"]:
+        said.append(f"sent {sent['achieved_rate_rps']:.2f} requests/s of the {sent['scheduled_rate_rps']:.2f} "
+                    "scheduled")
+    if cpu_share >= CLIENT_CPU:
+        said.append(f"this process kept {cpu_share:.0%} of its cores busy")
+    return [NoiseWarning("client-bound", "; ".join(said) + ": the client fell behind its schedule")] if said else []
+
+
+def cpu_seconds() -> float:
+    """CPU time this process has used (all its threads), for the client's own load."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system

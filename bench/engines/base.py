@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from bench.core.metrics import Repetition
+from bench.core.noise import NoiseWarning
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec
 
@@ -90,6 +91,22 @@ class Engine(ABC):
         device counters (None: the runner reads torch's or the process's peak)."""
         return None
 
+    def peak_gb(self, cards: list[Device]) -> float:
+        """Peak memory of the last call, in GB: the engine's own where it knows better, else torch's on the
+        cards (summed over those the model spans) or the process's on the host; NaN for an engine in another
+        process (torch and this process know nothing of its memory)."""
+        from bench.hardware import devices
+
+        own = self.peak_memory_bytes()
+        if own is not None:
+            return own / 1e9
+        if not self.in_process:
+            return float("nan")
+        device_peaks = [devices.peak_memory_bytes(c) for c in cards]
+        if any(x is None for x in device_peaks):
+            return devices.host_peak_rss_bytes() / 1e9
+        return sum(device_peaks) / 1e9
+
     def peak_memory_per_card(self) -> dict[str, float]:
         """Each card's peak memory in the last generate call where the model lives in processes of the
         engine's own (tensor-parallel ranks); {}: the runner reads the cards itself."""
@@ -108,6 +125,26 @@ class Engine(ABC):
         """Which decode path ran (transformers: generate, loop or captured); '' for an engine with its own."""
         return ""
 
+    def engine_bound(self, device: Device, row: dict[str, Any]) -> list[NoiseWarning]:
+        """An `engine-bound` warning for a row that measured the software more than the hardware: on an
+        accelerator, decode below ENGINE_BOUND_MBU of the memory bandwidth. Engines add their own reasons."""
+        return engine_bound_warning(self._bound_reasons(device, row), self.hardware_path)
+
+    hardware_path: ClassVar[str] = "the transformers engine's decode=captured"  # what measures the hardware
+
+    def _bound_reasons(self, device: Device, row: dict[str, Any]) -> list[str]:
+        mbu = row.get("mbu")
+        if device.type != "cpu" and self.on_local_device and isinstance(mbu, float) and mbu == mbu \
+                and mbu < ENGINE_BOUND_MBU:
+            return [f"decode reached {mbu:.0%} of the memory bandwidth"]
+        return []
+
+    @classmethod
+    def memory_cards(cls, params: dict[str, Any], device: Device) -> list[Device] | None:
+        """The cards whose memory must hold the case's weights, checked before loading (a host that runs out
+        of memory kills the run, not just the case); None where this process does not hold them."""
+        return [device] if cls.in_process else None
+
     def cache_used(self) -> str:
         """The KV cache the last call decoded with, where the engine decides it (static | dynamic | auto, when a
         measured choice made it: the row's detail says which); '' to leave the case's `cache` as asked."""
@@ -125,3 +162,14 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release the model and its memory."""
+
+
+ENGINE_BOUND_MBU = 0.30  # decode this far below the memory bandwidth on an accelerator measures the engine
+
+
+def engine_bound_warning(reasons: list[str], fix: str) -> list[NoiseWarning]:
+    """The typed warning for a row whose figure measures the engine, with what to run for the hardware's."""
+    if not reasons:
+        return []
+    return [NoiseWarning("engine-bound", f"{'; '.join(reasons)}: the figure measures the engine more than the "
+                                         f"hardware; for the hardware's figure run {fix}")]

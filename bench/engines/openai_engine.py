@@ -1,32 +1,27 @@
 """Any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp's server, a vendor's endpoint), streamed.
 
-Each request is a streaming /v1/completions call with the prompt as token ids,
-timed on this machine's clock: start when the request is sent, one timestamp
-per streamed chunk. Token counts come from the server's usage block when it
-sends one, else from the chunks (with a warning when a chunk held several
-tokens, since those tokens then share one timestamp). The API key is read from
-an environment variable and never written anywhere.
+The engine holds the server's settings and puts two parts together: an arrival process (arrivals.py: all at
+once, Poisson, a trace, multi-turn sessions) deciding when each request is sent, and the streaming client
+(openai_client.py) sending one and timing its stream on this machine's clock. The API key is read from an
+environment variable and never written anywhere.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
 import torch
 
-from bench.core import clock
 from bench.core.errors import BadInput
-from bench.core.metrics import Repetition, RequestTiming
+from bench.core.metrics import Repetition
 from bench.core.params import Param
 from bench.core.secrets import ENV_NAME, redact
+from bench.engines import arrivals
 from bench.engines.base import Engine, LoadOptions
+from bench.engines.openai_client import ServerError, StreamingClient
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec
 
@@ -53,54 +48,6 @@ OPTIONS: dict[str, Param] = {
 }
 
 
-MAX_IN_FLIGHT = 512  # concurrent requests of a trace replay (more wait in the pool: their sends show as late)
-
-
-class ServerError(RuntimeError):
-    """The server refused, failed or answered something we cannot read; the case becomes an error row."""
-
-
-def _parse_event(data: str) -> dict[str, Any]:
-    """One SSE data payload as an object with the shapes the API promises, or ServerError."""
-    try:
-        event = json.loads(data)
-    except json.JSONDecodeError:
-        raise ServerError(f"malformed stream: not JSON: {data[:80]!r}") from None
-    if not isinstance(event, dict):
-        raise ServerError(f"malformed stream: not an object: {data[:80]!r}")
-    if event.get("error"):
-        raise ServerError(f"server error in stream: {str(event['error'])[:200]}")
-    if event.get("usage") is not None and not isinstance(event["usage"], dict):
-        raise ServerError(f"malformed stream: 'usage' is not an object: {data[:80]!r}")
-    choices = event.get("choices")
-    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
-        raise ServerError(f"malformed stream: 'choices' is not a list of objects: {data[:80]!r}")
-    return event
-
-
-def _count(usage: dict[str, Any], key: str, data: str, previous: int | None) -> int | None:
-    value = usage.get(key)
-    if value is None:
-        return previous
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ServerError(f"malformed stream: usage.{key} is {value!r}: {data[:80]!r}")
-    return value
-
-
-def _tokens_in(choice: dict[str, Any], data: str) -> int:
-    """Tokens a streamed choice carries: its token ids if given, else one per non-empty text or delta."""
-    ids = choice.get("token_ids")
-    if ids is not None:
-        if not isinstance(ids, list):
-            raise ServerError(f"malformed stream: token_ids is not a list: {data[:80]!r}")
-        return len(ids)
-    delta = choice.get("delta")
-    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-    if text is not None and not isinstance(text, str):
-        raise ServerError(f"malformed stream: text is not a string: {data[:80]!r}")
-    return 1 if text else 0  # a final empty chunk (finish_reason only) carries no token
-
-
 def is_local(base_url: str) -> bool:
     """Whether the server runs on this machine (its power is then in our telemetry)."""
     host = urlparse(base_url).hostname or ""
@@ -121,8 +68,7 @@ class OpenAIEngine(Engine):
         self.request_rate = 0.0
         self.seed = 0
         self.headers: dict[str, str] = {}
-        self.client: Any = None
-        self.warnings: list[str] = []
+        self.client: StreamingClient | None = None
 
     @classmethod
     def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -171,6 +117,8 @@ class OpenAIEngine(Engine):
         self.turns = params["turns"]
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if self.client is not None:  # a case's own deadline for its requests
+            self.client.timeout_s = self.timeout_s
 
     def configure(self, options: dict[str, Any]) -> None:
         """Each case's load (request rate, request count, trace speed...): the server stays the same."""
@@ -178,180 +126,43 @@ class OpenAIEngine(Engine):
 
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         """Check the server is up and serves the model; nothing is loaded here."""
-        import httpx
-
         self._take(options.engine, model.name)
         self.seed = options.seed  # Poisson arrivals and later turns' prompts follow the run's seed
         self.vocab = model.shape.vocab
         if not self.base_url:
             raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
-        self.client = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
-        try:
-            resp = self.client.get(f"{self.base_url}/models")
-        except httpx.HTTPError as exc:
-            raise ServerError(f"server {self.base_url} unreachable: {exc.__class__.__name__}: {exc}") from None
-        if resp.status_code != 200:
-            raise ServerError(f"GET {self.base_url}/models: HTTP {resp.status_code}: {resp.text[:200]}")
-        try:
-            served = [m["id"] for m in resp.json().get("data", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ServerError(f"GET {self.base_url}/models: not an OpenAI model list") from None
-        if served and self.served_model not in served:
-            raise ServerError(f"server does not serve model '{self.served_model}' (it serves: {', '.join(served)}); "
-                              "set --set served_model=NAME")
-
-    def _request_body(self, ids: list[int], output_len: int) -> tuple[str, dict[str, Any]]:
-        """(path, JSON body): token ids to /completions, or text to /chat/completions."""
-        body: dict[str, Any] = {
-            "model": self.served_model, "max_tokens": output_len, "temperature": 0.0,
-            "stream": True, "stream_options": {"include_usage": True},
-            # vLLM/SGLang/llama.cpp extension: exact lengths (servers without it ignore unknown fields or say
-            # 400). Not min_tokens as well: redundant beside ignore_eos, and on vLLM it adds a logits processor
-            # to every step (TPOT +20% on the tiny model on a CPU, against `vllm bench serve`: README).
-            "ignore_eos": True,
-        }
-        if self.api == "chat":
-            # No tokenizer here (random-weight configs): one word per token id; the server counts them.
-            body["messages"] = [{"role": "user", "content": " ".join(f"w{i}" for i in ids)}]
-            return "/chat/completions", body
-        return "/completions", {**body, "prompt": ids, "return_token_ids": True}
-
-    def _one_request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool,
-                     answer: list[int] | None = None) -> RequestTiming:
-        """One streamed request, timed; answer (when given) receives the token ids the server streamed back."""
-        import httpx
-
-        delay = start_at - clock.now()
-        if delay > 0:
-            time.sleep(delay)
-        path, body = self._request_body(ids, output_len)
-        times: list[float] = []
-        chunk_tokens: list[int] = []
-        usage_tokens = prompt_tokens = None
-        start = clock.now()
-        deadline = start + self.timeout_s  # for the whole request: a server that keeps a stream alive ends too
-        try:
-            with self.client.stream("POST", f"{self.base_url}{path}", json=body) as resp:
-                if resp.status_code != 200:
-                    resp.read()
-                    raise ServerError(f"POST {path}: HTTP {resp.status_code}: {resp.text[:200]}")
-                for line in resp.iter_lines():
-                    if clock.now() > deadline:
-                        raise ServerError(f"request exceeded its {self.timeout_s:g} s deadline "
-                                          f"({sum(chunk_tokens)} of {output_len} tokens)")
-                    if not line or not line.startswith("data:"):
-                        continue  # SSE comments (keep-alives) and blank lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    event = _parse_event(data)
-                    usage = event.get("usage")
-                    if usage is not None:
-                        usage_tokens = _count(usage, "completion_tokens", data, usage_tokens)
-                        prompt_tokens = _count(usage, "prompt_tokens", data, prompt_tokens)
-                    for choice in event.get("choices") or []:
-                        now = clock.now()
-                        n = _tokens_in(choice, data)
-                        if n:
-                            times.append(now)
-                            chunk_tokens.append(n)
-                            if answer is not None and isinstance(choice.get("token_ids"), list):
-                                answer.extend(int(t) for t in choice["token_ids"] if isinstance(t, int))
-        except httpx.TimeoutException:
-            raise ServerError(f"request timed out after {self.timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
-        counted = sum(chunk_tokens)
-        total = usage_tokens if usage_tokens is not None else counted
-        if not times and total:
-            raise ServerError(f"the stream had no token event: its usage block counts {total} completion tokens, "
-                              "but no choice carried text or token ids, so no token has a time")
-        if total != output_len:
-            raise ServerError(f"server returned {total} tokens, expected {output_len} (does it honour "
-                              "ignore_eos?)")
-        resolution = "token"
-        if len(times) < total:
-            resolution = "single" if len(times) <= 1 else "chunk"
-            self.warnings.append(
-                f"the server does not stream per token ({total} tokens in {len(times)} event(s)): " +
-                ("TPOT, ITL and decode tok/s are left empty" if resolution == "single" else
-                 "ITL is left empty (tokens sharing an event have no gap of their own); TPOT is unaffected"))
-            # Tokens sharing an event get its timestamp, so counts stay exact.
-            times = [t for t, n in zip(times, chunk_tokens) for _ in range(n)] if counted == total else \
-                times + [times[-1]] * (total - len(times))
-        if self.api == "chat":
-            self.warnings.append("chat endpoint: the prompt went as text; input_len is the server's count "
-                                 "(usage.prompt_tokens) where it gives one")
-        n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
-        return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
-
-    def _sessions(self, first_prompts: list[list[int]], output_len: int) -> Repetition:
-        """batch_size sessions at once, each `turns` requests in turn: a turn's prompt is the previous turns'
-        prompts and answers (the token ids the server streamed) plus input_len new tokens."""
-        def session(index: int, first: list[int]) -> list[RequestTiming]:
-            rng = random.Random(self.seed * 1_000_003 + index)
-            history, timings = [], []
-            prompt = first
-            for turn in range(self.turns):
-                answer: list[int] = []
-                timings.append(self._one_request(history + prompt, output_len, clock.now(), False, answer))
-                if len(answer) != output_len:  # a server that streams text only: the history cannot be exact
-                    raise ServerError(f"multi-turn needs the answer's token ids (turn {turn + 1} streamed "
-                                      f"{len(answer)} of {output_len}); the server must return token ids")
-                history += prompt + answer
-                prompt = rng.choices(range(self.vocab), k=len(first))
-            return timings
-
-        with ThreadPoolExecutor(max_workers=len(first_prompts)) as pool:
-            sessions = list(pool.map(session, range(len(first_prompts)), first_prompts))
-        firsts = [1000 * s[0].ttft for s in sessions]
-        lasts = [1000 * s[-1].ttft for s in sessions]
-        self.warnings.append(f"multi-turn: {self.turns} turns; TTFT of turn 1 {sorted(firsts)[len(firsts) // 2]:.1f} "
-                             f"ms, of turn {self.turns} {sorted(lasts)[len(lasts) // 2]:.1f} ms (median over "
-                             f"{len(sessions)} sessions; its prompt holds {self.turns - 1} earlier turns)")
-        return Repetition(tuple(t for s in sessions for t in s))
-
-    def _replay(self) -> Repetition:
-        """The trace, request by request at its arrival times (streamed from the file, sent as they come due);
-        each request's own lengths, its prompt built from its hash ids so shared prefixes are shared."""
-        from bench.spec.trace import prompt_ids, requests
-
-        now = clock.now()
-        with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
-            futures = []
-            for request in requests(self.trace, self.trace_speed, self.trace_limit):
-                due = now + request.at_s
-                if due - clock.now() > 0.002:  # read ahead no further than the next send: constant memory
-                    time.sleep(due - clock.now())
-                futures.append(pool.submit(self._one_request, prompt_ids(request, self.vocab),
-                                           request.output_len, due, True))
-            results = [f.result() for f in futures]
-        return Repetition(tuple(results))
+        self.client = StreamingClient(self.base_url, self.served_model, self.timeout_s, self.api, self.headers)
+        self.client.open()
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
-        """All prompts as concurrent requests (fixed concurrency), Poisson arrivals at request_rate, or the
-        trace's arrivals and lengths."""
+        """The case's arrival process (bench/engines/arrivals.py) sending through the streaming client: the
+        trace's arrivals and lengths, multi-turn sessions, or all prompts at once / at Poisson arrivals."""
+        send = self.client.request
         if self.trace:
-            return self._replay()
-        if self.turns > 1:
-            return self._sessions([row.tolist() for row in input_ids], output_len)
+            return Repetition(tuple(arrivals.replay(send, self.trace, self.trace_speed, self.trace_limit,
+                                                    self.vocab)))
         prompts = [row.tolist() for row in input_ids]
+        if self.turns > 1:
+            return self._sessions(send, prompts, output_len)
         if self.num_requests > len(prompts):
             prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]
-        now = clock.now()
-        starts = [now] * len(prompts)
-        if self.request_rate > 0:
-            rng = random.Random(self.seed)
-            t = now
-            for i in range(len(prompts)):
-                starts[i] = t
-                t += rng.expovariate(self.request_rate)
-        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
-            futures = [pool.submit(self._one_request, p, output_len, s, self.request_rate > 0)
-                       for p, s in zip(prompts, starts)]
-            results = [f.result() for f in futures]
-        return Repetition(tuple(results))
+        return Repetition(tuple(arrivals.at_once_or_poisson(send, prompts, output_len, self.request_rate, self.seed)))
+
+    def _sessions(self, send: Any, prompts: list[list[int]], output_len: int) -> Repetition:
+        """Multi-turn sessions; the note says TTFT of the first and the last turn."""
+        def short(turn: int, got: int) -> None:  # a server that streams text only: the history cannot be exact
+            raise ServerError(f"multi-turn needs the answer's token ids (turn {turn} streamed {got} of "
+                              f"{output_len}); the server must return token ids")
+
+        done = arrivals.sessions(send, prompts, output_len, self.turns, self.vocab, self.seed, short)
+        firsts = sorted(1000 * s[0].ttft for s in done)
+        lasts = sorted(1000 * s[-1].ttft for s in done)
+        self.client.warnings.append(
+            f"multi-turn: {self.turns} turns; TTFT of turn 1 {firsts[len(firsts) // 2]:.1f} ms, of turn "
+            f"{self.turns} {lasts[len(lasts) // 2]:.1f} ms (median over {len(done)} sessions; its prompt holds "
+            f"{self.turns - 1} earlier turns)")
+        return Repetition(tuple(t for s in done for t in s))
 
     def reported_dtype(self, requested: str, resolved: str) -> str:
         """A server picks its own dtype; we only know what was asked for."""
@@ -359,7 +170,9 @@ class OpenAIEngine(Engine):
 
     def notes(self) -> list[str]:
         """This case's notes; cleared, since the engine (one server connection) serves every later case too."""
-        said, self.warnings = sorted(set(self.warnings)), []
+        if self.client is None:
+            return []
+        said, self.client.warnings = sorted(set(self.client.warnings)), []
         return said
 
     def close(self) -> None:

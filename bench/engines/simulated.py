@@ -55,6 +55,11 @@ class SimulatedEngine(Engine):
     name = "simulated"
     on_local_device = False
 
+    @classmethod
+    def memory_cards(cls, params: dict[str, Any], device: Any) -> None:
+        """A timing model holds no weights."""
+        return None
+
     def __init__(self) -> None:
         self.capacity_tokens = 0
         self.last_peak = BASE_BYTES

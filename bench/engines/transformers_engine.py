@@ -8,7 +8,8 @@
 by subtracting separate runs; exact lengths are asserted on every path.
 
 Over several cards: a layer split (accelerate's device map, in this process) or transformers' tensor-parallel
-plan (placement=tp: one rank process per card running the loop in step, tensor_parallel.py).
+plan (placement=tp: one rank process per card running the loop in step, tensor_parallel.py): each placement is
+a strategy (transformers_placements.py) that this engine chooses at load and asks for everything after.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from typing import Any
 
 import torch
 
-from bench.core import clock
 from bench.core.errors import BadInput
-from bench.core.metrics import Repetition, batch_repetition
+from bench.core.metrics import Repetition
 from bench.core.params import Param
 from bench.engines.base import Engine, LoadOptions
-from bench.engines.decode_loop import DecodeLoop, timed_call
-from bench.engines.quant import quantize, storage_note, weight_bytes
-from bench.engines.tensor_parallel import TensorParallelGroup
-from bench.hardware.devices import Device, free_memory_bytes, resolve_device, synchronize
+from bench.engines.decode_loop import DecodeLoop
+from bench.engines.quant import storage_note
+from bench.engines.transformers_placements import InProcess, Placement, TensorParallel
+from bench.hardware.devices import Device, resolve_device
 from bench.hardware.placement import (
     PLACEMENTS,
     check_tensor_parallel_case,
@@ -46,53 +46,19 @@ OPTIONS: dict[str, Param] = {
 }
 
 
-class _TimingStreamer:
-    """Receives the prompt, then one tensor of new tokens per decoding step; stamps each step.
-
-    `generate` calls put(prompt) first, then put(next_tokens) after every step.
-    The .cpu() copy that generate does before put already waits for the device;
-    the explicit synchronize makes that a guarantee rather than an accident.
-    """
-
-    def __init__(self, device: Device, on_token: Any = None) -> None:
-        self.device = device
-        self.on_token = on_token
-        self.prompt_seen = False
-        self.times: list[float] = []
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        synchronize(self.device)
-        now = clock.now()
-        self.times.append(now)
-        if self.on_token is not None:
-            self.on_token(len(self.times), now)
-
-    def end(self) -> None:
-        pass
-
-
 class TransformersEngine(Engine):
-    """transformers AutoModelForCausalLM + generate (greedy, exact lengths, EOS ignored)."""
+    """transformers AutoModelForCausalLM (greedy, exact lengths, EOS ignored), on the placement load chose."""
 
     name = "transformers"
+    hardware_path = "--set decode=captured"
 
     def __init__(self) -> None:
-        self.model: Any = None
+        self.placed: Placement | None = None
         self.device: Device | None = None
         self.options: LoadOptions | None = None
-        self._cached_prefix: tuple[Any, Any] | None = None
-        self.path = "generate"
-        self.loop: DecodeLoop | None = None
+        self.last_tokens: torch.Tensor | None = None  # (batch, output_len) of the last call
         self._compile_s = 0.0
         self._compiled_frames = 0
-        self.cards: list[Device] = []
-        self.placement = ""
-        self._split_note = ""
-        self.group: TensorParallelGroup | None = None
-        self._rank_peaks: list[float | None] = []
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
@@ -113,213 +79,92 @@ class TransformersEngine(Engine):
                     importlib.util.find_spec("accelerate") is None:
                 raise BadInput("a model over several cards needs accelerate: pip install -e '.[multicard]'")
 
-    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
-        """Random weights for a bundled config (seeded), real weights for a local directory; on one card, or
-        (cards=N, placement=layer-split) layer by layer over several."""
-        from transformers import AutoModelForCausalLM
+    @classmethod
+    def memory_cards(cls, params: dict[str, Any], device: Device) -> list[Device] | None:
+        """The cards `cards` names (its tensor-parallel ranks for placement=tp)."""
+        ranks = tensor_parallel_ranks if params.get("placement") == "tp" else resolve_cards
+        return ranks(params.get("cards", ""), device)
 
+    def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
+        """Random weights for a bundled config (seeded), real weights for a local directory; on one card, layer
+        by layer over several (placement=layer-split), or one rank process per card (placement=tp)."""
         logging.getLogger("transformers").setLevel(logging.ERROR)
         torch.manual_seed(options.seed)
+        self.device, self.options = device, options
         if options.engine.get("placement") == "tp":
-            return self._load_tensor_parallel(model, device, options)
-        cards = resolve_cards(options.engine.get("cards", ""), device)
-        self.cards = cards
-        self.placement = "layer-split" if len(cards) > 1 or options.engine.get("placement") == "layer-split" \
-            else "one card" if device.type != "cpu" else "host"
-        if self.placement == "layer-split":
-            hf = self._load_split(model, cards, options)
-        elif model.weights == "pretrained":
-            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
-                                                      trust_remote_code=model.trust_remote_code)
-            hf = hf.to(device.torch_device)
+            self.placed = TensorParallel(model, device, options)
         else:
-            # Build directly on the device: no host copy of a large model.
-            with torch.device(device.torch_device):
-                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
-                                                      trust_remote_code=model.trust_remote_code)
-        hf.eval()
-        quantize(hf, options.quant, device.type)
-        self.model, self.device, self.options = hf, device, options
-        self._pad = min(model.special_token_ids or {0})
-        self.path = resolve_path(options.decode, options.compile, device)
-        self._split_note = ""
-        if self.placement == "layer-split" and self.path == "captured":
-            self.path = "loop"  # CUDA graphs over several cards are not attempted here
-            self._split_note = "layer split: the captured path is not run over several cards; loop ran instead"
-        if self.path in ("loop", "captured"):
-            out_card = _output_card(hf, cards)
-            # decode=auto on a CPU: the eager loop, on whichever KV cache decodes this shape faster here
-            cache = "auto" if options.decode == "auto" and self.path == "loop" and device.type == "cpu" else "static"
-            self.loop = DecodeLoop(hf, out_card, captured=self.path == "captured", cards=tuple(cards), cache=cache)
+            self.placed = InProcess(model, device, options, resolve_path(options.decode, options.compile, device))
 
-    def _load_tensor_parallel(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
-        """One rank process per card, each holding its shard (tensor_parallel.py); the eager loop unless the
-        captured path is asked for (decode=captured: each rank compiles its own step)."""
-        self.cards = tensor_parallel_ranks(options.engine.get("cards", ""), device)
-        self.placement, self.device, self.options = "tp", device, options
-        self.path = "captured" if options.decode == "captured" or options.compile else "loop"
-        self._split_note = "" if self.path == "captured" or device.type == "cpu" else \
-            "tensor parallel: the eager loop ran (decode=captured compiles each rank's step)"
-        self.group = TensorParallelGroup(model, self.cards, options, captured=self.path == "captured")
+    def _placed(self) -> Placement:
+        assert self.placed is not None, "load() first"
+        return self.placed
 
-    def _load_split(self, model: ModelSpec, cards: list[Device], options: LoadOptions) -> Any:
-        """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
-        from transformers import AutoModelForCausalLM
+    # What tests and the output check read of the model in this process (None on tensor-parallel ranks).
+    @property
+    def model(self) -> Any:
+        return getattr(self.placed, "model", None)
 
-        from bench.hardware.placement import layer_split_map, place_random_weights
+    @property
+    def loop(self) -> DecodeLoop | None:
+        return self.placed.loop if self.placed is not None else None
 
-        with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
-                                                        trust_remote_code=model.trust_remote_code)
-        device_map = layer_split_map(skeleton, [c.torch_device for c in cards],
-                                     [float(free_memory_bytes(c)) for c in cards])
-        if model.weights != "pretrained":
-            return place_random_weights(skeleton, device_map)
-        try:
-            return AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
-                                                        device_map=device_map,
-                                                        trust_remote_code=model.trust_remote_code)
-        except ImportError as exc:
-            raise BadInput(f"a model over several cards needs accelerate: pip install -e '.[multicard]' "
-                           f"({exc})") from None
+    @property
+    def group(self) -> Any:
+        return getattr(self.placed, "group", None)
+
+    @property
+    def cards(self) -> list[Device]:
+        return self.placed.cards if self.placed is not None else []
+
+    @property
+    def path(self) -> str:
+        return self.placed.path if self.placed is not None else "generate"
+
+    def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
+        return self._placed().generation_kwargs(output_len)  # type: ignore[attr-defined]
 
     def placement_info(self) -> dict[str, Any]:
         """The cards the model is on and how it spans them."""
-        if self.group is not None:
-            on_cards = self.device is not None and self.device.type != "cpu"
-            # Every rank reads its shard of each layer at the same time: their bandwidth adds up (on a CPU the
-            # ranks share the host's, read once).
-            return {"cards": [str(c) for c in self.cards], "placement": "tp",
-                    "devices": list(self.cards) if on_cards else [],
-                    "concurrent_cards": len(self.cards) if on_cards else 1}
-        if len(self.cards) < 2 and self.placement != "layer-split":
-            return {}
-        return {"cards": [str(c) for c in self.cards], "placement": self.placement, "devices": list(self.cards)}
-
-    def _generation_kwargs(self, output_len: int) -> dict[str, Any]:
-        from transformers import GenerationConfig
-        from transformers.generation.configuration_utils import CompileConfig
-
-        assert self.options is not None
-        config = GenerationConfig(
-            do_sample=False,
-            max_new_tokens=output_len,
-            min_new_tokens=output_len,
-            # No EOS at all: nothing can end a sequence early, so lengths are exact.
-            eos_token_id=None,
-            pad_token_id=self._pad,
-            use_cache=True,
-            cache_implementation="static" if self.options.cache == "static" else None,
-            disable_compile=not self.options.compile,
-        )
-        if self.options.compile:
-            # transformers only auto-compiles on GPUs; ask for it on every device.
-            compile_config = CompileConfig(fullgraph=False)
-            compile_config._compile_all_devices = True
-            config.compile_config = compile_config
-        return {"generation_config": config}
-
-    @torch.inference_mode()
-    def _prefix_cache(self, prefix: torch.Tensor) -> Any:
-        """KV cache of a prefix, computed once per distinct prefix and kept for reuse."""
-        from transformers import DynamicCache
-
-        key = (tuple(prefix.shape), hash(tuple(prefix.flatten().tolist())))
-        if self._cached_prefix is None or self._cached_prefix[0] != key:
-            cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=prefix, past_key_values=cache, use_cache=True)
-            self._cached_prefix = (key, cache)
-        return self._cached_prefix[1]
+        return self._placed().info()
 
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
-        """One timed call on the engine's decode path; asserts the exact token count. A reused prefix runs on
-        generate (its DynamicCache holds the prefix), so a prefix-reuse pair is timed on one path."""
-        if self.group is not None:
-            return self._generate_tensor_parallel(input_ids, output_len, on_token, reuse_prefix)
-        assert self.model is not None and self.device is not None, "load() first"
-        batch, input_len = input_ids.shape
-        ids = input_ids.to(self.device.torch_device)
-        if self.loop is not None and not reuse_prefix:
-            (start, times), seconds, frames = timed_call(lambda: self.loop.run(ids, output_len, on_token))
-            if frames:
-                self._compile_s += seconds
-                self._compiled_frames += frames
-            if len(times) != output_len or tuple(self.loop.last_tokens.shape) != (batch, output_len):
-                raise AssertionError(f"expected {output_len} new tokens for {batch} sequences, got "
-                                     f"{tuple(self.loop.last_tokens.shape)} and {len(times)} timed steps")
-            return batch_repetition(start, times, batch, input_len)
-        mask = torch.ones_like(ids)
-        streamer = _TimingStreamer(self.device, on_token)
-        kwargs = self._generation_kwargs(output_len)
-        if reuse_prefix:
-            if not 0 < reuse_prefix < input_len:
-                raise ValueError(f"prefix of {reuse_prefix} tokens must be shorter than the prompt ({input_len})")
-            cache = self._prefix_cache(ids[:, :reuse_prefix])
-            excess = cache.get_seq_length() - reuse_prefix
-            if excess > 0:
-                cache.crop(-excess)  # drop what the previous call appended: back to the bare prefix
-            kwargs["past_key_values"] = cache
-            kwargs["generation_config"].cache_implementation = None
-        synchronize(self.device)
-        start = clock.now()
-        out, seconds, frames = timed_call(
-            lambda: self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs))
-        synchronize(self.device)
-        if frames:  # compile=true: transformers compiled its forward inside this call
-            self._compile_s += seconds
-            self._compiled_frames += frames
-        if tuple(out.shape) != (batch, input_len + output_len) or len(streamer.times) != output_len:
-            raise AssertionError(
-                f"expected {output_len} new tokens for {batch} sequences, got output shape {tuple(out.shape)} "
-                f"and {len(streamer.times)} timed steps"
-            )
-        return batch_repetition(start, streamer.times, batch, input_len)
-
-    def _generate_tensor_parallel(self, input_ids: torch.Tensor, output_len: int, on_token: Any,
-                                  reuse_prefix: int) -> Repetition:
-        """One call on every rank at once; rank 0's step times (the ranks meet at every all-reduce)."""
-        assert self.group is not None
-        if reuse_prefix:
-            raise ValueError("a reused prefix is not run tensor-parallel: use placement=layer-split or one card")
-        batch, input_len = input_ids.shape
-        step = self.group.run(input_ids, output_len)
-        if step.frames:
-            self._compile_s += step.compile_s
-            self._compiled_frames += step.frames
-        if len(step.times) != output_len or tuple(step.tokens.shape) != (batch, output_len):
-            raise AssertionError(f"expected {output_len} new tokens for {batch} sequences, got "
-                                 f"{tuple(step.tokens.shape)} and {len(step.times)} timed steps")
-        self.last_tokens = step.tokens
-        self._rank_peaks = step.peak_bytes
-        for i, when in enumerate(step.times if on_token is not None else ()):
-            on_token(i + 1, when)
-        return batch_repetition(step.start, step.times, batch, input_len)
+        """One timed call on the placement's decode path; asserts the exact token count. A reused prefix runs
+        on generate (its DynamicCache holds the prefix), so a prefix-reuse pair is timed on one path."""
+        call = self._placed().generate(input_ids, output_len, on_token, reuse_prefix)
+        if call.frames:
+            self._compile_s += call.compile_s
+            self._compiled_frames += call.frames
+        self.last_tokens = call.tokens
+        return call.repetition
 
     def peak_memory_bytes(self) -> float | None:
-        """Tensor parallel: the ranks' peaks summed (each rank's card, or on a CPU each rank's peak RSS)."""
-        known = [p for p in self._rank_peaks if p is not None]
-        return float(sum(known)) if self.group is not None and known else None
+        return self._placed().peak_bytes()
 
     def peak_memory_per_card(self) -> dict[str, float]:
-        """Tensor parallel: each rank's peak in the last call (cpu:0, cpu:1 ... for ranks on one host)."""
-        if self.group is None:
-            return {}
-        return {str(card): p for card, p in zip(self.cards, self._rank_peaks) if p is not None}
+        return self._placed().peak_per_card()
 
     def decode_path(self) -> str:
         return self.path
+
+    def _bound_reasons(self, device: Device, row: dict[str, Any]) -> list[str]:
+        """transformers' generate loop; on an accelerator the eager loop where a captured step exists; and the
+        generic bandwidth bound."""
+        said = []
+        if self.path == "generate":
+            said.append("taken on transformers' generate loop")
+        elif self.path == "loop" and device.type != "cpu":
+            said.append("taken on the eager loop where a captured (CUDA graph) step is available")
+        return said + super()._bound_reasons(device, row)
 
     def cache_used(self) -> str:
         """static on the loop and captured paths (tensor parallel included); auto where decode=auto chose per
         shape on a CPU (the same case on two machines that chose differently is still one case: the detail
         says which ran); '' on generate (the case's `cache` as asked)."""
-        if self.group is not None:
-            return "static"
-        if self.loop is None:
-            return ""
-        return "auto" if self.loop.cache_mode == "auto" else self.loop.cache_used
+        return self._placed().cache_used()
+
     def compile_stats(self) -> tuple[float, int]:
         """Seconds of the calls in which torch.compile compiled (capture included), and the frames compiled."""
         said = (self._compile_s if self._compiled_frames else float("nan"), self._compiled_frames)
@@ -328,53 +173,18 @@ class TransformersEngine(Engine):
 
     def notes(self) -> list[str]:
         note = storage_note(self.options.quant, self.device.type) if self.options and self.device else ""
-        notes = [note] if note else []
-        if self.path == "generate" and self.options is not None and self.options.compile:
-            notes.append("compile=true on generate: transformers' generate compiled its own forward "
-                         "(static cache); compile_s is that warm-up")
-        if self.loop is not None and self.loop.fallback:
-            notes.append(self.loop.fallback)
-        if self.loop is not None and self.loop.cache_mode == "auto" and self.loop.choice_note:
-            notes.append(self.loop.choice_note)
-        if self.group is not None:
-            if self.group.fallback:
-                notes.append(self.group.fallback)
-            notes.append(f"tensor parallel over {len(self.cards)} ranks (transformers' tp plan)" +
-                         (": the ranks share one host's cores and memory bandwidth, so the roofline counts the "
-                          "host once, and each layer's all-reduces go through gloo between processes (on a CPU "
-                          "the figure measures that plumbing more than the host)"
-                          if self.device is not None and self.device.type == "cpu" else ""))
-        if self._split_note:
-            notes.append(self._split_note)
-        if len(self.cards) > 1 and self.group is None:
-            notes.append(f"layer split over {len(self.cards)} cards: one card works at a time, so the roofline "
-                         "and MBU use one card's bandwidth (the cards add memory, not speed)")
-        return notes
+        return ([note] if note else []) + (self.placed.notes() if self.placed is not None else [])
 
     def weight_bytes(self) -> float | None:
-        if self.group is not None:
-            return float(sum(self.group.shard_bytes))
-        return float(weight_bytes(self.model)) if self.model is not None else None
+        return self.placed.weight_bytes() if self.placed is not None else None
 
     def materializes_attention_scores(self) -> bool:
-        impl = self.group.attention if self.group is not None else \
-            getattr(getattr(self.model, "config", None), "_attn_implementation", None)
-        return impl in (None, "eager")
+        return (self.placed.attention() if self.placed is not None else None) in (None, "eager")
 
     def close(self) -> None:
-        if self.group is not None:
-            self.group.close()
-            self.group = None
-        self.model = None
-        self.loop = None
-        self._cached_prefix = None
-
-
-def _output_card(model: Any, cards: list[Device]) -> Device:
-    """The card the logits come out on (the head's), where each step's token is stamped."""
-    head = model.get_output_embeddings()
-    where = next(head.parameters()).device if head is not None else cards[-1].torch_device
-    return next((c for c in cards if c.torch_device == where), cards[-1])
+        if self.placed is not None:
+            self.placed.close()
+            self.placed = None
 
 
 def resolve_path(decode: str, compile_: bool, device: Device) -> str:

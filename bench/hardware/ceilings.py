@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.noise import NoiseWarning
 from bench.core.schema import NAN
-from bench.hardware.roofline import datasheet_peak
+from bench.hardware.roofline import above_the_bound, datasheet_peak
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,28 @@ def fill_missing(ceiling: Ceiling, device: Any) -> Ceiling:
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def row_verdict(row: dict[str, Any], ceiling: Ceiling, budget_gb: float, dtype_reason: str,
+                warnings: list[NoiseWarning]) -> tuple[str, str]:
+    """ok, or error above a physical bound, or over_budget when the measured peak exceeds max_mem_gb;
+    a bound passed because a ceiling was measured low adds a ceiling-low warning."""
+    notes = [dtype_reason] if dtype_reason.startswith("auto") else []
+    notes.append(f"roofline: {ceiling.source}" if ceiling.source
+                 else "roofline: no ceiling known for this device (run --workload membw / matmul)")
+    physical = {"bandwidth": ceiling.bandwidth_physical, "flops": ceiling.flops_physical}
+    passed = above_the_bound(row)
+    bugs = [what for figure, what in passed if physical[figure]]
+    if bugs:
+        return "error", f"{'; '.join(bugs)} (the datasheet's): a measurement bug; " + "; ".join(notes)
+    for figure, what in passed:  # past a measured ceiling: the ceiling was measured low, not the row wrong
+        workload = "membw" if figure == "bandwidth" else "matmul"
+        warnings.append(NoiseWarning("ceiling-low", f"{what}, a {figure} ceiling measured on this machine, "
+                                                    f"so that ceiling was measured low (busy at the time?): "
+                                                    f"bench run --workload {workload} on a quiet machine"))
+    budget = budget_gb
+    if budget > 0 and row["peak_mem_gb"] > budget:
+        predicted = row.get("predicted_peak_mem_gb")
+        said = f" (predicted {predicted:.2f} GB)" if predicted is not None and predicted == predicted else ""
+        return "over_budget", f"measured peak {row['peak_mem_gb']:.2f} GB exceeds max_mem_gb={budget:g}{said}"
+    return "ok", "; ".join(notes)

@@ -177,3 +177,22 @@ def place_random_weights(model: Any, device_map: dict[str, Any]) -> Any:
 def per_card_gb(readings: dict[str, float]) -> str:
     """'cuda:0=1.20 cuda:1=1.18' from {card: GB}; '' when nothing was read."""
     return " ".join(f"{card}={gb:.2f}" for card, gb in readings.items() if gb == gb)
+
+
+def weights_cannot_fit(model: str, params: float, quant: str, dtype: Any, cards: list[Device] | None) -> str:
+    """Why a model's weights alone cannot be held by the cards a case names (their usable memory summed, the
+    host once), or ''. Checked before loading: a host that runs out of memory kills the run, not just the
+    case. cards None: the weights are not in this process (a server, a timing model)."""
+    import torch
+
+    from bench.hardware.devices import usable_memory_bytes
+
+    if not cards:
+        return ""
+    per_param = {"int8": 1.0, "int4": 0.5}.get(quant, torch.empty((), dtype=dtype).element_size())
+    need = params * per_param
+    limit = sum(usable_memory_bytes(c) for c in {str(c): c for c in cards}.values())
+    if need <= limit:
+        return ""
+    where = f"{len(cards)} cards" if len(cards) > 1 else str(cards[0])
+    return f"does not fit: {model}'s weights alone are {need / 1e9:.1f} GB, {where} can hold {limit / 1e9:.1f} GB; not loaded"

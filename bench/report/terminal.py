@@ -118,69 +118,14 @@ def _identity(key: str, value: Any) -> str:
     return f"{label} {fmt(value)}" if label else fmt(value)
 
 
-def _number(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
-    """What the run answers, in a line per question, before its table: the longest context (measured and
-    predicted), whether a model fits its budget, the prefix-reuse speedup, the share of requests in the SLO."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    lines = []
-    models = list(dict.fromkeys(str(r.get("model")) for r in rows if r.get("model") not in (None, "", "none")))
-    for model in models:
-        mine = [r for r in rows if str(r.get("model")) == model]
-        measured = [v for r in mine if (v := _number(r.get("measured_max_context"))) is not None]
-        predicted = [v for r in mine if (v := _number(r.get("predicted_max_context"))) is not None]
-        if measured or predicted:
-            longest = max((int(r["input_len"]) for r in mine if r.get("status") == "ok"), default=None)
-            said = f"longest context that ran: {int(max(measured))} tokens (bisected to the first failure)" \
-                if measured else f"limit not reached up to {longest} tokens" if longest else "no length ran"
-            lines.append(f"{model}: {said}; predicted max context {int(max(predicted)) if predicted else '-'}")
-    fit = [r for r in ok if r.get("fits_budget") not in (None, "") and _number(r.get("model_mem_gb")) is not None]
-    budget = (workload.params.get("fit_budget_gb") if workload is not None else 0) or 0
-    for r in fit:
-        fits = str(r["fits_budget"]).lower() == "true"
-        lines.append(f"{case_text(r)}: {'fits' if fits else 'does not fit'} the {budget:g} GB budget "
-                     f"({float(r['model_mem_gb']):.2f} GB weights + KV cache)")
-    for r in ok:
-        speedup = _number(r.get("ttft_speedup"))
-        if speedup is not None:
-            lines.append(f"{case_text(r)}: TTFT {speedup:.1f}x faster reusing the prefix's KV cache than recomputing it")
-    slo = [r for r in ok if _number(r.get("goodput_frac")) is not None]
-    if slo:
-        best = max((int(b) for r in slo if (b := _number(r.get("max_batch_meeting_slo"))) is not None), default=None)
-        share = ", ".join(f"bs={r['batch_size']}{' ' + r['tags'] if isinstance(r.get('tags'), str) and r['tags'] else ''}"
-                          f" {float(r['goodput_frac']):.0%}" for r in slo)
-        lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
-                                                             "; no batch met it"))
-    loads = [r for r in rows if "rate=" in str(r.get("tags") or "") and r.get("max_load_meeting_slo") is not None]
-    if loads:
-        best = max((b for r in loads if (b := _number(r.get("max_load_meeting_slo"))) is not None), default=None)
-        stopped = [r for r in rows if str(r.get("detail", "")).startswith("sweep stopped")]
-        lines.append((f"largest request rate meeting the SLO: {best:g} requests/s" if best else
-                      "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
-                                                        if stopped else ""))
-    if rows and "largest_model_fitting" in rows[-1]:  # capacity: the last row names the largest so far
-        largest = rows[-1].get("largest_model_fitting")
-        cards = next((c for c in (rows[-1].get("cards"), rows[-1].get("device")) if isinstance(c, str) and c),
-                     "this device")
-        lines.append(f"largest model that fits {cards}: {largest}" if isinstance(largest, str) and largest else
-                     f"no model fitted {cards}")
-    from bench.analysis.sampler_cost import sampler_costs
+    """What the run answers, in a line per question, before its table: its workload kind's own answers
+    (bench.scenarios: the longest context, a budget, a speedup, the SLO...)."""
+    if workload is None or not rows:
+        return []
+    from bench.scenarios import scenario_for
 
-    lines.extend(cost.text() for cost in sampler_costs(rows))
-    return lines
-
-
-def case_text(row: dict[str, Any]) -> str:
-    from bench.core.caseid import case_label
-
-    return f"case {row.get('case')} ({case_label(row, workload=False)})"
+    return scenario_for(workload).answers(rows)
 
 
 def print_outcome(out: Console, console: Console, rows: list[dict[str, Any]], workload: Any, device: Any,

@@ -11,20 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psutil
 import torch
 
 from bench import engines
 from bench.core import clock
+from bench.core.caseid import case_tags
 from bench.core.errors import BadInput, first_line, is_oom
-from bench.core.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows, send_schedule
-from bench.core.noise import NoiseWarning, OtherLoad, own_cores, warnings_for
+from bench.core.metrics import Repetition, calculate_metrics, enough_repetitions, sample_rows
+from bench.core.noise import NoiseWarning, OtherLoad, client_bound, cpu_seconds, own_cores, warnings_for
 from bench.core.schema import NAN, SCHEMA_VERSION
 from bench.engines import Engine, EngineUnavailable, device_count, get_engine, load_key, load_options
 from bench.hardware import devices as dev
-from bench.hardware.ceilings import Ceiling
-from bench.hardware.placement import per_card_gb
-from bench.hardware.roofline import above_the_bound, roofline_columns
+from bench.hardware.ceilings import Ceiling, row_verdict
+from bench.hardware.placement import per_card_gb, weights_cannot_fit
+from bench.hardware.roofline import roofline_columns
 from bench.scenarios import CaseResult, Loaded, scenario_for
 from bench.spec.models import ModelSpec, resolve_model
 from bench.spec.prompts import random_prompts
@@ -121,7 +121,8 @@ class Runner:
         self.loaded_key, self.load_error = key, None
         self.model = resolve_model(case["model"], trust_remote_code=case["trust_remote_code"])
         self.dtype, self.dtype_reason = dev.pick_dtype(case["dtype"], self.device)
-        too_big = self._weights_cannot_fit(case)
+        too_big = weights_cannot_fit(case["model"], self.model.shape.params, case["quant"], self.dtype,
+                                     engines.engine_class(case["engine"]).memory_cards(case.params, self.device))
         if too_big:
             self.load_error = ("skipped", too_big)
             return
@@ -139,26 +140,6 @@ class Runner:
             self._free()
             self.load_error = ("oom" if is_oom(exc) else "error", f"engine start failed: {first_line(exc)}")
 
-    def _weights_cannot_fit(self, case: Case) -> str:
-        """Why the model's weights alone cannot be held by the cards the case names (summed), or ''. Checked
-        before loading: a host that runs out of memory kills the run, not just the case."""
-        from bench.engines import engine_class
-        from bench.hardware.placement import resolve_cards, tensor_parallel_ranks
-
-        if not getattr(engine_class(case["engine"]), "in_process", False) or case["engine"] == "simulated":
-            return ""
-        per_param = {"int8": 1.0, "int4": 0.5}.get(case["quant"], torch.empty((), dtype=self.dtype).element_size())
-        need = self.model.shape.params * per_param
-        cards = [self.device]
-        if case["engine"] == "transformers":
-            cards = (tensor_parallel_ranks if case.params.get("placement") == "tp" else resolve_cards)(
-                case.params.get("cards", ""), self.device)
-        limit = sum(dev.usable_memory_bytes(c) for c in {str(c): c for c in cards}.values())  # the host once
-        if need <= limit:
-            return ""
-        where = f"{len(cards)} cards" if len(cards) > 1 else str(self.device)
-        return (f"does not fit: {case['model']}'s weights alone are {need / GB:.1f} GB, {where} can hold "
-                f"{limit / GB:.1f} GB; not loaded")
 
     def _unload(self) -> None:
         if self.engine is not None:
@@ -183,7 +164,7 @@ class Runner:
             "device_name": self.device.name, "vendor": self.device.vendor, "device_count": device_count(p), "dtype": p["dtype"],
             "batch_size": p["batch_size"], "input_len": p["input_len"], "output_len": p["output_len"],
             "compile": p["compile"], "cache": p["cache"], "repetitions": 0, "status": "", "detail": "",
-            "energy_source": self.sampler.backend.energy_reason(), "tags": _tags(p),
+            "energy_source": self.sampler.backend.energy_reason(), "tags": case_tags(p),
         }
 
     def _model_columns(self, loaded: Loaded, case: Case) -> dict[str, Any]:
@@ -228,7 +209,7 @@ class Runner:
         card_peaks: dict[str, float] = {}  # per card, for a model over several
         self.sampler.sample_now()
         other_load = OtherLoad()
-        cpu_before = _cpu_seconds()
+        cpu_before = cpu_seconds()
         t_start = clock.now()
         while not enough_repetitions(len(reps), clock.now() - t_start, p["min_reps"], p["min_seconds"],
                                      p["max_reps"], p["max_seconds"]):
@@ -237,7 +218,7 @@ class Runner:
             dev.reset_host_peak_rss()
             self.progress(case, f"rep {len(reps) + 1}" + (f" of {p['min_reps']}+" if len(reps) < p["min_reps"] else ""))
             reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
-            peaks.append(self._peak_gb(engine, split))
+            peaks.append(engine.peak_gb(split))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
             # A model over several cards: each card's highest rep, as the engine's ranks read it or as read here.
             reads = engine.peak_memory_per_card() or \
@@ -246,7 +227,7 @@ class Runner:
                 if read is not None:  # unread stays out (empty), never 0
                     card_peaks[card_name] = max(card_peaks.get(card_name, 0.0), read / GB)
         row["measured_seconds"] = clock.now() - t_start
-        cpu_share = (_cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
+        cpu_share = (cpu_seconds() - cpu_before) / max(row["measured_seconds"], 1e-9) / own_cores()
         self.sampler.sample_now(settle=True)
         self.sampler.pause(False)
 
@@ -279,9 +260,10 @@ class Runner:
             warnings.append(NoiseWarning("recompiled", f"torch.compile compiled {recompiled} frame(s) during the "
                                                        "timed repetitions: their time includes compilation"))
         if not self.scenario.prefix_caching:  # prefix-reuse chose generate: its pairs are timed on one path
-            warnings += engine_bound(engine, self.device, row)
+            warnings += engine.engine_bound(self.device, row)
         warnings += client_bound(reps, p, cpu_share)
-        row["status"], row["detail"] = self._verdict(case, row, warnings)
+        row["status"], row["detail"] = row_verdict(row, self.ceiling, case["max_mem_gb"], self.dtype_reason,
+                                                  warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
         row["detail"] = "; ".join(n for n in [row["detail"], *engine.notes()] if n)
@@ -289,20 +271,6 @@ class Runner:
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
         return self._finish(row, samples, warnings)
-
-    def _peak_gb(self, engine: Engine, cards: list[dev.Device]) -> float:
-        """Peak memory since the last reset: torch's on a GPU (summed over the cards a model spans), the
-        process's on the host; NaN when the engine runs in another process (torch and this process know
-        nothing of its memory)."""
-        own = engine.peak_memory_bytes()
-        if own is not None:
-            return own / GB
-        if not engine.in_process:
-            return NAN
-        device_peaks = [dev.peak_memory_bytes(c) for c in cards]
-        if any(x is None for x in device_peaks):
-            return dev.host_peak_rss_bytes() / GB
-        return sum(device_peaks) / GB
 
     def _memory_columns(self, engine: Engine, reps: list[Repetition], peaks: list[float]) -> dict[str, float]:
         """Peak memory of the case: the highest repetition's, or for an engine in another process the
@@ -325,92 +293,3 @@ class Runner:
             self._free()
         return self._finish(row, samples)
 
-    def _verdict(self, case: Case, row: dict[str, Any], warnings: list[NoiseWarning]) -> tuple[str, str]:
-        """ok, or error above a physical bound, or over_budget when the measured peak exceeds max_mem_gb;
-        a bound passed because a ceiling was measured low adds a ceiling-low warning."""
-        notes = [self.dtype_reason] if self.dtype_reason.startswith("auto") else []
-        notes.append(f"roofline: {self.ceiling.source}" if self.ceiling.source
-                     else "roofline: no ceiling known for this device (run --workload membw / matmul)")
-        physical = {"bandwidth": self.ceiling.bandwidth_physical, "flops": self.ceiling.flops_physical}
-        passed = above_the_bound(row)
-        bugs = [what for figure, what in passed if physical[figure]]
-        if bugs:
-            return "error", f"{'; '.join(bugs)} (the datasheet's): a measurement bug; " + "; ".join(notes)
-        for figure, what in passed:  # past a measured ceiling: the ceiling was measured low, not the row wrong
-            workload = "membw" if figure == "bandwidth" else "matmul"
-            warnings.append(NoiseWarning("ceiling-low", f"{what}, a {figure} ceiling measured on this machine, "
-                                                        f"so that ceiling was measured low (busy at the time?): "
-                                                        f"bench run --workload {workload} on a quiet machine"))
-        budget = case["max_mem_gb"]
-        if budget > 0 and row["peak_mem_gb"] > budget:
-            predicted = row.get("predicted_peak_mem_gb")
-            said = f" (predicted {predicted:.2f} GB)" if predicted is not None and predicted == predicted else ""
-            return "over_budget", f"measured peak {row['peak_mem_gb']:.2f} GB exceeds max_mem_gb={budget:g}{said}"
-        return "ok", "; ".join(notes)
-
-
-ENGINE_BOUND_MBU = 0.30  # decode this far below the memory bandwidth on an accelerator measures the engine
-CLIENT_LATE_MS = 10.0  # a request sent later than this (or 10% of the mean interval) behind its arrival time
-CLIENT_SHORT = 0.9  # achieved rate below this share of the scheduled one
-CLIENT_CPU = 0.9  # this process busy on this share of its cores while sending
-
-
-def client_bound(reps: list[Repetition], params: dict[str, Any], cpu_share: float) -> list[NoiseWarning]:
-    """A `client-bound` warning when an open-loop client did not keep its arrival schedule (late sends, a
-    lower rate than scheduled) or saturated this machine's cores: then the figures measure the client."""
-    sent = send_schedule(reps)
-    rate = (params.get("request_rate", 0) or 0) or (sent["scheduled_rate_rps"] if params.get("trace") else 0)
-    if not rate or rate != rate or rate <= 0:
-        return []
-    bound = max(CLIENT_LATE_MS, 100.0 / rate)
-    said = []
-    if sent["send_lateness_ms_p99"] > bound:
-        said.append(f"p99 of sends {sent['send_lateness_ms_p99']:.1f} ms late (bound {bound:.1f} ms)")
-    if sent["achieved_rate_rps"] < CLIENT_SHORT * sent["scheduled_rate_rps"]:
-        said.append(f"sent {sent['achieved_rate_rps']:.2f} requests/s of the {sent['scheduled_rate_rps']:.2f} "
-                    "scheduled")
-    if cpu_share >= CLIENT_CPU:
-        said.append(f"this process kept {cpu_share:.0%} of its cores busy")
-    return [NoiseWarning("client-bound", "; ".join(said) + ": the client fell behind its schedule")] if said else []
-
-
-def engine_bound(engine: Engine, device: dev.Device, row: dict[str, Any]) -> list[NoiseWarning]:
-    """An `engine-bound` warning for a row that measured the software more than the hardware: transformers'
-    generate loop; on an accelerator, an eager loop where a captured step exists, or decode below 30% MBU."""
-    path = engine.decode_path()
-    said = []
-    if path == "generate":
-        said.append("taken on transformers' generate loop")
-    elif path == "loop" and device.type != "cpu":
-        said.append("taken on the eager loop where a captured (CUDA graph) step is available")
-    mbu = row.get("mbu")
-    if device.type != "cpu" and engine.on_local_device and isinstance(mbu, float) and mbu == mbu \
-            and mbu < ENGINE_BOUND_MBU:
-        said.append(f"decode reached {mbu:.0%} of the memory bandwidth")
-    if not said:
-        return []
-    fix = "--set decode=captured" if engine.name == "transformers" else "the transformers engine's decode=captured"
-    return [NoiseWarning("engine-bound", f"{'; '.join(said)}: the figure measures the engine more than the "
-                                         f"hardware; for the hardware's figure run {fix}")]
-
-
-def _tags(params: dict[str, Any]) -> str:
-    tags = [] if params["telemetry"] else ["telemetry=off"]
-    if params.get("request_rate", 0):
-        tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
-    if params.get("turns", 1) > 1:
-        tags.append(f"turns={params['turns']}")
-    if params.get("trace"):
-        from pathlib import Path
-
-        tags.append(f"trace={Path(params['trace']).name}" + (f"@{params['trace_speed']:g}x"
-                                                             if params["trace_speed"] != 1 else ""))
-    if params["trial"] > 1:
-        tags.append(f"trial={params['trial']}")
-    return ";".join(tags)
-
-
-def _cpu_seconds() -> float:
-    """CPU time this process has used (all its threads), for the client's own load."""
-    times = psutil.Process().cpu_times()
-    return times.user + times.system

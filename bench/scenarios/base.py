@@ -134,6 +134,10 @@ class Scenario:
         """Extra cases to run after this one (measured through `measure`)."""
         return iter(())
 
+    def answers(self, rows: list[dict[str, Any]]) -> list[str]:
+        """What the run answers, a line per question, said before its table (none by default)."""
+        return []
+
     def measure_device(self, device: Device, case: Case, row: dict[str, Any]) -> list[dict[str, Any]]:
         """For scenarios without a model: fill `row` and return the raw samples."""
         raise NotImplementedError

@@ -42,3 +42,13 @@ class CapacityScenario(GenerateScenario):
 
     def not_loaded(self, case: Case, row: dict[str, Any]) -> None:
         row["largest_model_fitting"] = self.largest
+
+    def answers(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The largest model that fits the cards (the last row names the largest so far)."""
+        if not rows or "largest_model_fitting" not in rows[-1]:
+            return super().answers(rows)
+        largest = rows[-1].get("largest_model_fitting")
+        cards = next((c for c in (rows[-1].get("cards"), rows[-1].get("device")) if isinstance(c, str) and c),
+                     "this device")
+        return super().answers(rows) + [f"largest model that fits {cards}: {largest}" if isinstance(largest, str)
+                                        and largest else f"no model fitted {cards}"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.core.caseid import case_text
+from bench.core.figures import finite
 from bench.core.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
 from bench.core.schema import NAN
 from bench.engines import load_key
@@ -155,3 +157,34 @@ def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:
         if slo > 0 and isinstance(value, float) and value == value and value > SLO_MARGIN * slo:
             return f"broke the SLO by more than {SLO_MARGIN:g}x ({metric} {value:.0f} ms > {slo:g} ms)"
     return ""
+
+    def answers(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Whether each model fits its budget, the share of requests within the SLO and the largest batch or
+        request rate meeting it, and the sampler's cost where trials paired it on and off."""
+        from bench.scenarios.sampler_cost import sampler_costs
+
+        ok = [r for r in rows if r.get("status") == "ok"]
+        lines = []
+        budget = self.workload.params.get("fit_budget_gb", 0) or 0
+        for r in ok:
+            if r.get("fits_budget") not in (None, "") and finite(r.get("model_mem_gb")) is not None:
+                fits = str(r["fits_budget"]).lower() == "true"
+                lines.append(f"{case_text(r)}: {'fits' if fits else 'does not fit'} the {budget:g} GB budget "
+                             f"({float(r['model_mem_gb']):.2f} GB weights + KV cache)")
+        slo = [r for r in ok if finite(r.get("goodput_frac")) is not None]
+        if slo:
+            best = max((int(b) for r in slo if (b := finite(r.get("max_batch_meeting_slo"))) is not None),
+                       default=None)
+            share = ", ".join(f"bs={r['batch_size']}{' ' + r['tags'] if isinstance(r.get('tags'), str) and r['tags'] else ''}"
+                              f" {float(r['goodput_frac']):.0%}" for r in slo)
+            lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
+                                                                 "; no batch met it"))
+        loads = [r for r in rows if "rate=" in str(r.get("tags") or "") and r.get("max_load_meeting_slo") is not None]
+        if loads:
+            best_load = max((b for r in loads if (b := finite(r.get("max_load_meeting_slo"))) is not None),
+                            default=None)
+            stopped = [r for r in rows if str(r.get("detail", "")).startswith("sweep stopped")]
+            lines.append((f"largest request rate meeting the SLO: {best_load:g} requests/s" if best_load else
+                          "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
+                                                            if stopped else ""))
+        return lines + [cost.text() for cost in sampler_costs(rows)]

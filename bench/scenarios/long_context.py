@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench.core.figures import finite
 from bench.core.metrics import Repetition
 from bench.hardware.roofline import longest_fitting_input
 from bench.scenarios.base import CaseResult, Loaded, Measure
@@ -85,3 +86,17 @@ class LongContextScenario(GenerateScenario):
                 yield probe_result
                 return
             yield probe_result
+
+    def answers(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Per model, the longest context that ran (bisected to the first failure) and the predicted one."""
+        lines = []
+        for model in dict.fromkeys(str(r.get("model")) for r in rows if r.get("model") not in (None, "", "none")):
+            mine = [r for r in rows if str(r.get("model")) == model]
+            measured = [v for r in mine if (v := finite(r.get("measured_max_context"))) is not None]
+            predicted = [v for r in mine if (v := finite(r.get("predicted_max_context"))) is not None]
+            if measured or predicted:
+                longest = max((int(r["input_len"]) for r in mine if r.get("status") == "ok"), default=None)
+                said = f"longest context that ran: {int(max(measured))} tokens (bisected to the first failure)" \
+                    if measured else f"limit not reached up to {longest} tokens" if longest else "no length ran"
+                lines.append(f"{model}: {said}; predicted max context {int(max(predicted)) if predicted else '-'}")
+        return lines + super().answers(rows)

@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from bench.core.caseid import case_text
 from bench.core.errors import BadInput
+from bench.core.figures import finite
 from bench.core.metrics import Repetition
 from bench.scenarios.base import Loaded
 from bench.scenarios.generate import GenerateScenario
@@ -67,3 +69,9 @@ class PrefixReuseScenario(GenerateScenario):
         elif pair in self.recompute_ttft:
             cols["ttft_speedup"] = self.recompute_ttft[pair] / row["ttft_ms_p50"]
         return cols
+
+    def answers(self, rows: list[dict[str, Any]]) -> list[str]:
+        """How much faster the first token came with the prefix's KV cache reused."""
+        lines = [f"{case_text(r)}: TTFT {speedup:.1f}x faster reusing the prefix's KV cache than recomputing it"
+                 for r in rows if r.get("status") == "ok" and (speedup := finite(r.get("ttft_speedup"))) is not None]
+        return super().answers(rows) + lines

@@ -13,8 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 METRIC = "decode_tok_s"
 
 
@@ -50,6 +48,8 @@ def _tags(row: dict[str, Any]) -> dict[str, str]:
 
 def sampler_costs(rows: list[dict[str, Any]]) -> list[SamplerCost]:
     """Per case label that ran with the sampler both on and off (ok rows only), its cost; [] when none did."""
+    from scipy import stats
+
     from bench.core.caseid import case_label
 
     pairs: dict[str, dict[str, dict[bool, float]]] = defaultdict(lambda: defaultdict(dict))

@@ -1,0 +1,184 @@
+"""The streaming client of the openai engine: one /v1/completions (or /v1/chat/completions) request, streamed
+and timed on this machine's clock (start when it is sent, one timestamp per streamed event), its token counts
+checked against the server's usage block. Arrival processes (bench/engines/arrivals.py) decide when requests
+are sent; this module only sends one and reads its stream, as vLLM keeps `endpoint_request_func` apart from
+its request generator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.core import clock
+from bench.core.metrics import RequestTiming
+
+
+class ServerError(RuntimeError):
+    """The server refused, failed or answered something we cannot read; the case becomes an error row."""
+
+
+def _parse_event(data: str) -> dict[str, Any]:
+    """One SSE data payload as an object with the shapes the API promises, or ServerError."""
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise ServerError(f"malformed stream: not JSON: {data[:80]!r}") from None
+    if not isinstance(event, dict):
+        raise ServerError(f"malformed stream: not an object: {data[:80]!r}")
+    if event.get("error"):
+        raise ServerError(f"server error in stream: {str(event['error'])[:200]}")
+    if event.get("usage") is not None and not isinstance(event["usage"], dict):
+        raise ServerError(f"malformed stream: 'usage' is not an object: {data[:80]!r}")
+    choices = event.get("choices")
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
+        raise ServerError(f"malformed stream: 'choices' is not a list of objects: {data[:80]!r}")
+    return event
+
+
+def _count(usage: dict[str, Any], key: str, data: str, previous: int | None) -> int | None:
+    value = usage.get(key)
+    if value is None:
+        return previous
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ServerError(f"malformed stream: usage.{key} is {value!r}: {data[:80]!r}")
+    return value
+
+
+def _tokens_in(choice: dict[str, Any], data: str) -> int:
+    """Tokens a streamed choice carries: its token ids if given, else one per non-empty text or delta."""
+    ids = choice.get("token_ids")
+    if ids is not None:
+        if not isinstance(ids, list):
+            raise ServerError(f"malformed stream: token_ids is not a list: {data[:80]!r}")
+        return len(ids)
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    if text is not None and not isinstance(text, str):
+        raise ServerError(f"malformed stream: text is not a string: {data[:80]!r}")
+    return 1 if text else 0  # a final empty chunk (finish_reason only) carries no token
+
+
+@dataclass
+class StreamingClient:
+    """One server: its URL, model, endpoint and deadline; `request` sends one prompt and times its stream.
+    Notes on how the stream could be read (events holding several tokens, text prompts) gather in `warnings`."""
+
+    base_url: str
+    served_model: str
+    timeout_s: float
+    api: str = "completions"
+    headers: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    http: Any = None
+
+    def open(self) -> None:
+        """Connect and check the server is up and serves the model (ServerError with what it said)."""
+        import httpx
+
+        self.http = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
+        try:
+            resp = self.http.get(f"{self.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise ServerError(f"server {self.base_url} unreachable: {exc.__class__.__name__}: {exc}") from None
+        if resp.status_code != 200:
+            raise ServerError(f"GET {self.base_url}/models: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            served = [m["id"] for m in resp.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ServerError(f"GET {self.base_url}/models: not an OpenAI model list") from None
+        if served and self.served_model not in served:
+            raise ServerError(f"server does not serve model '{self.served_model}' (it serves: {', '.join(served)}); "
+                              "set --set served_model=NAME")
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+
+    def request_body(self, ids: list[int], output_len: int) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body): token ids to /completions, or text to /chat/completions."""
+        body: dict[str, Any] = {
+            "model": self.served_model, "max_tokens": output_len, "temperature": 0.0,
+            "stream": True, "stream_options": {"include_usage": True},
+            # vLLM/SGLang/llama.cpp extension: exact lengths (servers without it ignore unknown fields or say
+            # 400). Not min_tokens as well: redundant beside ignore_eos, and on vLLM it adds a logits processor
+            # to every step (TPOT +20% on the tiny model on a CPU, against `vllm bench serve`: README).
+            "ignore_eos": True,
+        }
+        if self.api == "chat":
+            # No tokenizer here (random-weight configs): one word per token id; the server counts them.
+            body["messages"] = [{"role": "user", "content": " ".join(f"w{i}" for i in ids)}]
+            return "/chat/completions", body
+        return "/completions", {**body, "prompt": ids, "return_token_ids": True}
+
+    def request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool,
+                     answer: list[int] | None = None) -> RequestTiming:
+        """One streamed request, timed; answer (when given) receives the token ids the server streamed back."""
+        import httpx
+
+        delay = start_at - clock.now()
+        if delay > 0:
+            time.sleep(delay)
+        path, body = self.request_body(ids, output_len)
+        times: list[float] = []
+        chunk_tokens: list[int] = []
+        usage_tokens = prompt_tokens = None
+        start = clock.now()
+        deadline = start + self.timeout_s  # for the whole request: a server that keeps a stream alive ends too
+        try:
+            with self.http.stream("POST", f"{self.base_url}{path}", json=body) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    raise ServerError(f"POST {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+                for line in resp.iter_lines():
+                    if clock.now() > deadline:
+                        raise ServerError(f"request exceeded its {self.timeout_s:g} s deadline "
+                                          f"({sum(chunk_tokens)} of {output_len} tokens)")
+                    if not line or not line.startswith("data:"):
+                        continue  # SSE comments (keep-alives) and blank lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = _parse_event(data)
+                    usage = event.get("usage")
+                    if usage is not None:
+                        usage_tokens = _count(usage, "completion_tokens", data, usage_tokens)
+                        prompt_tokens = _count(usage, "prompt_tokens", data, prompt_tokens)
+                    for choice in event.get("choices") or []:
+                        now = clock.now()
+                        n = _tokens_in(choice, data)
+                        if n:
+                            times.append(now)
+                            chunk_tokens.append(n)
+                            if answer is not None and isinstance(choice.get("token_ids"), list):
+                                answer.extend(int(t) for t in choice["token_ids"] if isinstance(t, int))
+        except httpx.TimeoutException:
+            raise ServerError(f"request timed out after {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
+        counted = sum(chunk_tokens)
+        total = usage_tokens if usage_tokens is not None else counted
+        if not times and total:
+            raise ServerError(f"the stream had no token event: its usage block counts {total} completion tokens, "
+                              "but no choice carried text or token ids, so no token has a time")
+        if total != output_len:
+            raise ServerError(f"server returned {total} tokens, expected {output_len} (does it honour "
+                              "ignore_eos?)")
+        resolution = "token"
+        if len(times) < total:
+            resolution = "single" if len(times) <= 1 else "chunk"
+            self.warnings.append(
+                f"the server does not stream per token ({total} tokens in {len(times)} event(s)): " +
+                ("TPOT, ITL and decode tok/s are left empty" if resolution == "single" else
+                 "ITL is left empty (tokens sharing an event have no gap of their own); TPOT is unaffected"))
+            # Tokens sharing an event get its timestamp, so counts stay exact.
+            times = [t for t, n in zip(times, chunk_tokens) for _ in range(n)] if counted == total else \
+                times + [times[-1]] * (total - len(times))
+        if self.api == "chat":
+            self.warnings.append("chat endpoint: the prompt went as text; input_len is the server's count "
+                                 "(usage.prompt_tokens) where it gives one")
+        n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
+        return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
