@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.stats import judge
-from tests.conftest import run_bench
+from tests.helpers import run_bench, slowed
 
 SIM = ["--engine", "simulated", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1,4",
        "--set", "output_len=8", "--set", "input_len=32"]
@@ -44,25 +44,6 @@ def sim_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     return run
-
-
-def slowed(run, dest, factor: float, spread: list[float] | None = None):
-    """A copy of a run with every speed times `factor` (per repetition times `spread[i]` if given)."""
-    shutil.copytree(run, dest)
-    samples = pd.read_csv(dest / "samples.csv")
-    results = pd.read_csv(dest / "results.csv")
-    per_rep = np.array(spread if spread else [1.0] * 3)[samples["repetition"].to_numpy()]
-    for col in ("decode_tok_s", "prefill_tok_s", "output_tok_s"):
-        samples[col] = samples[col] * factor * per_rep
-        results[col] = results[col] * factor * float(np.median(spread or [1.0]))
-    results["decode_tok_s_per_user"] = results["decode_tok_s_per_user"] * factor * float(np.median(spread or [1.0]))
-    for col in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_p99"):
-        samples[col] = samples[col] / (factor * per_rep)
-    for col in ("ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "itl_ms_p99"):
-        results[col] = results[col] / (factor * float(np.median(spread or [1.0])))
-    samples.to_csv(dest / "samples.csv", index=False)
-    results.to_csv(dest / "results.csv", index=False)
-    return dest
 
 
 def test_identical_runs_pass_and_a_2x_slowdown_fails(sim_run, tmp_path):
@@ -147,7 +128,7 @@ def test_the_ci_template_runs_the_commands_these_tests_run(sim_run, tmp_path):
     import re
     import shlex
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     text = (ROOT / "examples" / "github-actions.yml").read_text()
     commands = [line.strip() for line in text.splitlines() if re.match(r"\s*(run: )?bench ", line)]

@@ -14,7 +14,7 @@ from bench.hardware.roofline import (
     prefill_flops,
 )
 from bench.spec.models import resolve_model
-from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
+from tests.helpers import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
 def run_workload(out_dir, name, *extra):

@@ -10,7 +10,7 @@ import pytest
 from bench.analysis.claims import load_claims
 from bench.analysis.verify import verify_claim
 from bench.store.runs import Run
-from tests.conftest import run_bench
+from tests.helpers import run_bench
 
 CLAIMS = {c.id: c for c in load_claims()}
 BASE = {"status": "ok", "device_name": "NVIDIA H200", "model": "llama-3.1-8b", "params": 8.03e9, "batch_size": 1,
@@ -286,7 +286,7 @@ def test_a_suite_says_each_verdict_when_its_step_ends_and_ctrl_c_keeps_them(tmp_
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     path = tmp_path / "suite.toml"
     path.write_text('name = "slow-suite"\nkind = "suite"\n[[step]]\nworkload = "membw"\n[step.params]\n'

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.core.schema import RESULT_COLUMN_NAMES, SAMPLE_COLUMNS, TELEMETRY_COLUMNS
-from tests.conftest import FAST, ROOT, run_bench, single_run_dir
+from tests.helpers import FAST, ROOT, run_bench, single_run_dir
 
 # results.csv's contract, copied from DESIGN.md (written out, so a schema change cannot move it silently).
 DESIGN_CONTRACT = ["schema_version", "run_id", "workload", "case", "model", "weights", "engine", "device", "device_name", "device_count", "dtype", "batch_size", "input_len", "output_len", "repetitions", "status", "detail", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "itl_ms_p99", "e2e_ms_p50", "prefill_tok_s", "decode_tok_s", "decode_tok_s_per_user", "output_tok_s", "decode_tok_s_cv", "peak_mem_gb", "host_peak_rss_gb", "power_w_mean", "power_w_max", "energy_j", "energy_j_per_token", "tok_s_per_w", "energy_source", "throttled", "roofline_decode_tok_s", "mbu", "mfu"]

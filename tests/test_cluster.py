@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, run_bench
+from tests.helpers import ROOT, run_bench
 
 ray = pytest.importorskip("ray")
 

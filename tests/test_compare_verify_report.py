@@ -12,7 +12,7 @@ from bench.analysis.claims import load_claims
 from bench.analysis.compare import compare_table
 from bench.analysis.cost import owned_cost_per_hour, usd_per_mtok_owned, usd_per_mtok_rented
 from bench.store.runs import load_run
-from tests.conftest import ROOT, headless_chromium, run_bench
+from tests.helpers import ROOT, headless_chromium, run_bench
 
 
 @pytest.fixture(scope="module")

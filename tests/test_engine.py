@@ -88,7 +88,7 @@ def test_quantized_weights_change_the_bytes_and_the_roofline(tmp_path):
 
     from bench.hardware.roofline import decode_bytes_per_step
     from bench.spec.models import resolve_model
-    from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
+    from tests.helpers import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
     proc = run_bench("run", "--set", "quant=none,int8,int4", "--set", "batch_size=1", "--set", "output_len=8",
                      "--out", str(tmp_path), *FAST)
@@ -109,7 +109,7 @@ def test_quantized_weights_change_the_bytes_and_the_roofline(tmp_path):
 
 def test_quantization_without_torchao_is_bad_input(tmp_path):
     """A torchao that cannot be imported (a stand-in module on PYTHONPATH): one line with the install command."""
-    from tests.conftest import run_bench
+    from tests.helpers import run_bench
 
     fake = tmp_path / "fake" / "torchao"
     fake.mkdir(parents=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import FAST, run_bench
+from tests.helpers import FAST, run_bench
 
 SIM = ["--engine", "simulated", *FAST]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.cli import main
 from bench.spec.workload import PARAMS
-from tests.conftest import ROOT, run_bench
+from tests.helpers import ROOT, run_bench
 
 VALUES = ["nan", "inf", "-inf", "-1", "0", "1e400", "99999999999999999999999", "", " ", "[1,", "[]", "true",
           "1,2,,3", "é☃", "\x00", "abc", "1.5", "-0", "[[1]]", "{a=1}", "'x'", "1;rm -rf /", "../../etc"]

@@ -107,7 +107,7 @@ def test_real_gpu_run_measures_energy_per_window(tmp_path):
     """The full CLI on a real NVIDIA GPU: counter energy in every ok row, both J/token methods, a fingerprint."""
     import pandas as pd
 
-    from tests.conftest import run_bench, single_run_dir
+    from tests.helpers import run_bench, single_run_dir
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -137,7 +137,7 @@ def test_quantized_weights_on_the_card(tmp_path):
     """int8 and int4 (tinygemm's packing) on CUDA: rows ok, or skipped with torchao's reason; stored bytes shrink."""
     import pandas as pd
 
-    from tests.conftest import run_bench, single_run_dir
+    from tests.helpers import run_bench, single_run_dir
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -223,7 +223,7 @@ def test_a_layer_split_over_every_card_of_this_machine(tmp_path):
     plain run's within reason (a split adds copies at the boundaries, never a second card's speed)."""
     import pandas as pd
 
-    from tests.conftest import run_bench, single_run_dir
+    from tests.helpers import run_bench, single_run_dir
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

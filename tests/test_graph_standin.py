@@ -15,8 +15,8 @@ from bench.engines.base import LoadOptions
 from bench.hardware.devices import Device, resolve_device
 from bench.spec.models import resolve_model
 from bench.spec.prompts import random_prompts
-from tests.conftest import FAST, run_bench, single_run_dir
 from tests.fake_card import FakeCard
+from tests.helpers import FAST, run_bench, single_run_dir
 
 
 @pytest.fixture

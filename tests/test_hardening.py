@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from tests.conftest import run_bench, single_run_dir
+from tests.helpers import run_bench, single_run_dir
 
 NOT_NUMBERS = [f"{key}={value}" for key in ("min_seconds", "max_seconds", "timeout_s", "request_rate",
                                             "max_mem_gb", "fit_budget_gb", "telemetry_hz", "idle_seconds",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import FAST, ROOT, headless_chromium, run_bench
+from tests.helpers import FAST, ROOT, headless_chromium, run_bench
 
 pytest.importorskip("otava")
 

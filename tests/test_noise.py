@@ -105,7 +105,7 @@ def test_warnings_reach_the_row_the_table_and_the_end_of_the_run(tmp_path):
     """Three repetitions on the simulated engine: few-reps, in detail, listed at the end as a note."""
     import pandas as pd
 
-    from tests.conftest import run_bench, single_run_dir
+    from tests.helpers import run_bench, single_run_dir
 
     proc = run_bench("run", "--engine", "simulated", "--set", "batch_size=1", "--set", "min_reps=3",
                      "--set", "min_seconds=0", "--set", "idle_seconds=0", "--out", str(tmp_path))

@@ -15,7 +15,7 @@ from bench.core.errors import BadInput
 from bench.engines import device_count
 from bench.hardware.devices import Device
 from bench.hardware.placement import card_count, check_tensor_parallel, layer_split_map, parse_cards
-from tests.conftest import FAST, auto_bytes_per_element, run_bench, single_run_dir
+from tests.helpers import FAST, auto_bytes_per_element, run_bench, single_run_dir
 
 
 def test_cards_are_a_count_or_a_list_and_a_bad_list_is_said():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.engines.simulated import step_s, ttft_s
-from tests.conftest import run_bench, single_run_dir
+from tests.helpers import run_bench, single_run_dir
 
 SIM = ["--engine", "simulated", "--set", "min_seconds=0", "--set", "idle_seconds=0"]
 

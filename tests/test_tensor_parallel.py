@@ -19,7 +19,7 @@ from bench.engines.tensor_parallel import RankFailed
 from bench.hardware.devices import resolve_device
 from bench.spec.models import resolve_model
 from bench.spec.workload import PARAMS
-from tests.conftest import FAST, run_bench, single_run_dir
+from tests.helpers import FAST, run_bench, single_run_dir
 
 
 def _options(**engine: str) -> object:

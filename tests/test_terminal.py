@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tests.conftest import run_bench, single_run_dir
+from tests.helpers import run_bench, single_run_dir
 
 NARROW = {"COLUMNS": "80"}
 

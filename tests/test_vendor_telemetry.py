@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import run_bench
+from tests.helpers import run_bench
 
 FAKE = Path(__file__).resolve().parent / "fake_smi.py"
 TOOLS = ("npu-smi", "mthreads-gmi", "hy-smi", "cnmon", "mx-smi", "efsmi")

@@ -16,8 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 SPEEDS = ("decode_tok_s", "prefill_tok_s", "output_tok_s")
 TIMES = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_p99", "itl_ms_p50", "itl_ms_max")
 
@@ -27,17 +25,11 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 
 
 def slowed(run: Path, dest: Path, factor: float) -> Path:
-    """A copy of a run with every speed divided by `factor` and every time multiplied by it."""
-    shutil.copytree(run, dest)
-    for name in ("samples.csv", "results.csv"):
-        df = pd.read_csv(dest / name)
-        for col in df.columns:
-            if col.split("_p")[0] in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms") or col in TIMES:
-                df[col] = df[col] * factor
-            elif col in SPEEDS:
-                df[col] = df[col] / factor
-        df.to_csv(dest / name, index=False)
-    return dest
+    """A copy of a run `factor` times slower (tests/helpers.py's one way to doctor a run)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository's root
+    from tests.helpers import slowed as speed_scaled
+
+    return speed_scaled(run, dest, 1.0 / factor)
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ Run by .ci/run's vLLM stage in its own venv; skipped where vLLM is not installed
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, run_bench, single_run_dir
+from tests.helpers import ROOT, run_bench, single_run_dir
 from tests.vllm.server import VLLM_ENV, ServerFailed, vllm_serve
 
 pytest.importorskip("vllm")

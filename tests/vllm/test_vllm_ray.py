@@ -13,7 +13,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.conftest import run_bench, single_run_dir
+from tests.helpers import run_bench, single_run_dir
 from tests.vllm.server import VLLM_ENV
 
 pytest.importorskip("vllm")
