@@ -39,7 +39,7 @@ def run_bench(*args: str, timeout: float = 300, env: dict | None = None, cwd: Pa
     """`bench ARGS` with its output captured: in this process for the readers and for runs of the simulated
     engine or dry runs (the CLI's own exit codes and output, nothing a subprocess would show differently),
     else `python -m bench ARGS` in a subprocess."""
-    if in_process(args):
+    if in_process(args) and "PYTHONPATH" not in (env or {}):  # what a process imports is its own
         return run_here(*args, env=env, cwd=cwd)
     return run_subprocess(*args, timeout=timeout, env=env, cwd=cwd)
 

@@ -133,31 +133,6 @@ class GenerateScenario(Scenario):
         group = self.context_group(case)
         self.oom_at[group] = min(self.oom_at.get(group, case["input_len"]), case["input_len"])
 
-
-SLO_MARGIN = 1.5  # a load whose p99 exceeds the SLO by this factor, or that failed, ends its sweep
-
-
-def slo_group(params: dict[str, Any]) -> tuple:
-    """Cases of one sweep: the same model and engine settings and lengths, at different loads."""
-    return (*load_key(params), params["input_len"], params["output_len"])
-
-
-def load_of(params: dict[str, Any]) -> float:
-    """A case's load: its request rate where it has one (open loop), else its concurrency (batch size)."""
-    rate = params.get("request_rate", 0) or 0
-    return float(rate) if rate > 0 else float(params["batch_size"])
-
-
-def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:
-    """Why this load ends the sweep ('' when it does not): it failed, or its p99 broke an SLO by the margin."""
-    if row["status"] in ("error", "oom"):
-        return f"failed ({row['status']})"
-    for metric, slo in (("ttft_ms_p99", params["slo_ttft_ms"]), ("tpot_ms_p99", params["slo_tpot_ms"])):
-        value = row.get(metric)
-        if slo > 0 and isinstance(value, float) and value == value and value > SLO_MARGIN * slo:
-            return f"broke the SLO by more than {SLO_MARGIN:g}x ({metric} {value:.0f} ms > {slo:g} ms)"
-    return ""
-
     def answers(self, rows: list[dict[str, Any]]) -> list[str]:
         """Whether each model fits its budget, the share of requests within the SLO and the largest batch or
         request rate meeting it, and the sampler's cost where trials paired it on and off."""
@@ -188,3 +163,28 @@ def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:
                           "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
                                                             if stopped else ""))
         return lines + [cost.text() for cost in sampler_costs(rows)]
+
+
+SLO_MARGIN = 1.5  # a load whose p99 exceeds the SLO by this factor, or that failed, ends its sweep
+
+
+def slo_group(params: dict[str, Any]) -> tuple:
+    """Cases of one sweep: the same model and engine settings and lengths, at different loads."""
+    return (*load_key(params), params["input_len"], params["output_len"])
+
+
+def load_of(params: dict[str, Any]) -> float:
+    """A case's load: its request rate where it has one (open loop), else its concurrency (batch size)."""
+    rate = params.get("request_rate", 0) or 0
+    return float(rate) if rate > 0 else float(params["batch_size"])
+
+
+def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:
+    """Why this load ends the sweep ('' when it does not): it failed, or its p99 broke an SLO by the margin."""
+    if row["status"] in ("error", "oom"):
+        return f"failed ({row['status']})"
+    for metric, slo in (("ttft_ms_p99", params["slo_ttft_ms"]), ("tpot_ms_p99", params["slo_tpot_ms"])):
+        value = row.get(metric)
+        if slo > 0 and isinstance(value, float) and value == value and value > SLO_MARGIN * slo:
+            return f"broke the SLO by more than {SLO_MARGIN:g}x ({metric} {value:.0f} ms > {slo:g} ms)"
+    return ""
