@@ -253,6 +253,10 @@ def test_one_repetition_a_side_is_inconclusive_for_every_figure(tmp_path):
     assert proc.returncode == 0, proc.stdout
     assert "regression" not in proc.stdout.split("inconclusive change(s)")[0]
     assert "one repetition cannot show a consistent change" in proc.stdout
+    narrow = run_bench("check", "--baseline", str(run), str(tmp_path / "slow"), "--tolerance", "5",
+                       env={"COLUMNS": "80"}).stdout  # the last line is long: wrapped at a word, not cut in one
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "inconclusive" in narrow.split()[-1] or "inconclusive" in narrow.splitlines()[-1], narrow
 
 
 def test_a_required_improvement_is_not_explained_away_by_the_machine(sim_run, tmp_path):
