@@ -234,3 +234,11 @@ def test_compile_on_generate_is_said_and_timed(tmp_path):
     row = pd.read_csv(single_run_dir(tmp_path) / "results.csv").iloc[0]
     assert row["decode_path"] == "generate" and row["compile_s"] > 0
     assert "transformers' generate compiled its own forward" in row["detail"]
+
+
+def test_a_folder_named_like_a_workload_does_not_hide_it(tmp_path):
+    """`bench run --workload claims --out claims` once, then again from the same folder: the bundled workload,
+    not 'workload file not found: claims' (the folder the first run wrote)."""
+    (tmp_path / "latency").mkdir()
+    proc = run_bench("run", "--workload", "latency", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0 and "latency:" in proc.stdout, proc.stderr

@@ -182,7 +182,7 @@ def load_workload(name_or_path: str) -> Workload:
 def read_workload_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
     """The workload file's path and its TOML content; BadInput when it cannot be found or read."""
     path = Path(name_or_path)
-    if not (path.suffix == ".toml" or path.exists()):
+    if not (path.suffix == ".toml" or path.is_file()):  # a folder named like a workload (./claims) is not one
         bundled = available_workloads()
         if name_or_path not in bundled:
             raise BadInput(f"unknown workload {quote(name_or_path)}" + (did_you_mean(name_or_path, bundled) or
