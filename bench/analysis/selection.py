@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench.analysis.claims import Claim, describe
 from bench.core.noise import kinds
+from bench.spec.models import resolve_model
 from bench.store.runs import Run, ok_rows, with_case_params
 
 SMOKE_TEST_MODELS = ("tiny",)  # measure the harness, never a claim
@@ -131,7 +132,6 @@ def not_answerable_here(claim: Claim, measure: str, runs: list[Run]) -> str:
               for r in runs]
     if model and max(memory, default=0) > 0:
         try:
-            from bench.spec.models import resolve_model
 
             need = resolve_model(model.group(1)).shape.params * 2 / 1e9  # 16-bit weights alone
         except Exception:  # noqa: BLE001 - a model we cannot size: no caveat rather than a wrong one

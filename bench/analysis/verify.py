@@ -29,6 +29,8 @@ from bench.core.figures import num
 from bench.core.noise import doubts
 from bench.core.params import CASE_KEYS, CASE_PARAMS
 from bench.core.schema import NAN
+from bench.hardware.roofline import decode_bound_tok_s, decode_bytes_per_step
+from bench.spec.models import resolve_model
 from bench.store.runs import Run, ok_rows, with_case_params
 
 
@@ -202,8 +204,6 @@ def _bound_for(claim: Claim, row: pd.Series) -> float:
 
 def _bound_unmeasured(claim: Claim, runs: list[Run]) -> float:
     """For a per-user decode claim on a named model: this hardware's bandwidth bound at batch 1, bf16."""
-    from bench.hardware.roofline import decode_bound_tok_s, decode_bytes_per_step
-    from bench.spec.models import resolve_model
 
     models = claim.conditions.get("model")
     if claim.metric != "decode_tok_s_per_user" or not models or not runs:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.core import clock
 from bench.core.metrics import RequestTiming
+from bench.spec.trace import prompt_ids, requests
 
 Send = Callable[..., RequestTiming]  # send(ids, output_len, start_at, scheduled, answer=None)
 MAX_IN_FLIGHT = 512  # concurrent requests of a trace replay (more wait in the pool: their sends show as late)
@@ -40,7 +41,6 @@ def at_once_or_poisson(send: Send, prompts: list[list[int]], output_len: int, ra
 def replay(send: Send, trace: str, speed: float, limit: int, vocab: int) -> list[RequestTiming]:
     """A trace, request by request at its arrival times (streamed from the file, sent as they come due);
     each request's own lengths, its prompt built from its hash ids so shared prefixes are shared."""
-    from bench.spec.trace import prompt_ids, requests
 
     now = clock.now()
     with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:

@@ -11,6 +11,7 @@ import torch
 
 from bench.core.metrics import Repetition
 from bench.core.noise import NoiseWarning
+from bench.hardware import devices
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec
 
@@ -95,7 +96,6 @@ class Engine(ABC):
         """Peak memory of the last call, in GB: the engine's own where it knows better, else torch's on the
         cards (summed over those the model spans) or the process's on the host; NaN for an engine in another
         process (torch and this process know nothing of its memory)."""
-        from bench.hardware import devices
 
         own = self.peak_memory_bytes()
         if own is not None:

@@ -23,7 +23,8 @@ from bench.engines import arrivals
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.openai_client import ServerError, StreamingClient
 from bench.hardware.devices import Device
-from bench.spec.models import ModelSpec
+from bench.spec.models import ModelSpec, resolve_model
+from bench.spec.trace import check_trace
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -94,8 +95,6 @@ class OpenAIEngine(Engine):
         if name != OPTIONS["api_key_env"].default and name not in os.environ:
             raise BadInput(f"api_key_env: the environment variable {name} is not set")
         if params.get("trace"):
-            from bench.spec.models import resolve_model
-            from bench.spec.trace import check_trace
 
             if params.get("api") == "chat":
                 raise BadInput("trace replay sends token ids: use the completions endpoint (api=completions)")

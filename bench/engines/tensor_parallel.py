@@ -32,6 +32,7 @@ import torch
 
 from bench.core import clock
 from bench.core.errors import first_line
+from bench.hardware import devices as dev
 from bench.hardware.devices import Device
 
 LOAD_TIMEOUT_S = 900.0  # building or reading a large model's shards; a rank that takes longer is stuck
@@ -191,7 +192,6 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
 
         from bench.engines.decode_loop import DecodeLoop, timed_call
         from bench.engines.quant import weight_bytes
-        from bench.hardware import devices as dev
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

@@ -21,7 +21,7 @@ from bench.core.metrics import Repetition, RequestTiming
 from bench.core.params import Param
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.hardware.devices import Device, dtype_name
-from bench.spec.models import ModelSpec
+from bench.spec.models import ModelSpec, resolve_model
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -63,7 +63,6 @@ class VllmEngine(Engine):
     def check_params(cls, params: dict[str, Any]) -> None:
         """Tensor parallelism must divide the model's attention heads (said before any work)."""
         from bench.hardware.placement import check_tensor_parallel
-        from bench.spec.models import resolve_model
 
         tp = int(params.get("tensor_parallel_size", 1))
         if tp > 1:

@@ -13,6 +13,7 @@ import math
 import statistics
 from typing import Any
 
+from bench.core import clock
 from bench.core.schema import NAN
 
 
@@ -20,7 +21,6 @@ def measure(device: Any, seconds: float) -> dict[str, float]:
     """Copy bandwidth (GB/s) and bf16 matmul TFLOP/s, the median repetition of each, in about `seconds`."""
     import torch
 
-    from bench.core import clock
     from bench.hardware.ceilings import PROBE_MB, PROBE_N
     from bench.hardware.microbench import copy_bandwidth, matmul_flops
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core import cache, clock
 from bench.core.noise import NoiseWarning
 from bench.core.schema import NAN
 from bench.hardware.roofline import above_the_bound, datasheet_peak
@@ -104,7 +105,6 @@ def probed_ceiling(device: Any) -> tuple[Ceiling, float]:
 
     Cached per machine (bench/core/cache.py), so a machine is probed once, not once per run.
     """
-    from bench.core import cache, clock
     from bench.hardware.devices import dtype_name, pick_dtype
     from bench.hardware.microbench import copy_bandwidth, matmul_flops
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.core.errors import BadInput
 from bench.hardware.devices import Device, backend_module, resolve_device
+from bench.spec.models import resolve_model
 
 PLACEMENTS = ("auto", "layer-split", "tp")
 
@@ -96,7 +97,6 @@ def tensor_parallel_ranks(spec: str, device: Device) -> list[Device]:
 def check_tensor_parallel_case(params: dict[str, Any]) -> None:
     """A transformers tensor-parallel case the engine can run, said before any work: the cards (BadInput as
     above), a model with a tp plan whose heads the rank count divides, unquantized weights, the decode loop."""
-    from bench.spec.models import resolve_model
 
     model = resolve_model(params["model"])
     if not getattr(model.config, "base_model_tp_plan", None):

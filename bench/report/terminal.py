@@ -14,10 +14,12 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from bench.analysis.claims import describe, load_claims
 from bench.core.noise import doubts, summary
 from bench.core.params import CASE, CORE_PARAMS, IDENTITY
 from bench.core.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
 from bench.report.textformat import num
+from bench.spec.models import bundled_models, resolve_model
 from bench.spec.workload import Case
 
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
@@ -214,7 +216,6 @@ def list_view(what: str, width: int) -> RenderableType:
             w = load_workload(str(path))
             entries.append((f"{name} ({w.kind})", "claims: " + (", ".join(w.claims) or "none"), w.description))
     else:
-        from bench.analysis.claims import describe, load_claims
 
         title = "claims (seeds/claims.toml: each with its source, metric and scope)"
         for c in load_claims():
@@ -248,7 +249,6 @@ def list_table(what: str) -> Table:
             w = load_workload(str(path))
             table.add_row(name, w.kind, ", ".join(w.claims), w.description)
     elif what == "models":
-        from bench.spec.models import bundled_models, resolve_model
 
         table = Table(title="bundled models (random weights; --model DIR for real ones)", box=box.SIMPLE_HEAD,
                       padding=(0, 1), collapse_padding=True)
@@ -262,7 +262,6 @@ def list_table(what: str) -> Table:
                           str(s.kv_bytes_per_token(2)))
         table.caption = "KV/tok: bytes of key and value cache per token in bf16, all layers"
     elif what == "claims":
-        from bench.analysis.claims import describe, load_claims
 
         table = Table(title="claims (seeds/claims.toml: each with its source, metric and scope)",
                       box=box.SIMPLE_HEAD)

@@ -13,6 +13,7 @@ import pandas as pd
 from bench.analysis.claims import describe
 from bench.core.caseid import case_label
 from bench.core.figures import num
+from bench.core.schema import COLUMNS
 
 SAME_WITHIN = 0.01  # a ratio within 1% of 1 is "same": below what any repeated measurement resolves
 
@@ -20,7 +21,6 @@ SAME_WITHIN = 0.01  # a ratio within 1% of 1 is "same": below what any repeated 
 def direction_word(metric: str, ratio: float) -> str:
     """'better', 'worse' or 'same' for a ratio of a metric to run 0, from the schema's direction ('' when the
     metric has no better direction or the ratio is missing)."""
-    from bench.core.schema import COLUMNS
 
     direction = COLUMNS[metric].direction if metric in COLUMNS else 0
     if not direction or ratio is None or not math.isfinite(ratio) or ratio <= 0:

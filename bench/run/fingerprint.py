@@ -17,6 +17,7 @@ from bench.core.paths import PROJECT_ROOT
 from bench.core.process_env import ALLOC_CONF_VARS
 from bench.hardware.devices import Device, cpu_name
 from bench.telemetry.base import Backend
+from bench.telemetry.probe import accelerators_seen, probe_backend
 
 
 def package_version(name: str) -> str | None:
@@ -97,7 +98,6 @@ def environment() -> tuple[dict[str, Any], Device, list[str]]:
     """`bench env`'s facts: the fingerprint of this machine's auto device and its telemetry, the backends tried,
     auto's dtype, and every card a vendor's tool sees (usable by torch or not)."""
     from bench.hardware.devices import pick_dtype, resolve_device
-    from bench.telemetry.probe import accelerators_seen, probe_backend
 
     device = resolve_device("auto")
     backend, tried = probe_backend(device.type)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BadInput
+from bench.core.schema import SCHEMA_VERSION
 from bench.telemetry import ray_nodes
 
 NODE_TIMEOUT_S = 6 * 3600.0
@@ -68,7 +69,6 @@ def _unpack(data: bytes, into: Path) -> list[Path]:
 
 def _error_run(into: Path, node: str, planned: Any, reason: str) -> Path:
     """A run directory for a node that gave no result: one error row per planned case, saying why."""
-    from bench.core.schema import SCHEMA_VERSION
     from bench.store.results import RunWriter
 
     writer = RunWriter(into, planned.workload.name)

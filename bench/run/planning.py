@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BadInput
+from bench.spec.models import resolve_model
 from bench.spec.workload import Case, Workload
 
 
@@ -47,7 +48,6 @@ def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any
     from bench.engines import engine_names
     from bench.engines.quant import check_available
     from bench.scenarios import scenario_for
-    from bench.spec.models import resolve_model
     from bench.spec.workload import apply_overrides, did_you_mean
 
     for quant in overrides.get("quant", []):  # asked for on the command line: must be possible

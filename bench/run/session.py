@@ -20,6 +20,8 @@ from rich.text import Text
 from bench.core import clock
 from bench.core.errors import first_line
 from bench.core.process_env import hold_interrupts
+from bench.core.schema import ENERGY_EXTRAS, result_columns
+from bench.hardware.canary import measure
 from bench.hardware.ceilings import fill_missing, latest_ceiling
 from bench.hardware.devices import Device
 from bench.run.fingerprint import fingerprint
@@ -83,7 +85,6 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
                 label: str | None = None, telemetry: Backend | None = None) -> Outcome:
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly. telemetry: a
     backend to read instead of this machine's own (a Ray cluster's nodes)."""
-    from bench.core.schema import ENERGY_EXTRAS, result_columns
     from bench.scenarios import scenario_for
 
     backend, tried = (telemetry, []) if telemetry is not None else probe_backend(device.type)
@@ -154,7 +155,6 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
 def _canary(workload: Workload, device: Device, sampler: Sampler, writer: RunWriter, when: str,
             canary: dict[str, Any]) -> dict[str, Any]:
     """The machine's speed now (bench.hardware.canary), into run.json's `canary` (a run on this machine's device only)."""
-    from bench.hardware.canary import measure
 
     seconds = workload.params.get("canary_seconds", 0.0)
     if not seconds or not needs_ceiling(workload):

@@ -19,6 +19,7 @@ from bench.core.metrics import Repetition
 from bench.core.noise import NoiseWarning
 from bench.core.schema import MODEL_EXTRAS, ROW_EXTRAS
 from bench.engines import Engine, engine_class
+from bench.hardware import devices as dev
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec
 from bench.spec.workload import Case, Workload, expand
@@ -57,7 +58,6 @@ class Loaded:
 
     def usable_bytes(self) -> float:
         """What the model's cards could hold at most now, summed (the host's on a CPU)."""
-        from bench.hardware import devices as dev
 
         return sum(dev.usable_memory_bytes(c) for c in self.cards)
 

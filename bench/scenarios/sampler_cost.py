@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from bench.core.caseid import case_label
+
 METRIC = "decode_tok_s"
 
 
@@ -50,7 +52,6 @@ def sampler_costs(rows: list[dict[str, Any]]) -> list[SamplerCost]:
     """Per case label that ran with the sampler both on and off (ok rows only), its cost; [] when none did."""
     from scipy import stats
 
-    from bench.core.caseid import case_label
 
     pairs: dict[str, dict[str, dict[bool, float]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bench.core import cache
 from bench.core.errors import BadInput, first_line
 from bench.core.paths import models_dir
 
@@ -93,7 +94,6 @@ class ModelSpec:
         """
         from importlib.metadata import version
 
-        from bench.core import cache
         from bench.spec.prompts import special_token_ids
 
         config_json = self.path / "config.json"

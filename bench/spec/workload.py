@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.core.caseid import case_label
 from bench.core.errors import MAX_VALUE_CHARS, QUOTE_CHARS, BadInput, quote
 from bench.core.params import CORE_PARAMS, Param
 from bench.core.paths import workloads_dir
@@ -85,7 +86,6 @@ class Case:
 
     def label(self) -> str:
         """Short human label, the same words every table uses: model dtype bs= in= out= and what sets it apart."""
-        from bench.core.caseid import case_label
 
         return case_label(self.params, workload=False)
 

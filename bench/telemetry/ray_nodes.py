@@ -20,6 +20,7 @@ from typing import Any
 from bench.core import clock
 from bench.core.errors import BadInput
 from bench.telemetry.base import FIELDS, Backend, Reading
+from bench.telemetry.probe import probe_backend
 
 RAY_INSTALL = 'pip install -e ".[ray]"'
 CONNECT_TIMEOUT_S = 10.0
@@ -88,7 +89,6 @@ class NodeTelemetry:
     def __init__(self, device_type: str, hz: float) -> None:
         import os
 
-        from bench.telemetry.probe import probe_backend
         from bench.telemetry.sampler import Sampler
 
         self.backend, self.tried = probe_backend(device_type)
