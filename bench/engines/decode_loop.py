@@ -100,15 +100,17 @@ def _event_class(device: Device) -> Any:
 
 
 CACHES = ("static", "dynamic", "auto")
+CHOICE_STEPS = 32  # steps timed per KV cache kind when decode=auto chooses (at the call's mean context)
 
 
 class DecodeLoop:
     """Greedy decoding of exactly output_len tokens; `captured` compiles the one-token step (static cache).
 
     cache: static (allocated once at the case's full length: what a compiled step needs), dynamic (grown a step
-    at a time, as transformers' default), or auto: the first call of each shape decodes once on each and
-    keeps the faster (one extra call per kind, never timed). Which is faster depends on the CPU: on an AMD EPYC the static cache made qwen2.5-0.5b
-    decode at a third of the dynamic one's speed, on an Intel Xeon (AMX) they were even."""
+    at a time, as transformers' default), or auto: the first call of each shape times a few dozen steps on
+    each at the call's mean context (never timed as a repetition) and keeps the faster. Which is faster
+    depends on the CPU: on an AMD EPYC the static cache made qwen2.5-0.5b decode at a third of the dynamic
+    one's speed, on an Intel Xeon (AMX) they were even."""
 
     def __init__(self, model: Any, device: Device, captured: bool, cards: tuple[Device, ...] = (),
                  cache: str = "static") -> None:
@@ -190,22 +192,33 @@ class DecodeLoop:
         return start, times
 
     def _choose(self, ids: torch.Tensor, output_len: int, key: tuple[int, int]) -> None:
-        """Decode this shape once on each KV cache kind and keep the faster: the mean step over the whole
-        length, since a dynamic cache grows (a few steps favour it where the whole call does not)."""
+        """Time CHOICE_STEPS steps of this shape on each KV cache kind and keep the faster. A step's cost grows
+        with the context (a dynamic cache's attention reads what it holds; a static one reads its whole
+        allocation, the case's full length), so the steps are timed at the call's mean context: the prompt
+        stretched by half the tokens the call decodes beyond them. A long generation then pays a few dozen
+        extra steps, not two whole calls."""
+        import statistics
+
+        steps = min(output_len, CHOICE_STEPS)
+        extra = (output_len - steps) // 2
+        probe = torch.cat([ids, ids[:, -1:].expand(-1, extra)], dim=1) if extra else ids
+        length = ids.shape[1] + output_len  # the static cache the call itself allocates
         per_step = {}
         for kind in ("static", "dynamic"):
-            _, times = self._decode(ids, output_len, kind)
-            per_step[kind] = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
+            self._decode(probe, min(steps, 4), kind, length)  # first-call costs (allocation, warm caches) apart
+            _, times = self._decode(probe, steps, kind, length)
+            per_step[kind] = statistics.median(b - a for a, b in zip(times, times[1:])) if steps > 1 else 0.0
         best = min(per_step, key=per_step.get)
         other = "dynamic" if best == "static" else "static"
         self.choice[key] = best
         self._choice_notes[key] = (f"decode=auto on a CPU: the eager loop with a {best} KV cache, whose step took "
                                    f"{per_step[best] * 1e3:.2f} ms against {per_step[other] * 1e3:.2f} ms with a "
-                                   f"{other} one (each decoded this shape once before the warm-up)")
+                                   f"{other} one (timed at the call's mean context before the warm-up)")
 
-    def _decode(self, ids: torch.Tensor, output_len: int, kind: str) -> tuple[float, list[float]]:
+    def _decode(self, ids: torch.Tensor, output_len: int, kind: str, length: int = 0) -> tuple[float, list[float]]:
+        """Decode output_len tokens, a static cache allocated for `length` tokens (default prompt + output)."""
         batch, input_len = ids.shape
-        cache = self._cache(batch, input_len + output_len, kind)
+        cache = self._cache(batch, length or input_len + output_len, kind)
         dev = ids.device
         positions = torch.arange(input_len + output_len, device=dev)
         # (output_len, batch, 1): row i is the (batch, 1) token of step i, contiguous at every length, so a

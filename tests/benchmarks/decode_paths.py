@@ -31,10 +31,13 @@ torch.set_grad_enabled(False)
 cfg = AutoConfig.for_model(**json.load(open(config_path)))
 torch.manual_seed(0)
 model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype)).eval()
+import inspect
+# transformers 5 renames past_key_values to cache: the old name warns on every call, which costs a step time
+kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 ids = torch.randint(0, cfg.vocab_size, (batch, n_in))
 cache = StaticCache(config=cfg, max_cache_len=n_in + n_out)
 def step(tok, pos):
-    return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits[:, -1:].argmax(-1)
+    return model(input_ids=tok, cache_position=pos, use_cache=True, **{kw: cache}).logits[:, -1:].argmax(-1)
 decode = torch.compile(step) if compiled else step
 def once():
     global cache
