@@ -24,7 +24,9 @@ class _QuietServer(ThreadingHTTPServer):
 class StubServer:
     """mode: ok | multi | http500 | malformed | stall | short | single | usage_str | choices_obj | ids_str |
     crawl (after crawl_after requests, each waits 0.5 s before its first token) |
-    keepalive. Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served."""
+    keepalive. Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served; a request with
+    stream=false (the output check's) gets token 7 at every position with all its probability, the server that
+    repeats one token whatever the prompt."""
 
     def __init__(self, mode: str = "ok", model: str = "tiny", crawl_after: int = 20) -> None:
         self.mode, self.model = mode, model
@@ -52,6 +54,16 @@ class StubServer:
                     self.send_header("Content-Length", "5")
                     self.end_headers()
                     self.wfile.write(b"boom!")
+                    return
+                if req.get("stream") is False:  # the output check's request: one token, over and over, sure of it
+                    top = [{"token_id:7": 0.0} for _ in range(n)] if req.get("logprobs") else None
+                    body = json.dumps({"choices": [{"index": 0, "text": "x" * n, "logprobs": {
+                        "tokens": ["token_id:7"] * n, "top_logprobs": top}}]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -17,12 +17,17 @@ from tests.helpers import FAST, run_bench, single_run_dir
 from tests.stub_openai_server import StubServer
 
 
-def run_openai(url, **overrides):
+def run_openai_results(url, **overrides):
+    """Every case's CaseResult (row and typed warnings) of the quick workload on the openai engine at url."""
     params = {"engine": ["openai"], "base_url": url, "batch_size": [2], "output_len": [8], "min_reps": 2,
               "min_seconds": 0.0, "timeout_s": 1.0, **overrides}
     w = apply_overrides(load_workload("quick"), params)
     runner = Runner(w, resolve_device("cpu"), Sampler(NoTelemetry()), "test")
-    return [r.row for r in runner.run(expand(w))]
+    return list(runner.run(expand(w)))
+
+
+def run_openai(url, **overrides):
+    return [r.row for r in run_openai_results(url, **overrides)]
 
 
 def free_port():

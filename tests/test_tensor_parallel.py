@@ -62,6 +62,8 @@ def test_two_ranks_decode_the_same_tokens_as_one_process_and_a_dead_rank_ends_th
         # Each rank holds a shard: the two together are more than nothing and less than two whole models.
         whole = sum(p.numel() for p in torch.nn.Module.parameters(_whole(saved_tiny))) * 4
         assert 0.5 * whole < tp.weight_bytes() < 2 * whole
+        check = tp.check_output(ids, 8)  # the output check: collective like a call, rank 0's figures back
+        assert check.ran and not check.warnings() and check.kld_mean < 1e-5 and "same shards" in check.ref
         procs = list(tp.group.procs)
         os.kill(procs[1].pid, signal.SIGKILL)
         started = time.monotonic()
@@ -94,6 +96,7 @@ def test_a_tensor_parallel_case_runs_from_the_cli_and_leaves_no_rank_behind(tmp_
     per_card = dict(part.split("=") for part in row["peak_mem_gb_per_card"].split())
     assert set(per_card) == {"cpu:0", "cpu:1"} and all(float(v) > 0 for v in per_card.values())
     assert "tensor parallel over 2 ranks" in row["detail"]
+    assert row["check_kld_mean"] < 1e-3 and "same shards on the same ranks" in row["check_ref"]
     assert not _marked(mark)
 
 

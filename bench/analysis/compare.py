@@ -11,13 +11,17 @@ from bench.core.caseid import param_text
 from bench.core.errors import BadInput
 from bench.core.params import CASE_KEYS as SHAPE_KEYS
 from bench.core.params import CASE_PARAMS
-from bench.core.schema import GATED
+from bench.core.schema import COLUMNS, GATED
 from bench.store.runs import Run, ok_rows, with_case_params
 
 CASE_KEYS = [*SHAPE_KEYS, *CASE_PARAMS]
 
 # metric -> (direction: +1 higher is better / -1 lower is better, samples.csv column or None), from the schema.
-METRICS: dict[str, tuple[int, str | None]] = {name: (c.direction, c.sample) for name, c in GATED.items()}
+# Beside them, what the output check says of each case's quality (never gated on its own: a failed check fails
+# bench check through its wrong-output warning): two machines, engines or quantizations side by side.
+QUALITY = ("check_kld_mean", "check_top1", "perplexity")
+METRICS: dict[str, tuple[int, str | None]] = {name: (c.direction, c.sample) for name, c in GATED.items()} | \
+    {name: (COLUMNS[name].direction, None) for name in QUALITY}
 FINGERPRINT_KEYS = ["device", "driver", "cuda", "torch", "transformers", "vllm", "python", "cpu", "host"]
 
 

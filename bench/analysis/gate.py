@@ -16,7 +16,8 @@ from bench.analysis.compare import CASE_KEYS, case_rows, fingerprint_summary
 from bench.analysis.stats import FEW, PROPORTIONAL_TO, case_values, detectable_pct, judge
 from bench.core.caseid import case_label
 from bench.core.errors import BadInput
-from bench.core.schema import GATED
+from bench.core.noise import kinds
+from bench.core.schema import GATED, NAN
 from bench.hardware.canary import divide_out, machine_change_pct
 from bench.hardware.canary import speed as canary_speed
 from bench.store.runs import Run, find_runs, load_run
@@ -32,6 +33,7 @@ SPEED_UNITS = ("tok/s", "ms")
 HARDWARE_KEYS = ("device", "driver", "cuda", "torch", "transformers", "vllm", "cpu")
 ALL_PAIRS = "every candidate repetition worse than every baseline one"
 RANK_TEST = "Mann-Whitney"
+OUTPUT_RULE = "output check"  # a candidate whose timed path decoded something other than the model fails
 
 
 @dataclass
@@ -79,9 +81,16 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
     findings = []
     for _, crow in case_rows(candidate).iterrows():
         past = history.get(_key(crow))
+        label = case_label(crow)
+        if "wrong-output" in kinds(crow.get("warnings")):  # faster at the wrong answer is no speed-up
+            kld = crow.get("check_kld_mean")
+            was = [float(r["check_kld_mean"]) for _, r in past or [] if not pd.isna(r.get("check_kld_mean", NAN))]
+            findings.append(Finding(label, "check_kld_mean", float(np.median(was)) if was else NAN,
+                                    NAN if kld is None or pd.isna(kld) else float(kld), NAN, NAN, "regression",
+                                    "the timed path's output disagrees with the model (wrong-output)",
+                                    rule=OUTPUT_RULE))
         if not past:
             continue
-        label = case_label(crow)
         for metric, (direction, _sample) in METRICS.items():
             if metrics and metric not in metrics:
                 continue

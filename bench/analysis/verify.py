@@ -172,9 +172,31 @@ def verify_claim(claim: Claim, runs: list[Run], price_per_hour: float | None = N
         verdict.reason = "; ".join(r for r in (verdict.reason, "its row is engine-bound (it measured the software "
                                                "more than the hardware): never 'does not hold' from it; measure "
                                                "with --set decode=captured") if r)
+    said = output_doubt(row)
+    if said == WRONG_OUTPUT:  # a fast wrong answer answers no claim
+        verdict.verdict = "inconclusive"
+    if said:
+        verdict.reason = "; ".join(r for r in (verdict.reason, said) if r)
     if warned:  # the figure stands, but the reader should know what the run said about it
         verdict.reason = "; ".join(r for r in (verdict.reason, f"its case warned: {', '.join(warned)}") if r)
     return verdict
+
+
+WRONG_OUTPUT = "the timed path's output disagrees with the model"
+
+
+def output_doubt(row: pd.Series) -> str:
+    """What a verdict must say about its row's output check: WRONG_OUTPUT where it failed, 'output not checked'
+    (and why) where a model's row has none, '' where it passed or the row ran no model (membw, matmul)."""
+    if "wrong-output" in doubts(row.get("warnings")):
+        return WRONG_OUTPUT
+    if str(row.get("weights") or "") not in ("random", "pretrained"):
+        return ""
+    ref, kld = row.get("check_ref"), row.get("check_kld_mean")
+    if kld is not None and not pd.isna(kld):
+        return ""
+    why = str(ref).removeprefix("not checked: ") if isinstance(ref, str) and ref else "a run from before the check"
+    return f"output not checked ({why})"
 
 
 def _path(row: pd.Series) -> str:

@@ -39,6 +39,8 @@ ADVICE: dict[str, str] = {
     "ceiling-low": "measure the ceilings again on a quiet machine (membw, matmul) into the same results root",
     "engine-bound": "--set decode=captured (the default on accelerators): a verdict from such a row is inconclusive",
     "recompiled": "more warm-up (--set warmup=2), or fewer distinct shapes per run, so no timed call compiles",
+    "wrong-output": "the timed path decoded something other than the model (its check_* columns say by how much): "
+                    "report it; no speed verdict or gate passes on it, and --set check=false only hides it",
     "client-bound": "a lower request_rate, fewer requests, or the client on its own machine: the figure "
                     "measures this client more than the server",
 }

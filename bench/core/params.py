@@ -110,6 +110,9 @@ CORE_PARAMS: dict[str, Param] = {
     "telemetry_hz": Param(float, 10.0, "telemetry sampling rate", minimum=0.1, maximum=10_000),
     "telemetry": Param(bool, True, "sample power/memory/clocks in the background (a list pairs on/off cases)",
                        matrix=True),
+    "check": Param(bool, True, "after the timed repetitions, decode once more with the logits kept and compare them "
+                   "with a teacher-forced reference (columns check_*; a path beyond the dtype's limit gets a "
+                   "wrong-output warning; a list pairs checked and unchecked cases)", matrix=True),
     "canary_seconds": Param(float, 1.0, "seconds of the machine-speed canary (copy bandwidth, matmul) at a run's "
                             "start and end, for bench check/history's machine-drift (0: off)", minimum=0,
                             maximum=600),

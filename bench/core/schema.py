@@ -204,6 +204,20 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column('energy_per_answer_j', 'J', 'energy per request (prefill + decode)', every='model', energy=True),
     Column('model_mem_gb', 'GB', 'weights + KV cache of the case', every='model'),
     Column('fits_budget', '', 'model_mem_gb <= fit_budget_gb', header='fits', table='compact'),
+    Column('check_kld_mean', 'nats',
+           "output check: KL divergence of the timed path's next-token distributions from a teacher-forced "
+           'reference (no KV cache; unquantized weights for a quantized case), mean over the generated positions',
+           direction=-1, header='KLD', fmt='{:.1e}', table='wide', every='model'),
+    Column('check_kld_p99', 'nats', 'output check: 99th percentile of that KL divergence', every='model'),
+    Column('check_top1', '', 'output check: share of generated positions whose top token agrees with the reference',
+           direction=+1, header='top-1', fmt='{:.1%}', every='model', numeric=True),
+    Column('check_ref', '', "output check: what the reference was, or 'not checked: why'", every='model'),
+    Column('check_s', 's', "output check: its wall time (one more decode and the reference's forward; never timed)",
+           every='model'),
+    Column('perplexity', '',
+           "pretrained weights: perplexity on claimbench's fixed text (seeds/perplexity.txt, 1024-token windows), "
+           'the model as the case ran it (quantized included); empty for random weights',
+           direction=-1, every='model', numeric=True),
     Column('tags', '', 'workload-specific key=value pairs', table='compact', every='row'),
 )
 COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}

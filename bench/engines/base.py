@@ -11,6 +11,7 @@ import torch
 
 from bench.core.metrics import Repetition
 from bench.core.noise import NoiseWarning
+from bench.engines.output_check import OutputCheck
 from bench.hardware import devices
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec
@@ -159,6 +160,11 @@ class Engine(ABC):
         """Notes about the measurements since the previous call (one case's), for its row's detail; each call
         starts afresh, so one case's note never lands in a later case's row."""
         return []
+
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int = 0) -> OutputCheck:
+        """After a case's timed repetitions: the timed path once more with its per-step logits kept, against an
+        independent reference of the same positions (output_check.py). An engine without logits says why."""
+        return OutputCheck.skipped(f"the {self.name} engine returns no logits to compare")
 
     def close(self) -> None:
         """Release the model and its memory."""

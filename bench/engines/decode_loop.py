@@ -150,9 +150,12 @@ class DecodeLoop:
         mode = "reduce-overhead" if self.device.type == "cuda" else None
         self._step = torch.compile(self._eager_step, mode=mode, fullgraph=fullgraph, dynamic=False)
 
-    def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the next token (batch, 1), its logits (batch, 1, vocab)): the logits are computed for the token anyway,
+        and returning them costs nothing, so the output check reads the very step that was timed."""
         out = self.model(input_ids=token, cache_position=position, use_cache=True, **{self._cache_kw: cache})
-        return out.logits[:, -1:].argmax(-1)
+        logits = out.logits[:, -1:]
+        return logits.argmax(-1), logits
 
     def _cache(self, batch: int, length: int, kind: str = "static") -> Any:
         """One static cache per (batch, total length), allocated by the first prefill and reset per call; a
@@ -191,6 +194,14 @@ class DecodeLoop:
                 on_token(i + 1, when)
         return start, times
 
+    @torch.inference_mode()
+    def run_with_logits(self, ids: torch.Tensor, output_len: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last call's path once more (its KV cache kind, its compiled step), untimed, keeping each step's
+        logits for the first `rows` sequences: (tokens (batch, output_len), logits (rows, output_len, vocab))."""
+        kept: list[torch.Tensor] = []
+        self._decode(ids, output_len, self.cache_used, keep=(kept, rows))
+        return self.last_tokens, torch.stack(kept, dim=1)
+
     def _choose(self, ids: torch.Tensor, output_len: int, key: tuple[int, int]) -> None:
         """Time CHOICE_STEPS steps of this shape on each KV cache kind and keep the faster. A step's cost grows
         with the context (a dynamic cache's attention reads what it holds; a static one reads its whole
@@ -215,8 +226,11 @@ class DecodeLoop:
                                    f"{per_step[best] * 1e3:.2f} ms against {per_step[other] * 1e3:.2f} ms with a "
                                    f"{other} one (timed at the call's mean context before the warm-up)")
 
-    def _decode(self, ids: torch.Tensor, output_len: int, kind: str, length: int = 0) -> tuple[float, list[float]]:
-        """Decode output_len tokens, a static cache allocated for `length` tokens (default prompt + output)."""
+    def _decode(self, ids: torch.Tensor, output_len: int, kind: str, length: int = 0,
+                keep: tuple[list[torch.Tensor], int] | None = None) -> tuple[float, list[float]]:
+        """Decode output_len tokens, a static cache allocated for `length` tokens (default prompt + output); with
+        `keep` = (a list, rows), each step's logits of the first rows sequences are cloned into the list (a
+        captured step's outputs are overwritten by its next replay)."""
         batch, input_len = ids.shape
         cache = self._cache(batch, length or input_len + output_len, kind)
         dev = ids.device
@@ -226,18 +240,24 @@ class DecodeLoop:
         tokens = torch.empty(output_len, batch, 1, dtype=torch.long, device=dev)
         stamps = _Stamps(self.device, self.cards)
         start = stamps.start()
-        tokens[0].copy_(self._eager_step(ids, positions[:input_len], cache))  # prefill: eager, its own shape
+        token, logits = self._eager_step(ids, positions[:input_len], cache)  # prefill: eager, its own shape
+        tokens[0].copy_(token)
+        if keep is not None:
+            keep[0].append(logits[:keep[1], 0].clone())
         stamps.mark()
         for i in range(1, output_len):
             at = input_len + i - 1
             try:
-                tokens[i].copy_(self._step(tokens[i - 1], positions[at:at + 1], cache))
+                token, logits = self._step(tokens[i - 1], positions[at:at + 1], cache)
             except Exception as exc:  # noqa: BLE001 - a model fullgraph cannot capture: compile it with breaks
                 if not (self.captured and self._fullgraph):
                     raise
                 self.fallback = f"captured step compiled with graph breaks ({exc.__class__.__name__})"
                 self._compile(fullgraph=False)
-                tokens[i].copy_(self._step(tokens[i - 1], positions[at:at + 1], cache))
+                token, logits = self._step(tokens[i - 1], positions[at:at + 1], cache)
+            tokens[i].copy_(token)
+            if keep is not None:
+                keep[0].append(logits[:keep[1], 0].clone())
             stamps.mark()
         times = stamps.times()
         self.last_window = (start, stamps.end)

@@ -61,6 +61,13 @@ def _tokens_in(choice: dict[str, Any], data: str) -> int:
     return 1 if text else 0  # a final empty chunk (finish_reason only) carries no token
 
 
+def _token_id(token: str) -> int:
+    """N from vLLM's "token_id:N" (ValueError for anything else)."""
+    if not isinstance(token, str) or not token.startswith("token_id:"):
+        raise ValueError(token)
+    return int(token.removeprefix("token_id:"))
+
+
 @dataclass
 class StreamingClient:
     """One server: its URL, model, endpoint and deadline; `request` sends one prompt and times its stream.
@@ -113,6 +120,32 @@ class StreamingClient:
             body["messages"] = [{"role": "user", "content": " ".join(f"w{i}" for i in ids)}]
             return "/chat/completions", body
         return "/completions", {**body, "prompt": ids, "return_token_ids": True}
+
+    def top_logprobs(self, ids: list[int], output_len: int, top: int) -> tuple[list[int], list[dict[int, float]]]:
+        """(the token ids, each one's top log-probabilities by token id) of one greedy completion, unstreamed:
+        the output check's request. vLLM's extension return_tokens_as_token_ids names tokens "token_id:N", so no
+        tokenizer is needed here; a server that answers otherwise is a ServerError saying what came back."""
+        import httpx
+
+        _, body = self.request_body(ids, output_len)
+        body.update(stream=False, logprobs=top, return_tokens_as_token_ids=True)
+        body.pop("stream_options", None)
+        try:
+            resp = self.http.post(f"{self.base_url}/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
+        if resp.status_code != 200:
+            raise ServerError(f"POST /completions with logprobs: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            said = resp.json()["choices"][0]["logprobs"]
+            tokens = [_token_id(t) for t in said["tokens"]]
+            tops = [{_token_id(t): float(lp) for t, lp in step.items()} for step in said["top_logprobs"]]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise ServerError(f"POST /completions with logprobs: no per-token top_logprobs by token id in "
+                              f"{resp.text[:120]!r}") from None
+        if len(tokens) != output_len or len(tops) != output_len:
+            raise ServerError(f"POST /completions with logprobs: {len(tokens)} tokens, expected {output_len}")
+        return tokens, tops
 
     def request(self, ids: list[int], output_len: int, start_at: float, scheduled: bool,
                      answer: list[int] | None = None) -> RequestTiming:

@@ -19,9 +19,10 @@ from bench.core.errors import BadInput
 from bench.core.metrics import Repetition
 from bench.core.params import Param
 from bench.core.secrets import ENV_NAME, redact
-from bench.engines import arrivals
+from bench.engines import arrivals, output_check
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.openai_client import ServerError, StreamingClient
+from bench.engines.output_check import OutputCheck
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec, resolve_model
 from bench.spec.trace import check_trace
@@ -70,6 +71,9 @@ class OpenAIEngine(Engine):
         self.seed = 0
         self.headers: dict[str, str] = {}
         self.client: StreamingClient | None = None
+        self.spec: ModelSpec | None = None  # --model: a local checkpoint lets the output check compare
+        self.device: Device | None = None
+        self.dtype = torch.float32
 
     @classmethod
     def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,6 +130,7 @@ class OpenAIEngine(Engine):
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
         """Check the server is up and serves the model; nothing is loaded here."""
         self._take(options.engine, model.name)
+        self.spec, self.device, self.dtype = model, device, options.dtype
         self.seed = options.seed  # Poisson arrivals and later turns' prompts follow the run's seed
         self.vocab = model.shape.vocab
         if not self.base_url:
@@ -162,6 +167,19 @@ class OpenAIEngine(Engine):
             f"{self.turns} {lasts[len(lasts) // 2]:.1f} ms (median over {len(done)} sessions; its prompt holds "
             f"{self.turns - 1} earlier turns)")
         return Repetition(tuple(t for s in done for t in s))
+
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int = 0) -> OutputCheck:
+        """The server once more with each token's top log-probabilities (vLLM's server gives them), against the
+        checkpoint --model names, where it is a local directory."""
+        watch = output_check.Stopwatch()
+        if self.spec is None or self.spec.weights != "pretrained":
+            return OutputCheck.skipped("the server's weights are not local (--model DIR of the same checkpoint "
+                                       "lets the check compare)")
+        if self.api == "chat":
+            return OutputCheck.skipped("the chat endpoint sends text: the answer's positions cannot be replayed")
+        rows = [row.tolist() for row in input_ids[:output_check.CHECK_MAX_ROWS]]
+        answers = [self.client.top_logprobs(r, output_len, output_check.TOP_LOGPROBS) for r in rows]
+        return output_check.check_top("openai", self.spec, self.device, self.dtype, rows, answers, watch)
 
     def reported_dtype(self, requested: str, resolved: str) -> str:
         """A server picks its own dtype; we only know what was asked for."""

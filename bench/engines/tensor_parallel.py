@@ -64,6 +64,7 @@ class TensorParallelGroup:
 
         ctx = multiprocessing.get_context("spawn")
         self.cards = cards
+        self.dtype = options.dtype
         self._store = Path(tempfile.mkdtemp(prefix="claimbench-tp-")) / "store"
         threads = max(1, _own_cores() // len(cards)) if cards[0].type == "cpu" else 0
         self._conns: list[Connection] = []
@@ -96,6 +97,14 @@ class TensorParallelGroup:
         self.fallback = self.fallback or next((r["fallback"] for r in replies if r.get("fallback")), "")
         return StepTimes(first["start"] + shift, [t + shift for t in first["times"]], first["tokens"],
                          [r["peak_bytes"] for r in replies], first["compile_s"], first["frames"])
+
+    def check(self, ids: torch.Tensor, output_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output check on every rank (output_check.py): rank 0's per-position KL divergence and top-1
+        agreement of the decode loop against the teacher-forced forward over the same shards."""
+        for conn in self._conns:
+            conn.send(("check", ids.cpu(), output_len))
+        first = self._gather(None, "checking the output")[0]
+        return first["kld"], first["agree"]
 
     def _gather(self, timeout_s: float | None, doing: str) -> list[dict[str, Any]]:
         """Every rank's reply; RankFailed (the group stopped) when one died, raised or ran out of time."""
@@ -177,6 +186,17 @@ def _load_shard(model: Any, card: Device, world: int, options: Any) -> Any:
     return cls.from_pretrained(None, config=model.config, state_dict={}, **kwargs)
 
 
+@torch.inference_mode()
+def _check_output(hf: Any, loop: Any, ids: torch.Tensor, output_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's part of the output check: the loop once more with its logits, then the reference forward."""
+    from bench.engines import output_check
+
+    vocab = hf.get_output_embeddings().weight.shape[0] if hf.get_output_embeddings() is not None else 1
+    rows = output_check.rows_to_check(ids.shape[0], output_len, vocab, 4)
+    tokens, logits = loop.run_with_logits(ids, output_len, rows)
+    return output_check.compare(logits, tokens, ids, lambda i, t: output_check.teacher_forced(hf, i, t))
+
+
 def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, options: Any, captured: bool,
                threads: int, conn: Connection) -> None:
     """A worker: join the group, build this rank's shard, then run the harness's calls until told to stop."""
@@ -218,9 +238,14 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
             kind, ids, output_len = conn.recv()
         except (EOFError, OSError):  # the harness is gone: nothing left to serve
             break
-        if kind != "run":
+        if kind not in ("run", "check"):
             break
         try:
+            if kind == "check":  # every rank makes the same calls (the collectives meet); rank 0's figures return
+                dist.barrier()
+                kld, agree = _check_output(hf, loop, ids.to(card.torch_device), output_len)
+                conn.send(("ok", {"kld": kld, "agree": agree}))
+                continue
             dev.reset_peak_memory(card)
             dev.reset_host_peak_rss()
             # The harness's commands reach the ranks one pipe after another: meet first, so rank 0's window

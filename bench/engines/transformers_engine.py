@@ -24,6 +24,7 @@ from bench.core.metrics import Repetition
 from bench.core.params import Param
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.decode_loop import DecodeLoop
+from bench.engines.output_check import OutputCheck
 from bench.engines.quant import storage_note
 from bench.engines.transformers_placements import InProcess, Placement, TensorParallel
 from bench.hardware.devices import Device, resolve_device
@@ -139,6 +140,10 @@ class TransformersEngine(Engine):
             self._compiled_frames += call.frames
         self.last_tokens = call.tokens
         return call.repetition
+
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int = 0) -> OutputCheck:
+        """The placement's decode path once more with its logits, against the teacher-forced reference."""
+        return self._placed().check_output(input_ids, output_len, reuse_prefix)
 
     def peak_memory_bytes(self) -> float | None:
         return self._placed().peak_bytes()

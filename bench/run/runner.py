@@ -21,6 +21,7 @@ from bench.core.metrics import Repetition, calculate_metrics, enough_repetitions
 from bench.core.noise import NoiseWarning, OtherLoad, client_bound, cpu_seconds, own_cores, warnings_for
 from bench.core.schema import NAN, SCHEMA_VERSION
 from bench.engines import Engine, EngineUnavailable, device_count, get_engine, load_key, load_options
+from bench.engines.output_check import OutputCheck
 from bench.hardware import devices as dev
 from bench.hardware.ceilings import Ceiling, row_verdict
 from bench.hardware.placement import per_card_gb, weights_cannot_fit
@@ -259,6 +260,10 @@ class Runner:
         if recompiled:
             warnings.append(NoiseWarning("recompiled", f"torch.compile compiled {recompiled} frame(s) during the "
                                                        "timed repetitions: their time includes compilation"))
+        check = self._output_check(engine, prompts, case, reuse)
+        engine.compile_stats()  # what the check compiled (a generate path's logits) is not the timed calls'
+        row.update(check.columns())
+        warnings += check.warnings()
         if not self.scenario.prefix_caching:  # prefix-reuse chose generate: its pairs are timed on one path
             warnings += engine.engine_bound(self.device, row)
         warnings += client_bound(reps, p, cpu_share)
@@ -271,6 +276,20 @@ class Runner:
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
         return self._finish(row, samples, warnings)
+
+    def _output_check(self, engine: Engine, prompts: torch.Tensor, case: Case, reuse: int) -> OutputCheck:
+        """The timed path's output against its reference, after the repetitions; a check that cannot run (out of
+        memory, an engine error) leaves the columns empty and says why, and the row stands."""
+        if not case["check"]:
+            return OutputCheck.skipped("check=false")
+        self.progress(case, "checking the output")
+        t0 = clock.now()
+        try:
+            return engine.check_output(prompts, case["output_len"], reuse)
+        except Exception as exc:  # noqa: BLE001 - the measurement stands; the check says why it did not
+            self._free()
+            why = "it ran out of memory" if is_oom(exc) else f"it failed ({first_line(exc)})"
+            return OutputCheck.skipped(why, clock.now() - t0)
 
     def _memory_columns(self, engine: Engine, reps: list[Repetition], peaks: list[float]) -> dict[str, float]:
         """Peak memory of the case: the highest repetition's, or for an engine in another process the

@@ -57,14 +57,15 @@ def word_model_dir(dest: Path) -> Path:
 
 @contextlib.contextmanager
 def vllm_serve(model_dir: Path = TINY, tokenizer: bool = False, prefix_caching: bool = True,
-               start_timeout_s: float = 240, log: Path | None = None) -> Iterator[str]:
-    """Start `vllm serve` (the OpenAI API server) of model_dir with dummy weights; yield its base URL
+               start_timeout_s: float = 240, log: Path | None = None, load_format: str = "dummy") -> Iterator[str]:
+    """Start `vllm serve` (the OpenAI API server) of model_dir with dummy weights (load_format="auto": the
+    directory's own); yield its base URL
     (http://127.0.0.1:PORT/v1); stop its whole process group on the way out, whatever happened.
     prefix_caching=False: a prompt sent again (a deterministic generator's, in a later round) is computed
     again rather than found in the cache."""
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", "tiny", "--load-format", "dummy", "--dtype", "bfloat16", "--enforce-eager",
+           "--served-model-name", "tiny", "--load-format", load_format, "--dtype", "bfloat16", "--enforce-eager",
            "--gpu-memory-utilization", "0.25", "--host", "127.0.0.1", "--port", str(port)]
     if not tokenizer:
         cmd.append("--skip-tokenizer-init")

@@ -87,3 +87,39 @@ def test_a_rate_sweep_and_a_trace_replay_against_vllm_serve(vllm_server, tmp_pat
     (row,) = pd.read_csv(single_run_dir(tmp_path / "trace") / "results.csv").to_dict("records")
     assert row["status"] == "ok" and row["tags"] == "trace=mini-mooncake.jsonl@2x", row["detail"]
     assert row["ttft_ms_p50"] > 0 and row["achieved_rate_rps"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """The tiny config's random weights saved as a checkpoint: weights vLLM and transformers both load."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bench.spec.models import resolve_model
+
+    path = tmp_path_factory.mktemp("tiny-checkpoint")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(resolve_model("tiny").config, dtype=torch.bfloat16).save_pretrained(path)
+    return path
+
+
+def test_vllm_and_its_server_decode_the_checkpoints_output(tiny_checkpoint, tmp_path):
+    """The output check on vLLM's kernels: the vllm engine in-process, then the openai engine against `vllm serve`
+    of the same checkpoint, each from its top 20 log-probabilities against transformers' teacher-forced forward."""
+    from bench.engines.output_check import kld_limit
+
+    common = ["--model", str(tiny_checkpoint), "--set", "dtype=bfloat16", "--set", "batch_size=2", *FAST]
+    proc = run_bench("run", "--engine", "vllm", *common, "--out", str(tmp_path / "engine"), env=VLLM_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = pd.read_csv(single_run_dir(tmp_path / "engine") / "results.csv").to_dict("records")
+    import torch
+
+    assert row["status"] == "ok" and "top 20 log-probabilities" in row["check_ref"], row["detail"]
+    assert row["check_kld_mean"] < kld_limit(torch.bfloat16) and row["check_top1"] > 0.8, row
+    with vllm_serve(tiny_checkpoint, load_format="auto") as url:
+        proc = run_bench("run", "--engine", "openai", "--set", f"base_url={url}", "--set", "served_model=tiny",
+                         *common, "--out", str(tmp_path / "server"), env=VLLM_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = pd.read_csv(single_run_dir(tmp_path / "server") / "results.csv").to_dict("records")
+    assert row["status"] == "ok" and "openai engine's top 20" in row["check_ref"], row["detail"]
+    assert row["check_kld_mean"] < kld_limit(torch.bfloat16) and row["check_top1"] > 0.8, row
