@@ -3,7 +3,9 @@
 Real servers are tested in the vLLM CI stage (a real `vllm serve`); this one
 exists to produce the failures a real server will not produce on demand:
 HTTP 500, a malformed stream, a stall past the timeout, too few tokens,
-several tokens per chunk.
+several tokens per chunk, a usage block that disagrees with the stream, a /metrics page that is garbage or
+missing. Its /metrics page (vLLM's names) counts what it really serves: requests in flight, a KV usage of 0.1
+per request in flight, and prefix-cache queries and hits (a prompt it has seen before is a hit, every token).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ class _QuietServer(ThreadingHTTPServer):
 class StubServer:
     """mode: ok | multi | http500 | malformed | stall | short | single | usage_str | choices_obj | ids_str |
     crawl (after crawl_after requests, each waits 0.5 s before its first token) |
-    keepalive. Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served; a request with
+    keepalive | miscount (the stream carries one token fewer than its usage block counts).
+    metrics: ok | garbage | missing (the /metrics page). Both /v1/completions (token ids) and /v1/chat/completions (text deltas) are served; a request with
     stream=false (the output check's) gets token 7 at every position with all its probability, the server that
     repeats one token whatever the prompt."""
 
-    def __init__(self, mode: str = "ok", model: str = "tiny", crawl_after: int = 20) -> None:
-        self.mode, self.model = mode, model
+    def __init__(self, mode: str = "ok", model: str = "tiny", crawl_after: int = 20, metrics: str = "ok",
+                 per_event: int = 2) -> None:
+        self.mode, self.model, self.metrics, self.per_event = mode, model, metrics, per_event
+        self.in_flight = self.queries = self.hits = 0
+        self.seen: set[tuple] = set()
         self.served, self.crawl_after, self.lock = 0, crawl_after, threading.Lock()
         self.prompt_lengths: list[int] = []  # every request's prompt tokens, in arrival order
         server = self
@@ -39,9 +45,15 @@ class StubServer:
                 pass
 
             def do_GET(self):
+                kind = "application/json"
                 body = json.dumps({"object": "list", "data": [{"id": server.model}]}).encode()
+                if self.path == "/metrics":
+                    if server.metrics == "missing":
+                        self.send_error(404)
+                        return
+                    kind, body = "text/plain; version=0.0.4", server.metrics_page().encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -96,10 +108,22 @@ class StubServer:
                     server.served += 1
                     served = server.served
                     server.prompt_lengths.append(prompt_tokens)
+                    server.in_flight += 1
+                    key = tuple(req["prompt"]) if not chat else None
+                    server.queries += prompt_tokens
+                    server.hits += prompt_tokens if key in server.seen else 0
+                    server.seen.add(key)
+                try:
+                    self.stream(send, chat, served, n, prompt_tokens)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def stream(self, send, chat, served, n, prompt_tokens):
                 if server.mode == "crawl" and served > server.crawl_after:  # slows to a crawl mid-sweep
                     time.sleep(0.5)
-                produce = n - 1 if server.mode == "short" else n
-                step = {"multi": 2, "single": produce}.get(server.mode, 1)
+                produce = n - 1 if server.mode in ("short", "miscount") else n
+                step = {"multi": server.per_event, "single": produce}.get(server.mode, 1)
                 for i in range(0, produce, step):
                     k = min(step, produce - i)
                     if chat:
@@ -107,12 +131,28 @@ class StubServer:
                     else:
                         send({"choices": [{"index": 0, "text": "x" * k, "token_ids": list(range(k))}]})
                     time.sleep(0.002)
-                send({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produce}})
+                counted = produce + (server.mode == "miscount")
+                send({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": counted}})
                 send("[DONE]")
 
         self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def metrics_page(self) -> str:
+        """Prometheus text as vLLM names it, or garbage."""
+        if self.metrics == "garbage":
+            return "<html><body>502 Bad Gateway</body></html>\n"
+        with self.lock:
+            running, queries, hits = self.in_flight, self.queries, self.hits
+        label = f'{{model_name="{self.model}"}}'
+        return "".join(f"# TYPE {name} {kind}\n{name}{'_total' if kind == 'counter' else ''}{label} {value}\n"
+                       for name, kind, value in (
+                           ("vllm:num_requests_running", "gauge", float(running)),
+                           ("vllm:num_requests_waiting", "gauge", 0.0),
+                           ("vllm:kv_cache_usage_perc", "gauge", min(1.0, 0.1 * running)),
+                           ("vllm:prefix_cache_queries", "counter", float(queries)),
+                           ("vllm:prefix_cache_hits", "counter", float(hits))))
 
     def __enter__(self) -> StubServer:
         self.thread.start()

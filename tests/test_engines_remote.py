@@ -44,11 +44,74 @@ def test_openai_happy_path_per_request_timelines():
     assert row["repetitions"] == 2
 
 
-def test_openai_multi_token_chunks_warn():
-    with StubServer("multi") as server:
-        (row,) = run_openai(server.url)
+def test_openai_multi_token_chunks_warn_and_count_tpot_after_the_first_event():
+    """4 tokens per event: the row says 4 per event, ITL is empty, and TPOT is the time after the first event
+    over the 12 tokens after it (per repetition, the median request's decode time / 12, from samples.csv)."""
+    with StubServer("multi", per_event=4) as server:
+        (row,) = run_openai(server.url, output_len=[16])
     assert row["status"] == "ok" and "does not stream per token" in row["detail"]
-    assert math.isnan(row["itl_ms_p99"]) and row["tpot_ms_p50"] > 0  # gaps inside an event are unknown
+    assert math.isnan(row["itl_ms_p99"]) and row["tokens_per_event"] == 4.0  # gaps inside an event are unknown
+    # decode tok/s counts the same 12 tokens a request: two requests' worth over the decode window.
+    per_user = 1000 / row["tpot_ms_p50"]
+    assert row["decode_tok_s"] <= 2 * per_user * 1.05, (row["decode_tok_s"], per_user)
+
+
+def test_a_usage_block_that_disagrees_with_the_stream_is_a_warning():
+    with StubServer("miscount") as server:
+        (row,) = run_openai(server.url)
+    assert row["status"] == "ok"
+    assert "the server's usage counts 8 completion tokens, its stream carried 7" in row["detail"]
+
+
+def test_closed_loop_users_hold_their_load_and_report_the_steady_window():
+    """concurrency=3 with 12 requests: three users, each sending its next the moment its last finished; the row
+    carries its users, how many were in flight on average, and the steady window beside the whole run; the
+    server's /metrics (the stub counts what it serves) saw requests running and prefix-cache hits."""
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, concurrency=[3], num_requests=12, output_len=[16])
+        served = server.served
+    assert row["status"] == "ok", row["detail"]
+    assert served == 3 * 12 and row["tags"] == "users=3" and row["concurrency"] == 3  # warm-up and two reps
+    assert 1.5 < row["concurrency_achieved"] <= 3.0 and math.isnan(row["queue_ms_p99"])  # no arrivals to wait
+    assert row["steady_end_s"] > row["steady_start_s"] >= 0 and row["output_tok_s_steady"] > 0
+    assert row["server_running_max"] >= 1 and row["server_kv_usage_max"] > 0
+    assert row["server_prefix_hit_rate"] > 0  # two prompts cycled over twelve requests: seen before
+    assert "server metrics not read" not in row["detail"]
+
+
+def test_arrivals_faster_than_the_users_wait_for_one_and_say_how_long():
+    """200 arrivals/s on one user whose requests take ~40 ms: most arrivals queue for the user."""
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, concurrency=[1], request_rate=200.0, num_requests=8, output_len=[16])
+    assert row["status"] == "ok" and row["queue_ms_p99"] > 10, row
+    assert row["concurrency_achieved"] <= 1.0
+
+
+def test_too_few_requests_for_the_load_leave_no_steady_window_and_say_how_many_would():
+    with StubServer("ok") as server:
+        (row,) = run_openai(server.url, concurrency=[4], num_requests=4, output_len=[16])
+    assert row["status"] == "ok" and pd.isna(row.get("output_tok_s_steady"))
+    assert "no steady window:" in row["detail"] and "about 12 requests at this load would hold one" in row["detail"]
+
+
+@pytest.mark.parametrize("page, said", [("garbage", "not Prometheus text"), ("missing", "HTTP 404")])
+def test_a_server_without_a_readable_metrics_page_costs_one_line(page, said):
+    with StubServer("ok", metrics=page) as server:
+        (row,) = run_openai(server.url, concurrency=[2], num_requests=4)
+    assert row["status"] == "ok" and row["detail"].count("server metrics not read") == 1 and said in row["detail"]
+    assert pd.isna(row.get("server_running_max"))
+
+
+def test_a_concurrency_sweep_stops_past_the_slo_edge():
+    """Users swept lowest first, like rates: the crawling server breaks the TTFT SLO at the second level and the
+    third is not run; the answer names the largest level that met it."""
+    sweep = {"concurrency": [1, 2, 4], "num_requests": 4, "batch_size": [1], "slo_ttft_ms": 300.0,
+             "min_reps": 1, "timeout_s": 5.0}
+    with StubServer("crawl", crawl_after=8) as server:  # warm-up and a repetition of 4 at 1 user
+        rows = run_openai(server.url, **sweep)
+    assert [r["status"] for r in rows] == ["ok", "ok", "skipped"], [r["detail"] for r in rows]
+    assert rows[0]["max_load_meeting_slo"] == 1.0 and "sweep stopped: load 2 already broke" in rows[2]["detail"]
+    assert [r["tags"] for r in rows] == ["users=1", "users=2", "users=4"]
 
 
 def test_openai_notes_belong_to_their_own_case():
@@ -262,3 +325,24 @@ def test_multi_turn_sessions_carry_their_history():
     proc = run_bench("run", "--engine", "openai", "--set", "base_url=http://127.0.0.1:9/v1", "--set", "turns=2",
                      "--set", "request_rate=4")
     assert proc.returncode == 2 and "closed-loop session mode" in proc.stderr
+    proc = run_bench("run", "--engine", "openai", "--set", "base_url=http://127.0.0.1:9/v1", "--set", "turns=2",
+                     "--set", "concurrency=4")
+    assert proc.returncode == 2 and "not with a trace or turns" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_concurrency_sweep_from_the_cli_answers_and_draws_its_pareto_curve(tmp_path):
+    """`bench run --set concurrency=1,2` against the stub: the terminal names the largest level meeting the SLO,
+    results.csv names each case by its users, and the Pareto curve has a point per level."""
+    from bench.analysis.pareto import pareto_points
+    from bench.core.caseid import case_label
+
+    with StubServer("ok") as server:
+        proc = run_bench("run", "--engine", "openai", "--set", f"base_url={server.url}", "--set", "concurrency=1,2",
+                         "--set", "num_requests=6", "--set", "slo_ttft_ms=2000", "--set", "batch_size=2", *FAST,
+                         "--set", "canary_seconds=0", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "largest concurrency meeting the SLO: 2 users" in " ".join(proc.stdout.split())
+    results = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
+    assert [case_label(r, workload=False).split()[-1] for r in results.to_dict("records")] == ["users=1", "users=2"]
+    assert list(results["concurrency"]) == [1, 2] and len(pareto_points(results)) == 2

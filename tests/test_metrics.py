@@ -9,10 +9,13 @@ from bench.core.metrics import (
     RequestTiming,
     batch_repetition,
     calculate_metrics,
+    concurrency_achieved,
     cv,
     enough_repetitions,
     percentile,
     repetition_metrics,
+    steady_window,
+    tokens_per_event,
 )
 
 
@@ -106,3 +109,50 @@ def test_open_loop_arrivals_count_the_time_some_request_was_decoding():
     assert batch["decode_tok_s"] == pytest.approx(6 / (0.45 - 0.15))
     overlapping = RequestTiming(0.2, (0.3, 0.5), 10, scheduled=0.2)  # decodes 0.3-0.5: the union is 0.1-0.5
     assert repetition_metrics(Repetition((a, overlapping)))["decode_tok_s"] == pytest.approx(4 / 0.4)
+
+
+def test_a_chunked_streams_tpot_counts_only_the_tokens_after_its_first_event():
+    """16 tokens in 4 events of 4 at 0.1, 0.2, 0.3, 0.4 s (AIPerf PR #1279): the 3 tokens that came with the
+    first were not decoded after it. TPOT = (0.4 - 0.1) / (16 - 4) = 25 ms, not 0.3 / 15 = 20 ms."""
+    times = tuple(t for t in (0.1, 0.2, 0.3, 0.4) for _ in range(4))
+    chunked = RequestTiming(0.0, times, 8, "chunk", first_event_tokens=4, events=4)
+    m = calculate_metrics([Repetition((chunked,))])
+    assert m["tpot_ms_p50"] == pytest.approx(25.0) and m["decode_tok_s_per_user"] == pytest.approx(40.0)
+    assert m["decode_tok_s"] == pytest.approx(12 / 0.3) and math.isnan(m["itl_ms_p99"])  # no gap of its own
+    assert tokens_per_event([chunked]) == 4.0
+    per_token = RequestTiming(0.0, (0.1, 0.2, 0.3, 0.4), 8)  # one event each: unchanged, (0.4 - 0.1) / 3
+    assert calculate_metrics([Repetition((per_token,))])["tpot_ms_p50"] == pytest.approx(100.0)
+    assert tokens_per_event([per_token, chunked]) == 20 / 8
+
+
+def _closed_loop(users: int, rounds: int, life: float = 1.0, gap: float = 0.0) -> list[RequestTiming]:
+    """`users` users each sending `rounds` requests of `life` seconds back to back (user u starts at u * gap),
+    4 tokens each, evenly spaced over the request's life."""
+    reqs = []
+    for u in range(users):
+        for k in range(rounds):
+            start = u * gap + k * life
+            reqs.append(RequestTiming(start, tuple(start + life * (i + 1) / 4 for i in range(4)), 8))
+    return reqs
+
+
+def test_the_steady_window_runs_from_the_load_reaching_its_target_to_its_last_fall_below_it():
+    """Two users, three rounds of 1 s, the second starting 0.5 s late: both in flight from 0.5 s (the second's
+    first send) until 3.0 s (the first user's last request ends; the second drains until 3.5 s)."""
+    reqs = _closed_loop(users=2, rounds=3, gap=0.5)
+    window, why = steady_window(reqs, target=2)
+    assert why == "" and (window.start, window.end) == (0.5, 3.0)
+    # Tokens in (0.5, 3.0]: user 0's at 0.75, 1.0, then 4 per round to 3.0 (10); user 1's at 0.75 .. 3.0 (10).
+    assert window.output_tok_s == pytest.approx(20 / 2.5)
+    # Lives summed over the span: 6 requests of 1 s over 3.5 s.
+    assert concurrency_achieved(reqs) == pytest.approx(6 / 3.5)
+
+
+def test_no_steady_window_where_the_load_never_held_its_target_for_a_request():
+    """All requests at once and never replaced: in flight at 2 from the last send until the first finish, less
+    than one request's life. And a load that never reached its target at all."""
+    burst = _closed_loop(users=2, rounds=1, gap=0.3)
+    window, why = steady_window(burst, target=2)
+    assert window is None and "held 0.70 s, less than one request's 1.00 s" in why
+    window, why = steady_window(burst, target=3)
+    assert window is None and why == "never 3 requests in flight"

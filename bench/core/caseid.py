@@ -71,11 +71,13 @@ def case_label(row: Any, workload: bool = True) -> str:
 
 
 def case_tags(params: dict[str, Any]) -> str:
-    """What sets a case apart beyond its parameters' columns, as `tags` (telemetry=off, rate=, turns=, trace=,
+    """What sets a case apart beyond its parameters' columns, as `tags` (telemetry=off, rate=, users=, turns=, trace=,
     trial=)."""
     tags = [] if params["telemetry"] else ["telemetry=off"]
     if params.get("request_rate", 0):
         tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
+    if params.get("concurrency", 0):
+        tags.append(f"users={params['concurrency']}")  # a concurrency sweep's cases differ by their users
     if params.get("turns", 1) > 1:
         tags.append(f"turns={params['turns']}")
     if params.get("trace"):

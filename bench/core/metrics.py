@@ -5,9 +5,11 @@ numbers, so each is tested on hand-computed values.
 
 Definitions (README, "Honest numbers"):
 - TTFT: request start to first output token.
-- TPOT per request: (E2E - TTFT) / (output tokens - 1).
+- TPOT per request: (E2E - TTFT) / (output tokens - tokens in the first event): tokens that arrived with the
+  first one (a server streaming several per event) were not decoded after it (AIPerf PR #1279).
 - ITL: gaps between consecutive tokens, pooled across requests.
-- prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT);
+- prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT) (tokens
+  after the first event, for a chunked stream);
   output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
 - Requests sent at scheduled times (Poisson arrivals, a trace) or one after another (the turns of a
   session) do not share one prefill and one decode
@@ -39,6 +41,17 @@ class RequestTiming:
     # When the client meant to send it (a Poisson arrival's time), None when all were sent at once: the client
     # checks itself against it (achieved rate, lateness of sends).
     scheduled: float | None = None
+    # Tokens that came in the first streamed event (1 where each token has its own), and the events in all: a
+    # chunked stream's first event holds several tokens, none of them decoded after the first.
+    first_event_tokens: int = 1
+    events: int | None = None  # None: one event per token
+    # Seconds the request waited for a free user of a closed loop after its arrival (None: no arrival schedule).
+    queue_s: float | None = None
+
+    @property
+    def decode_tokens(self) -> int:
+        """Tokens that arrived after the first event: what the decode window produced."""
+        return max(self.output_len - self.first_event_tokens, 0)
 
     @property
     def output_len(self) -> int:
@@ -94,11 +107,12 @@ def cv(values: Sequence[float]) -> float:
 
 
 def tpot(req: RequestTiming) -> float:
-    """Time per output token after the first, seconds; NaN for a single-token request, or one whose
-    tokens all arrived at once (nothing tells their times apart)."""
-    if req.output_len < 2 or req.resolution == "single":
+    """Time per output token after the first event, seconds: the time after the first event over the tokens
+    after it; NaN for a single-token request, or one whose tokens all arrived at once (nothing tells their
+    times apart)."""
+    if req.decode_tokens < 1 or req.resolution == "single":
         return NAN
-    return (req.e2e - req.ttft) / (req.output_len - 1)
+    return (req.e2e - req.ttft) / req.decode_tokens
 
 
 def _itls(reqs: Sequence[RequestTiming]) -> list[float]:
@@ -121,7 +135,7 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     reqs = rep.requests
     input_tokens = sum(r.input_len for r in reqs)
     output_tokens = sum(r.output_len for r in reqs)
-    decode_tokens = sum(max(r.output_len - 1, 0) for r in reqs)
+    decode_tokens = sum(r.decode_tokens for r in reqs)
     prefill_s = rep.first_token - rep.start
     e2e_s = rep.end - rep.start
     decode_s = rep.end - rep.first_token
@@ -197,6 +211,63 @@ def send_schedule(reps: Sequence[Repetition]) -> dict[str, float]:
     return {"achieved_rate_rps": percentile(rates, 50) if rates else NAN,
             "send_lateness_ms_p99": percentile(late, 99) if late else NAN,
             "scheduled_rate_rps": percentile(planned, 50) if planned else NAN}
+
+
+def in_flight_changes(reqs: Sequence[RequestTiming]) -> list[tuple[float, int]]:
+    """(time, +1 sent / -1 finished) for every request, in time order; at one instant a send comes before a
+    finish, so a user of a closed loop replacing its request shows no dip."""
+    return sorted([(r.start, 1) for r in reqs] + [(r.token_times[-1], -1) for r in reqs], key=lambda e: (e[0], -e[1]))
+
+
+def concurrency_achieved(reqs: Sequence[RequestTiming]) -> float:
+    """Requests in flight, averaged over time from the first send to the last token (Little's law: the sum of
+    the requests' lives over the span)."""
+    span = max(r.token_times[-1] for r in reqs) - min(r.start for r in reqs)
+    return sum(r.e2e for r in reqs) / span if span > 0 else NAN
+
+
+@dataclass(frozen=True)
+class SteadyWindow:
+    """Where a load held its target in flight: from the first moment it reached it to the last moment it fell
+    below it (the ramp and the drain outside); `output_tok_s` counts the tokens that arrived inside."""
+
+    start: float
+    end: float
+    output_tok_s: float
+
+
+def steady_window(reqs: Sequence[RequestTiming], target: int) -> tuple[SteadyWindow | None, str]:
+    """The steady-state window for `target` requests in flight (vllm-bench's and MLPerf Endpoints' rule), or
+    None and why not: the load never reached the target, or held it for less than one request's median life
+    (then every request inside was ramping up or draining)."""
+    level, reach, fall = 0, None, None
+    for t, change in in_flight_changes(reqs):
+        before, level = level, level + change
+        if reach is None and level >= target:
+            reach = t
+        if reach is not None and before >= target > level:
+            fall = t
+    if reach is None:
+        return None, f"never {target} requests in flight"
+    life = float(np.median([r.e2e for r in reqs]))
+    if fall is None or fall - reach < life:
+        held = (fall or reach) - reach
+        return None, f"{target} in flight held {held:.2f} s, less than one request's {life:.2f} s"
+    tokens = sum(1 for r in reqs for t in r.token_times if reach < t <= fall)
+    return SteadyWindow(reach, fall, tokens / (fall - reach)), ""
+
+
+def tokens_per_event(reqs: Sequence[RequestTiming]) -> float:
+    """Output tokens per streamed event, over all requests (1.0 where every token had its own)."""
+    events = sum(r.events if r.events is not None else r.output_len for r in reqs)
+    return sum(r.output_len for r in reqs) / events if events else NAN
+
+
+def queue_ms_p99(reps: Sequence[Repetition]) -> float:
+    """p99 of how long requests waited for a free user of a closed loop after their arrival (ms); NaN where
+    no request had an arrival to wait from."""
+    waits = [1000 * q.queue_s for rep in reps for q in rep.requests if q.queue_s is not None]
+    return percentile(waits, 99) if waits else NAN
 
 
 def enough_repetitions(done: int, elapsed_s: float, min_reps: int, min_seconds: float,

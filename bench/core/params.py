@@ -122,13 +122,14 @@ CORE_PARAMS: dict[str, Param] = {
 
 # Identity columns a row carries that are not core keys: derived by the runner (device_count from the
 # engine's parallelism, the placement and decode path that ran), or one engine's option that alone sets a
-# sweep's cases apart (openai's request_rate). Without them a tp and a layer-split case, or a load sweep's
+# sweep's cases apart (openai's request_rate, concurrency). Without them a tp and a layer-split case, or a load sweep's
 # rates, would be one case to compare, check and history.
 DERIVED: dict[str, Param] = {
     "placement": Param(str, "one device", "how a model spans its cards: layer-split, tp, pp (empty in a row on one)",
                        identity=PARAM, label="{}"),
     "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all at once)", identity=PARAM,
                           label="rate={}/s"),
+    "concurrency": Param(int, 0, "openai: closed-loop users held (0: none)", identity=PARAM, label="users={}"),
     "device_count": Param(int, 1, "devices a case uses (the product of its engine's parallelism options)",
                           identity=PARAM, label="on {} devices"),
     # The decode path that ran (the decode parameter resolved); rows written before it existed ran generate.

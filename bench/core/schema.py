@@ -168,6 +168,33 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column('send_lateness_ms_p99', 'ms',
            'openai with request_rate: p99 of how late each request left against its scheduled arrival (a '
            'client that fell behind measures itself)'),
+    Column('concurrency', 'requests', 'openai: closed-loop users the case held (empty: none)'),
+    Column('concurrency_achieved', 'requests',
+           'openai under a load: requests in flight averaged over time, first send to last token (median over '
+           'repetitions)'),
+    Column('queue_ms_p99', 'ms',
+           'openai with concurrency and request_rate: p99 of how long an arrival waited for a free user'),
+    Column('output_tok_s_steady', 'tok/s',
+           'openai under a load: output tok/s over the steady-state window (the load at its target in flight, '
+           'ramp-up and drain outside), median over repetitions; empty with the reason where none existed',
+           direction=+1, header='steady tok/s', fmt='{:.1f}', table='wide'),
+    Column('steady_start_s', 's', "the steady window's start, seconds after the repetition's first send"),
+    Column('steady_end_s', 's', "the steady window's end, seconds after the repetition's first send"),
+    Column('tokens_per_event', 'tokens',
+           'openai: output tokens per streamed event (1: one each; more: TPOT counts the time after the first '
+           'event over the tokens after it, ITL is empty)'),
+    Column('server_running_mean', 'requests', "server's /metrics: requests running, mean over the case"),
+    Column('server_running_max', 'requests', "server's /metrics: requests running, max over the case"),
+    Column('server_waiting_mean', 'requests', "server's /metrics: requests waiting, mean over the case"),
+    Column('server_waiting_max', 'requests', "server's /metrics: requests waiting, max over the case"),
+    Column('server_kv_usage_max', 'fraction', "server's /metrics: peak KV-cache usage (0-1)"),
+    Column('server_prefix_hit_rate', 'fraction',
+           "server's /metrics: prefix-cache hits over queries (tokens) during the case"),
+    Column('server_preemptions', 'requests', "server's /metrics: requests preempted during the case"),
+    Column('server_spec_accept_rate', 'fraction',
+           "server's /metrics: speculative-decoding draft tokens accepted over proposed"),
+    Column('server_spec_accepted_len', 'tokens',
+           "server's /metrics: tokens per speculative step (1 + accepted drafts per draft)"),
     Column('max_batch_meeting_slo', 'requests',
            'largest batch so far (same model) whose p99 TPOT/TTFT meet the SLOs',
            direction=+1, header='max bs in SLO', fmt='{:.0f}', table='wide'),
@@ -180,7 +207,7 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            'peak memory of each card of a model over several (cuda:0=1.20 cuda:1=1.18)',
            every='model'),
     Column('max_load_meeting_slo', '',
-           'largest load so far (request rate in requests/s where the case has one, else concurrency) whose '
+           'largest load so far (request rate in requests/s where the case has one, else users, else batch) whose '
            'p99 TPOT/TTFT meet the SLOs; a sweep stops past a load that breaks them by 1.5x or fails',
            direction=+1, header='max load in SLO', fmt='{:g}', numeric=True),
     Column('predicted_max_context', 'tokens',

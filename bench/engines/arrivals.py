@@ -1,16 +1,19 @@
 """When the openai engine sends its requests: the arrival processes, each a function of a `send` callable
 (prompt ids, output length, when, whether that time was scheduled, an answer list to fill) that returns the
 requests' timings. All at once (fixed concurrency), Poisson arrivals at a rate, a trace's own arrivals, and
-multi-turn sessions whose prompts grow with each answer. The client that sends one request is
+multi-turn sessions whose prompts grow with each answer, and a closed loop of N users, each sending its next
+request the moment its last one finished (optionally fed by Poisson arrivals that wait for a free user). The client that sends one request is
 bench/engines/openai_client.py.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from bench.core import clock
@@ -74,3 +77,38 @@ def sessions(send: Send, first_prompts: list[list[int]], output_len: int, turns:
 
     with ThreadPoolExecutor(max_workers=len(first_prompts)) as pool:
         return list(pool.map(session, range(len(first_prompts)), first_prompts))
+
+
+def closed_loop(send: Send, prompts: list[list[int]], output_len: int, users: int, min_requests: int,
+                min_seconds: float, rate: float, seed: int) -> list[RequestTiming]:
+    """`users` closed-loop users (`vllm bench serve --max-concurrency`, AIPerf's and guidellm's concurrency
+    modes): each sends its next request the moment its last one finished, cycling through the prompts, until at
+    least `min_requests` were sent and `min_seconds` passed. With a rate, requests arrive at Poisson times from
+    the run's seed and wait for a free user; each timing's queue_s is that wait."""
+    start = clock.now()
+    lock = threading.Lock()
+    taken = 0
+    arrival = start
+    rng = random.Random(seed)
+
+    def next_request() -> tuple[list[int], float | None] | None:
+        nonlocal taken, arrival
+        with lock:
+            if taken >= min_requests and clock.now() - start >= min_seconds:
+                return None
+            prompt = prompts[taken % len(prompts)]
+            taken += 1
+            if rate <= 0:
+                return prompt, None
+            due, arrival = arrival, arrival + rng.expovariate(rate)
+            return prompt, due
+
+    def user() -> Iterator[RequestTiming]:
+        while (request := next_request()) is not None:
+            prompt, due = request
+            now = clock.now()
+            timing = send(prompt, output_len, max(now, due or now), False)
+            yield timing if due is None else replace(timing, queue_s=max(0.0, timing.start - due))
+
+    with ThreadPoolExecutor(max_workers=users) as pool:
+        return [t for done in pool.map(lambda _: list(user()), range(users)) for t in done]

@@ -46,6 +46,8 @@ class Engine(ABC):
     # False when what is measured is not this machine's device (a remote server, a timing model):
     # then this device's ceilings mean nothing for its rows and are not probed.
     on_local_device: ClassVar[bool] = True
+    # results.csv columns beyond the scenario's that this engine's rows can fill (case_columns).
+    columns: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def load(self, model: ModelSpec, device: Device, options: LoadOptions) -> None:
@@ -155,6 +157,11 @@ class Engine(ABC):
         """(seconds spent compiling and capturing, frames compiled) since the previous call; (NaN, 0) for an
         engine that compiles nothing it can count."""
         return float("nan"), 0
+
+    def case_columns(self, reps: list[Repetition]) -> dict[str, Any]:
+        """After a case's timed repetitions: figures only the engine knows (a server's own metrics), named in
+        `columns`; {} for an engine without any."""
+        return {}
 
     def notes(self) -> list[str]:
         """Notes about the measurements since the previous call (one case's), for its row's detail; each call

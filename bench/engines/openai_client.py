@@ -85,7 +85,10 @@ class StreamingClient:
         """Connect and check the server is up and serves the model (ServerError with what it said)."""
         import httpx
 
-        self.http = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers)
+        # No pool limit: at 100 connections (httpx's default) the 101st user's request would wait on this side
+        # and its wait be timed as the server's.
+        self.http = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.headers,
+                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
         try:
             resp = self.http.get(f"{self.base_url}/models")
         except httpx.HTTPError as exc:
@@ -99,6 +102,12 @@ class StreamingClient:
         if served and self.served_model not in served:
             raise ServerError(f"server does not serve model '{self.served_model}' (it serves: {', '.join(served)}); "
                               "set --set served_model=NAME")
+
+    def side_client(self) -> Any:
+        """A client of its own with the same headers, for reads beside the requests (the server's /metrics)."""
+        import httpx
+
+        return httpx.Client(headers=self.headers)
 
     def close(self) -> None:
         if self.http is not None:
@@ -194,6 +203,10 @@ class StreamingClient:
             raise ServerError(f"connection failed: {exc.__class__.__name__}: {exc}") from None
         counted = sum(chunk_tokens)
         total = usage_tokens if usage_tokens is not None else counted
+        if usage_tokens is not None and counted != usage_tokens and (self.api != "chat" or counted > usage_tokens):
+            # A chat stream's deltas are pieces of text, not tokens: fewer than the usage is expected there.
+            self.warnings.append(f"the server's usage counts {usage_tokens} completion tokens, its stream carried "
+                                 f"{counted}: the usage count is used")
         if not times and total:
             raise ServerError(f"the stream had no token event: its usage block counts {total} completion tokens, "
                               "but no choice carried text or token ids, so no token has a time")
@@ -206,7 +219,8 @@ class StreamingClient:
             self.warnings.append(
                 f"the server does not stream per token ({total} tokens in {len(times)} event(s)): " +
                 ("TPOT, ITL and decode tok/s are left empty" if resolution == "single" else
-                 "ITL is left empty (tokens sharing an event have no gap of their own); TPOT is unaffected"))
+                 "ITL is left empty (tokens sharing an event have no gap of their own); TPOT divides the time "
+                 "after the first event by the tokens after it"))
             # Tokens sharing an event get its timestamp, so counts stay exact.
             times = [t for t, n in zip(times, chunk_tokens) for _ in range(n)] if counted == total else \
                 times + [times[-1]] * (total - len(times))
@@ -214,4 +228,6 @@ class StreamingClient:
             self.warnings.append("chat endpoint: the prompt went as text; input_len is the server's count "
                                  "(usage.prompt_tokens) where it gives one")
         n_in = prompt_tokens if self.api == "chat" and prompt_tokens else len(ids)
-        return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None)
+        first = min(chunk_tokens[0], total) if chunk_tokens and counted == total else 1
+        return RequestTiming(start, tuple(times[:total]), n_in, resolution, start_at if scheduled else None,
+                             first_event_tokens=max(first, 1), events=len(chunk_tokens))

@@ -16,16 +16,18 @@ from urllib.parse import urlparse
 import torch
 
 from bench.core.errors import BadInput
-from bench.core.metrics import Repetition
+from bench.core.metrics import Repetition, tokens_per_event
 from bench.core.params import Param
 from bench.core.secrets import ENV_NAME, redact
-from bench.engines import arrivals, output_check
+from bench.engines import arrivals, output_check, server_metrics
 from bench.engines.base import Engine, LoadOptions
 from bench.engines.openai_client import ServerError, StreamingClient
 from bench.engines.output_check import OutputCheck
 from bench.hardware.devices import Device
 from bench.spec.models import ModelSpec, resolve_model
 from bench.spec.trace import check_trace
+
+CLOSED_LOOP_ROUNDS = 4  # requests per user by default: enough for the load to hold between ramp-up and drain
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
 OPTIONS: dict[str, Param] = {
@@ -35,7 +37,12 @@ OPTIONS: dict[str, Param] = {
     "api_key_env": Param(str, "OPENAI_API_KEY", "openai: environment variable holding the API key"),
     "request_rate": Param(float, 0.0, "openai: Poisson arrivals per second (0: all requests at once); a list "
                           "sweeps the load, lowest first", minimum=0, matrix=True, plan="rate"),
-    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size)", minimum=0),
+    "concurrency": Param(int, 0, "openai: closed-loop users, each sending its next request the moment its last "
+                         "finished, held for num_requests and min_seconds (0: off); with request_rate, arrivals wait "
+                         "for a free user; a list sweeps the load, lowest first", minimum=0, maximum=100_000,
+                         matrix=True, plan="users"),
+    "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size; with concurrency, "
+                          f"{CLOSED_LOOP_ROUNDS} per user)", minimum=0),
     "timeout_s": Param(float, 120.0, "openai: deadline for a whole request (connect to last token)", minimum=0.1),
     "trace": Param(str, "", "openai: a request trace to replay (Mooncake JSONL: timestamp ms, input_length, "
                    "output_length, hash_ids); arrivals and lengths come from it", reload=True),
@@ -50,6 +57,12 @@ OPTIONS: dict[str, Param] = {
 }
 
 
+def metrics_url(base_url: str) -> str:
+    """The server's Prometheus page: /metrics at the root its /v1 API hangs from."""
+    root = base_url.rstrip("/")
+    return (root.removesuffix("/v1") if root.endswith("/v1") else root) + "/metrics"
+
+
 def is_local(base_url: str) -> bool:
     """Whether the server runs on this machine (its power is then in our telemetry)."""
     host = urlparse(base_url).hostname or ""
@@ -62,6 +75,7 @@ class OpenAIEngine(Engine):
     name = "openai"
     in_process = False
     on_local_device = False
+    columns = ("tokens_per_event", *server_metrics.COLUMNS)
 
     def __init__(self) -> None:
         self.base_url = ""
@@ -74,6 +88,8 @@ class OpenAIEngine(Engine):
         self.spec: ModelSpec | None = None  # --model: a local checkpoint lets the output check compare
         self.device: Device | None = None
         self.dtype = torch.float32
+        self.metrics: server_metrics.ServerMetrics | None = None
+        self.metrics_problem = ""
 
     @classmethod
     def server_info(cls, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -107,6 +123,8 @@ class OpenAIEngine(Engine):
             raise BadInput("multi-turn sessions send token ids: use the completions endpoint (api=completions)")
         if params.get("turns", 1) > 1 and (params.get("trace") or params.get("request_rate", 0)):
             raise BadInput("turns is a closed-loop session mode: not with a trace or a request_rate")
+        if params.get("concurrency", 0) and (params.get("trace") or params.get("turns", 1) > 1):
+            raise BadInput("concurrency holds N users sending the case's prompts: not with a trace or turns")
 
     def _take(self, params: Mapping[str, Any], model: str) -> None:
         """The server settings, from the engine's own options."""
@@ -118,6 +136,8 @@ class OpenAIEngine(Engine):
         self.num_requests = params["num_requests"]
         self.trace, self.trace_speed, self.trace_limit = params["trace"], params["trace_speed"], params["trace_limit"]
         self.turns = params["turns"]
+        self.concurrency = params["concurrency"]
+        self.min_seconds = params.get("min_seconds", 0.0)
         key = os.environ.get(params["api_key_env"], "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.client is not None:  # a case's own deadline for its requests
@@ -137,11 +157,20 @@ class OpenAIEngine(Engine):
             raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
         self.client = StreamingClient(self.base_url, self.served_model, self.timeout_s, self.api, self.headers)
         self.client.open()
+        self.metrics = server_metrics.ServerMetrics(metrics_url(self.base_url), self.client.side_client())
+        self.metrics.start()
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
         """The case's arrival process (bench/engines/arrivals.py) sending through the streaming client: the
         trace's arrivals and lengths, multi-turn sessions, or all prompts at once / at Poisson arrivals."""
+        self.metrics.read_now()  # the edges of every call are read, so a case's counters bracket its window
+        try:
+            return self._send(input_ids, output_len)
+        finally:
+            self.metrics.read_now()
+
+    def _send(self, input_ids: torch.Tensor, output_len: int) -> Repetition:
         send = self.client.request
         if self.trace:
             return Repetition(tuple(arrivals.replay(send, self.trace, self.trace_speed, self.trace_limit,
@@ -149,6 +178,10 @@ class OpenAIEngine(Engine):
         prompts = [row.tolist() for row in input_ids]
         if self.turns > 1:
             return self._sessions(send, prompts, output_len)
+        if self.concurrency:
+            requests = self.num_requests or CLOSED_LOOP_ROUNDS * self.concurrency
+            return Repetition(tuple(arrivals.closed_loop(send, prompts, output_len, self.concurrency, requests,
+                                                         self.min_seconds, self.request_rate, self.seed)))
         if self.num_requests > len(prompts):
             prompts = [prompts[i % len(prompts)] for i in range(self.num_requests)]
         return Repetition(tuple(arrivals.at_once_or_poisson(send, prompts, output_len, self.request_rate, self.seed)))
@@ -181,6 +214,12 @@ class OpenAIEngine(Engine):
         answers = [self.client.top_logprobs(r, output_len, output_check.TOP_LOGPROBS) for r in rows]
         return output_check.check_top("openai", self.spec, self.device, self.dtype, rows, answers, watch)
 
+    def case_columns(self, reps: list[Repetition]) -> dict[str, Any]:
+        """Tokens per streamed event, and what the server's /metrics said over the case's repetitions."""
+        reqs = [q for rep in reps for q in rep.requests]
+        said, self.metrics_problem = self.metrics.summary(min(r.start for r in reps), max(r.end for r in reps))
+        return {"tokens_per_event": tokens_per_event(reqs), **said}
+
     def reported_dtype(self, requested: str, resolved: str) -> str:
         """A server picks its own dtype; we only know what was asked for."""
         return resolved if requested != "auto" else "server"
@@ -190,9 +229,13 @@ class OpenAIEngine(Engine):
         if self.client is None:
             return []
         said, self.client.warnings = sorted(set(self.client.warnings)), []
-        return said
+        problem, self.metrics_problem = self.metrics_problem, ""
+        return said + ([problem] if problem else [])
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         if self.client is not None:
             self.client.close()
             self.client = None

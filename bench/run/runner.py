@@ -157,8 +157,9 @@ class Runner:
     def _base_row(self, case: Case) -> dict[str, Any]:
         p = case.params
         model_identity = {"quant": p["quant"]} if self.scenario.uses_model else {}
-        if p.get("request_rate"):  # a load sweep's cases differ by their rate alone (skipped ones too)
-            model_identity["request_rate"] = p["request_rate"]
+        for load in ("request_rate", "concurrency"):  # a load sweep's cases differ by their load alone (skipped too)
+            if p.get(load):
+                model_identity[load] = p[load]
         return {**model_identity,
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "workload": self.workload.name,
             "case": case.index, "model": p["model"], "engine": p["engine"], "device": str(self.device),
@@ -184,7 +185,8 @@ class Runner:
     def _measure(self, loaded: Loaded, case: Case, row: dict[str, Any]) -> CaseResult:
         p = case.params
         engine = loaded.engine
-        engine.configure(engines.own_options(p))  # what changes from case to case on one loaded model (a request rate)
+        # What changes from case to case on one loaded model (a request rate), and how long a held load lasts.
+        engine.configure({**engines.own_options(p), "min_seconds": p["min_seconds"]})
         prompts = self.scenario.prompts(loaded, case, random_prompts(
             p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)
@@ -255,6 +257,7 @@ class Runner:
                                     self.ceiling.bandwidth * concurrent, self.ceiling.flops * concurrent,
                                     loaded.bytes_per_element))
         row.update(self.scenario.columns(loaded, case, row, reps))
+        row.update(engine.case_columns(reps))
         warnings: list[NoiseWarning] = []
         _, recompiled = engine.compile_stats()
         if recompiled:
@@ -271,7 +274,7 @@ class Runner:
                                                   warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
-        row["detail"] = "; ".join(n for n in [row["detail"], *engine.notes()] if n)
+        row["detail"] = "; ".join(n for n in [row["detail"], *self.scenario.notes(), *engine.notes()] if n)
         if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)

@@ -82,6 +82,7 @@ class Scenario:
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
+        self._notes: list[str] = []  # what the current case's columns left empty, and why
 
     def label(self, case: Case) -> str:
         """The case in words, for the progress line."""
@@ -89,7 +90,10 @@ class Scenario:
 
     def declared_columns(self) -> set[str]:
         """The results.csv columns beyond the DESIGN contract that this scenario's rows can fill."""
-        return {*ROW_EXTRAS, *MODEL_EXTRAS}
+        engines = self.workload.params.get("engine") or []
+        return {*ROW_EXTRAS, *MODEL_EXTRAS,
+                *(c for name in (engines if isinstance(engines, list) else [engines])
+                  for c in engine_class(name).columns)}
 
     def expand(self, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
         """The workload's cases, model-major."""
@@ -116,6 +120,16 @@ class Scenario:
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
         """The columns that answer this kind's question."""
         return {}
+
+    def notes(self) -> list[str]:
+        """Notes the last `columns` call left for its row's detail (a figure left empty, and why); each call
+        starts afresh."""
+        said, self._notes = self._notes, []
+        return said
+
+    def note(self, text: str) -> None:
+        """Say `text` in the current case's detail."""
+        self._notes.append(text)
 
     def after(self, case: Case, row: dict[str, Any]) -> None:
         """Carry what later cases need (a finished row may also get columns here)."""

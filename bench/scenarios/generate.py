@@ -11,7 +11,15 @@ from typing import Any
 
 from bench.core.caseid import case_text
 from bench.core.figures import finite
-from bench.core.metrics import Repetition, decode_slices, goodput_fraction, send_schedule
+from bench.core.metrics import (
+    Repetition,
+    concurrency_achieved,
+    decode_slices,
+    goodput_fraction,
+    queue_ms_p99,
+    send_schedule,
+    steady_window,
+)
 from bench.core.schema import NAN
 from bench.engines import load_key
 from bench.hardware.roofline import predicted_extra_bytes
@@ -58,6 +66,12 @@ class GenerateScenario(Scenario):
             cols |= {"request_rate", "achieved_rate_rps", "send_lateness_ms_p99"}
         if any(_positive(p[k]) for k in ("slo_tpot_ms", "slo_ttft_ms")):
             cols.add("max_load_meeting_slo")
+        if _positive(p.get("concurrency", 0)):
+            cols |= {"concurrency", "queue_ms_p99"}
+        if any(_positive(p.get(k, 0)) for k in ("request_rate", "concurrency")) or any(p.get("trace") or []) \
+                or _positive(p.get("turns", 1) - 1 if not isinstance(p.get("turns"), list) else
+                             [t - 1 for t in p["turns"]]):
+            cols |= set(LOAD_COLUMNS)
         return cols
 
     def predicted_extra_bytes(self, loaded: Loaded, case: Case, input_len: int | None = None) -> float:
@@ -102,12 +116,36 @@ class GenerateScenario(Scenario):
         if p.get("request_rate", 0) > 0 or p.get("trace"):
             sent = send_schedule(reps)
             cols.update({k: sent[k] for k in ("achieved_rate_rps", "send_lateness_ms_p99")})
+        if under_load(p):
+            cols.update(self.steady_columns(p, reps))
+        if p.get("concurrency", 0):
+            cols["queue_ms_p99"] = queue_ms_p99(reps)
         if p["slice_tokens"] > 0:
             slices = decode_slices(reps, p["slice_tokens"])
             cols["decode_tok_s_slices"] = ";".join(f"{v:.1f}" for v in slices)
             if len(slices) > 1 and slices[0] > 0:
                 cols["decode_slowdown"] = slices[-1] / slices[0]
         return cols
+
+    def steady_columns(self, p: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
+        """Requests in flight on average, and throughput over each repetition's steady window (median over the
+        repetitions that had one); where none had one, the figure is empty and the detail says how many
+        requests would hold one."""
+        achieved = [concurrency_achieved(rep.requests) for rep in reps]
+        windows, why = [], ""
+        for rep, mean in zip(reps, achieved):
+            target = steady_target(p, mean)
+            window, why = steady_window(rep.requests, target)
+            if window is not None:
+                windows.append((window.output_tok_s, window.start - rep.start, window.end - rep.start))
+        cols: dict[str, Any] = {"concurrency_achieved": sorted(achieved)[len(achieved) // 2]}
+        if not windows:
+            target = steady_target(p, cols["concurrency_achieved"])
+            self.note(f"no steady window: {why}; about {STEADY_ROUNDS * target} requests at this load would hold "
+                      f"one (num_requests)")
+            return cols
+        tok_s, start, end = sorted(windows)[len(windows) // 2]
+        return {**cols, "output_tok_s_steady": tok_s, "steady_start_s": start, "steady_end_s": end}
 
     def after(self, case: Case, row: dict[str, Any]) -> None:
         """Longest ok input per context group; largest batch within the SLOs so far."""
@@ -154,15 +192,40 @@ class GenerateScenario(Scenario):
                               f" {float(r['goodput_frac']):.0%}" for r in slo)
             lines.append(f"requests within the SLO: {share}" + (f"; largest batch meeting it: {best}" if best else
                                                                  "; no batch met it"))
-        loads = [r for r in rows if "rate=" in str(r.get("tags") or "") and r.get("max_load_meeting_slo") is not None]
-        if loads:
-            best_load = max((b for r in loads if (b := finite(r.get("max_load_meeting_slo"))) is not None),
-                            default=None)
-            stopped = [r for r in rows if str(r.get("detail", "")).startswith("sweep stopped")]
-            lines.append((f"largest request rate meeting the SLO: {best_load:g} requests/s" if best_load else
-                          "no request rate met the SLO") + (f" (sweep stopped at case {stopped[0]['case']})"
-                                                            if stopped else ""))
+        lines += _load_answer(rows, "rate=", "request rate", "requests/s")
+        lines += _load_answer(rows, "users=", "concurrency", "users")
         return lines + [cost.text() for cost in sampler_costs(rows)]
+
+
+LOAD_COLUMNS = ("concurrency_achieved", "output_tok_s_steady", "steady_start_s", "steady_end_s")
+STEADY_ROUNDS = 3  # a window at least one request long needs about this many requests per slot in flight
+
+
+def under_load(params: dict[str, Any]) -> bool:
+    """An open loop (a request rate, a trace) or a closed one (users, sessions): a load with a steady state."""
+    return bool(params.get("request_rate", 0) or params.get("concurrency", 0) or params.get("trace")
+                or params.get("turns", 1) > 1)
+
+
+def steady_target(params: dict[str, Any], achieved: float) -> int:
+    """Requests in flight the load aims at: a closed loop's users (or sessions); for arrivals, the whole
+    mean in flight they kept (Little's law), at most the users that serve them."""
+    users = params.get("concurrency", 0) or (params["batch_size"] if params.get("turns", 1) > 1 else 0)
+    if users and not params.get("request_rate", 0):
+        return int(users)
+    held = max(1, int(achieved)) if achieved == achieved else 1
+    return min(held, users) if users else held
+
+
+def _load_answer(rows: list[dict[str, Any]], tag: str, what: str, unit: str) -> list[str]:
+    """The largest load of a sweep (rate or users) meeting the SLO, and where the sweep stopped."""
+    loads = [r for r in rows if tag in str(r.get("tags") or "") and r.get("max_load_meeting_slo") is not None]
+    if not loads:
+        return []
+    best_load = max((b for r in loads if (b := finite(r.get("max_load_meeting_slo"))) is not None), default=None)
+    stopped = [r for r in rows if str(r.get("detail", "")).startswith("sweep stopped")]
+    return [(f"largest {what} meeting the SLO: {best_load:g} {unit}" if best_load else f"no {what} met the SLO")
+            + (f" (sweep stopped at case {stopped[0]['case']})" if stopped else "")]
 
 
 SLO_MARGIN = 1.5  # a load whose p99 exceeds the SLO by this factor, or that failed, ends its sweep
@@ -174,9 +237,11 @@ def slo_group(params: dict[str, Any]) -> tuple:
 
 
 def load_of(params: dict[str, Any]) -> float:
-    """A case's load: its request rate where it has one (open loop), else its concurrency (batch size)."""
+    """A case's load: its request rate where it has one (open loop), else its users (closed loop), else its
+    batch size."""
     rate = params.get("request_rate", 0) or 0
-    return float(rate) if rate > 0 else float(params["batch_size"])
+    users = params.get("concurrency", 0) or 0
+    return float(rate) if rate > 0 else float(users) if users > 0 else float(params["batch_size"])
 
 
 def broke_by_margin(row: dict[str, Any], params: dict[str, Any]) -> str:

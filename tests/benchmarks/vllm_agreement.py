@@ -1,7 +1,8 @@
 """claimbench's openai engine and `vllm bench serve` against one real `vllm serve`, interleaved.
 
     python tests/benchmarks/vllm_agreement.py [--rounds 3] [--input 128] [--output 32] [--requests 32]
-                                              [--rate 4] [--seed 0] [--modes trace,poisson] [--json FILE]
+                                              [--rate 4] [--seed 0] [--modes trace,poisson,concurrency]
+                                              [--concurrency 2,8] [--json FILE]
 
 Needs vLLM (the CI vLLM stage's venv). Starts `vllm serve` of the tiny model (dummy weights, a word-level
 tokenizer so both tools' prompts have exactly the asked length; no prefix caching, since both tools' prompts
@@ -10,7 +11,9 @@ with the same lengths and request count, alternating which goes first:
 - trace: both replay one Mooncake-format trace (Poisson arrivals at --rate drawn here from --seed, one prompt
   block per request): the same arrival times on both sides, so the tools themselves are compared;
 - poisson: both are given the rate and the seed and draw their own arrivals (each tool's own RNG), as a user
-  would run them.
+  would run them;
+- concurrency: closed loops of N users at each --concurrency level (claimbench's concurrency=N, `vllm bench
+  serve --max-concurrency N --request-rate inf`), --requests distinct prompts each.
 Prints one line per run, then per mode the medians over rounds of TTFT p50, TPOT p50 and output tok/s for
 each tool and claimbench/vllm.
 """
@@ -53,13 +56,16 @@ def write_trace(path: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def run_claimbench(url: str, args: argparse.Namespace, out: Path, trace: Path | None) -> dict[str, float]:
+def run_claimbench(url: str, args: argparse.Namespace, out: Path, trace: Path | None,
+                   users: int = 0) -> dict[str, float]:
     """One claimbench case: all requests in one measured repetition, no warm-up (vllm bench serve's
     single test prompt is its only warm-up too: one request beforehand on each side)."""
     sets: dict[str, object] = {
         "base_url": url, "served_model": "tiny", "input_len": args.input, "output_len": args.output,
         "num_requests": args.requests, "request_rate": args.rate, "seed": args.seed, "batch_size": 1,
         "warmup": 0, "min_reps": 1, "max_reps": 1, "min_seconds": 0, "idle_seconds": 0}
+    if users:  # a closed loop over --requests distinct prompts, as vllm bench serve's random dataset has
+        sets |= {"concurrency": users, "request_rate": 0, "batch_size": args.requests}
     if trace is not None:
         sets = {k: v for k, v in sets.items() if k not in ("num_requests", "request_rate")} | {"trace": trace}
     sets |= dict(item.split("=", 1) for item in args.set)
@@ -85,7 +91,7 @@ def _warm_one(url: str) -> None:
 
 
 def run_vllm_bench(url: str, model_dir: Path, args: argparse.Namespace, out: Path,
-                   trace: Path | None) -> dict[str, float]:
+                   trace: Path | None, users: int = 0) -> dict[str, float]:
     cmd = [sys.executable, "-c", VLLM_BENCH, "--backend", "openai", "--base-url", url.removesuffix("/v1"),
            "--model", "tiny", "--tokenizer", str(model_dir), "--num-prompts", str(args.requests),
            "--seed", str(args.seed), "--ignore-eos", "--temperature", "0", "--disable-tqdm", "--save-result",
@@ -96,6 +102,9 @@ def run_vllm_bench(url: str, model_dir: Path, args: argparse.Namespace, out: Pat
     else:
         cmd += ["--dataset-name", "random", "--random-input-len", str(args.input), "--random-output-len",
                 str(args.output), "--random-range-ratio", "0", "--request-rate", str(args.rate)]
+    if users:
+        cmd[cmd.index("--request-rate") + 1] = "inf"
+        cmd += ["--max-concurrency", str(users)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **VLLM_ENV}, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"vllm bench serve failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -114,14 +123,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--rate", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="trace,poisson", help="comma-separated: trace, poisson")
+    parser.add_argument("--modes", default="trace,poisson", help="comma-separated: trace, poisson, concurrency")
+    parser.add_argument("--concurrency", default="2,8", help="comma-separated users of the concurrency mode")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra claimbench --set (e.g. telemetry=false, to see what the sampler costs)")
     parser.add_argument("--json", type=Path, help="also write every run and the medians here")
     args = parser.parse_args()
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not modes or set(modes) - {"trace", "poisson"}:
-        raise SystemExit(f"--modes: use trace, poisson or both (got {args.modes!r})")
+    asked = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not asked or set(asked) - {"trace", "poisson", "concurrency"}:
+        raise SystemExit(f"--modes: use trace, poisson, concurrency (got {args.modes!r})")
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    # Each concurrency level is a mode of its own ("users=N"): its own rows and medians.
+    modes = [m for a in asked for m in ([f"users={n}" for n in levels] if a == "concurrency" else [a])]
+    users_of = {m: int(m.removeprefix("users=")) if m.startswith("users=") else 0 for m in modes}
     tools = ("claimbench", "vllm bench serve")
     runs: dict[str, dict[str, list[dict[str, float]]]] = {m: {t: [] for t in tools} for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,20 +149,20 @@ def main() -> None:
                         out = work / f"{mode}-{tool.split()[0]}-{r}"
                         out.mkdir()
                         given = trace if mode == "trace" else None
-                        figures = (run_claimbench(url, args, out, given) if tool == "claimbench"
-                                   else run_vllm_bench(url, model_dir, args, out, given))
+                        figures = (run_claimbench(url, args, out, given, users_of[mode]) if tool == "claimbench"
+                                   else run_vllm_bench(url, model_dir, args, out, given, users_of[mode]))
                         runs[mode][tool].append(figures)
-                        print(f"round {r + 1} {mode:<7} {tool:<17} " + "  ".join(
+                        print(f"round {r + 1} {mode:<8} {tool:<17} " + "  ".join(
                             f"{label} {figures[key]:.2f}" for key, label in METRICS), flush=True)
     medians = {mode: {tool: {key: statistics.median(f[key] for f in rows) for key, _ in METRICS}
                       for tool, rows in by_tool.items()} for mode, by_tool in runs.items()}
     print(f"\n{args.requests} requests, Poisson {args.rate:g}/s, {args.input} in / {args.output} out, seed "
           f"{args.seed}; medians of {args.rounds} interleaved rounds")
-    print(f"{'arrivals':<9}{'metric':<14}{'claimbench':>12}{'vllm bench':>12}{'ratio':>8}")
+    print(f"{'arrivals':<10}{'metric':<14}{'claimbench':>12}{'vllm bench':>12}{'ratio':>8}")
     for mode in modes:
         for key, label in METRICS:
             ours, theirs = medians[mode]["claimbench"][key], medians[mode]["vllm bench serve"][key]
-            print(f"{mode:<9}{label:<14}{ours:>12.2f}{theirs:>12.2f}{ours / theirs:>8.3f}")
+            print(f"{mode:<10}{label:<14}{ours:>12.2f}{theirs:>12.2f}{ours / theirs:>8.3f}")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": runs,
                                          "medians": medians}, indent=1))

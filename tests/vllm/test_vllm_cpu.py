@@ -87,6 +87,31 @@ def test_a_rate_sweep_and_a_trace_replay_against_vllm_serve(vllm_server, tmp_pat
     (row,) = pd.read_csv(single_run_dir(tmp_path / "trace") / "results.csv").to_dict("records")
     assert row["status"] == "ok" and row["tags"] == "trace=mini-mooncake.jsonl@2x", row["detail"]
     assert row["ttft_ms_p50"] > 0 and row["achieved_rate_rps"] > 0
+    assert row["server_prefix_hit_rate"] > 0, row  # the trace's requests share 512-token blocks of prompt
+
+
+def test_a_concurrency_sweep_with_its_steady_window_and_the_servers_own_metrics(vllm_server, tmp_path):
+    """Closed-loop users at two levels on the real server: each row's users, the concurrency it achieved, the
+    steady window beside the whole-run figure, and what vLLM's /metrics said (requests running and KV-cache usage
+    above zero under load; prefix-cache hits, since 4 prompts of 2 of vLLM's 128-token blocks are cycled over 24
+    requests)."""
+    proc = run_bench("run", "--engine", "openai", "--set", f"base_url={vllm_server}", "--out", str(tmp_path),
+                     *FAST, "--set", "concurrency=1,4", "--set", "num_requests=24", "--set", "batch_size=4",
+                     "--set", "input_len=256", "--set", "output_len=32", "--set", "min_reps=1",
+                     "--set", "slo_ttft_ms=5000", env=VLLM_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
+    assert list(df["status"]) == ["ok", "ok"], df["detail"].tolist()
+    assert list(df["tags"]) == ["users=1", "users=4"] and list(df["concurrency"]) == [1, 4]
+    one, four = df.to_dict("records")
+    # One user never has two requests in flight; four keep more than two on average even on a busy machine.
+    assert 0.5 < one["concurrency_achieved"] <= 1.0 and 2.0 < four["concurrency_achieved"] <= 4.0, df
+    for row in (one, four):
+        assert row["output_tok_s_steady"] > 0 and row["steady_end_s"] > row["steady_start_s"] >= 0, row
+        assert row["tokens_per_event"] == 1.0 and row["server_prefix_hit_rate"] > 0, row
+        assert row["server_kv_usage_max"] > 0 and row["server_running_max"] >= 1, row
+    assert four["server_running_max"] >= 2 and four["max_load_meeting_slo"] == 4.0, four
+    assert "server metrics not read" not in str(four["detail"])
 
 
 @pytest.fixture(scope="module")
