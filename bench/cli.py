@@ -248,7 +248,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = writable_output(args.output)
     loaded = _read(args.runs, default_root=True)
     try:
-        out.write_text(render(loaded.runs, args.price_per_hour, loaded.groups), encoding="utf-8")
+        out.write_text(render(loaded.runs, args.price_per_hour, loaded.groups, loaded.said()), encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"report: {out}")
@@ -261,7 +261,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     from bench.report.trend import trend_page
 
     out = writable_output(args.output) if args.output else None  # said before the work, not after it
-    runs = _read(args.runs, default_root=True, loader=read_record).runs
+    loaded = _read(args.runs, default_root=True, loader=read_record)
+    runs = loaded.runs
     series = history(runs, args.max_pvalue, args.min_change / 100)
     axis = ordering(runs)
     if not axis.startswith("commit (oldest"):
@@ -269,7 +270,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     terminal.print_history(series)
     if out is not None:
         try:
-            out.write_text(trend_page(series, axis), encoding="utf-8")
+            out.write_text(trend_page(series, axis, loaded.said()), encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
         print(f"trend: {out}")

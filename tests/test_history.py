@@ -63,8 +63,10 @@ def test_a_step_is_found_at_its_commit_and_fails_the_gate(tmp_path):
     # As a person sees it: Chromium renders the page, regressions first, the commit range on the plot.
     flags = headless_chromium(tmp_path)
     dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    first = dom.index('<figure class="plot"')
+    first = dom.index('<tr class="series"')  # the series table leads with the regression, its chart first
     assert 'data-label="regression"' in dom[first:first + 200], dom[first:first + 200]
+    chart = dom.index('<figure class="plot"')
+    assert "regression" in dom[chart:chart + 200].split('data-label="')[1].split('"')[0]
     assert "0007abcdef..0008abcdef" in dom and "<svg" in dom
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)

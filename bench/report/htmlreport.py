@@ -43,8 +43,10 @@ def svg_figure(slug: str, draw: Callable) -> str | None:
         for other in fig.axes[1:]:  # a twin axis (long-context decode speed) shares the legend
             h, n = other.get_legend_handles_labels()
             handles, names = handles + h, names + n
-        if handles:
-            ax.legend(handles, names, loc="best").set_gid(f"{slug}-legend")
+        if handles:  # beside the frame, never over the data; a long legend widens the figure instead
+            fig.set_size_inches(max(fig.get_size_inches()[0], 12), fig.get_size_inches()[1])
+            ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                      fontsize=9).set_gid(f"{slug}-legend")
         for i, axis in enumerate(fig.axes):
             suffix = "" if i == 0 else f"{i + 1}"
             axis.xaxis.label.set_gid(f"{slug}-xlabel{suffix}")
@@ -325,36 +327,144 @@ def cases_table(runs: list[Run]) -> str:
 
 
 def warnings_summary(runs: list[Run]) -> str:
-    """The noise warnings of every run, each kind once with its cases and what to do (as the terminal says them
-    at the end of a run): noise is said, not hidden."""
-    items = []
+    """The noise warnings of every run, each line once with how many runs said it and what to do (as the terminal
+    says them at the end of a run): noise is said, not hidden, and 200 runs saying one thing say it once."""
+    said: dict[str, list[str]] = {}
     for run in runs:
         rows = run.results.to_dict("records")
         for advisory, heading in ((False, "warning"), (True, "note")):
             for line in summary(rows, advisory=advisory):
-                items.append(f"<li><b>{heading}</b> {html.escape(run.name)}: {html.escape(line)}</li>")
-    if not items:
+                said.setdefault(f"<b>{heading}</b> {html.escape(line)}", []).append(run.name)
+    if not said:
         return ""
+    items = [f"<li>{line} ({html.escape(names[0]) if len(names) == 1 else f'{len(names)} runs'})</li>"
+             for line, names in said.items()]
     return f'<h2 id="warnings">Warnings</h2><p>Cases marked ! in the tables below.</p><ul>{"".join(items)}</ul>'
 
 
-def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None) -> str:
-    """The report's HTML text: the verdicts first, then the plots, then every case."""
+# What a headless browser test reads back after layout: how many plots were laid out, how many legends cover an
+# axes' data area, and how far down the page the first answer table starts (px).
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const plots = [...document.querySelectorAll("figure.plot svg")];
+  document.body.dataset.plotsLoaded = plots.filter(p => p.getBoundingClientRect().width > 0).length;
+  let covering = 0;
+  for (const svg of plots) {
+    const areas = [...svg.querySelectorAll('g[id^="axes_"] > g[id^="patch_"]:first-child')]
+      .map(g => g.getBoundingClientRect());
+    for (const legend of svg.querySelectorAll('[id$="-legend"]')) {
+      const l = legend.getBoundingClientRect();
+      if (areas.some(a => Math.min(l.right, a.right) - Math.max(l.left, a.left) > 1 &&
+                          Math.min(l.bottom, a.bottom) - Math.max(l.top, a.top) > 1)) covering += 1;
+    }
+  }
+  document.body.dataset.legendsCovering = covering;
+  const answer = document.querySelector("table");
+  document.body.dataset.firstTableTop = answer ? Math.round(answer.getBoundingClientRect().top) : -1;
+});
+</script>"""
+MAX_DRAWN = 6  # runs a chart draws before a reader can no longer tell its lines apart
+SUMMARY = (("decode_tok_s", "decode tok/s", "{:.1f}"), ("decode_tok_s_per_user", "tok/s per user", "{:.1f}"),
+           ("ttft_ms_p50", "TTFT p50 ms", "{:.1f}"), ("ttft_ms_p99", "TTFT p99 ms", "{:.1f}"),
+           ("tpot_ms_p50", "TPOT p50 ms", "{:.2f}"), ("tpot_ms_p99", "TPOT p99 ms", "{:.2f}"),
+           ("energy_j_per_token", "J/token", "{:.3g}"), ("mbu", "MBU", "{:.0%}"))
+
+
+def drawn_runs(runs: list[Run]) -> tuple[list[Run], dict[str, str]]:
+    """The runs a chart draws, with the role each plays: all of them up to MAX_DRAWN, else the first (the
+    baseline), the newest, the fastest (highest decode tok/s) and the newest others up to MAX_DRAWN."""
+    if len(runs) <= MAX_DRAWN:
+        return runs, {}
+    def fastest(run: Run) -> float:
+        rates = pd.to_numeric(ok_rows(run).get("decode_tok_s", pd.Series(dtype=float)), errors="coerce")
+        return float(rates.max()) if rates.notna().any() else float("-inf")
+
+    roles = {runs[0].name: "baseline", runs[-1].name: "newest"}
+    roles.setdefault(max(runs, key=fastest).name, "fastest")
+    for run in reversed(runs):
+        if len(roles) >= MAX_DRAWN:
+            break
+        roles.setdefault(run.name, "")
+    return [r for r in runs if r.name in roles], {k: v for k, v in roles.items() if v}
+
+
+def summary_table(runs: list[Run]) -> str:
+    """Each machine's key figures per workload and case: the median over the runs that measured the case, and
+    how many did (a reader's own result, found without reading a chart)."""
+    frames = [ok_rows(run).assign(_run=run.name, _machine=run.device_name) for run in runs]
+    rows = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
+        else pd.DataFrame()
+    if rows.empty or "decode_tok_s" not in rows.columns:
+        return ""
+    rows["_case"] = [case_label(r, workload=False) for r in rows.to_dict("records")]
+    present = [(c, head, fmt) for c, head, fmt in SUMMARY if c in rows.columns]
+    for c, _, _ in present:
+        rows[c] = pd.to_numeric(rows[c], errors="coerce")
+    present = [(c, head, fmt) for c, head, fmt in present if rows[c].notna().any()]  # no column empty throughout
+    head = "".join(f"<th>{h}</th>" for h in ["machine", "workload", "case", "runs", *(h for _, h, _ in present)])
+    body = []
+    # In the runs' own case order (batch 1, 2, ... 32), not as text (1, 16, 2).
+    order = ["_machine", "workload", "case"] if "case" in rows.columns else ["_machine", "workload"]
+    rows = rows.sort_values(order, kind="stable")
+    for (machine, workload, case), g in rows.groupby(["_machine", "workload", "_case"], sort=False):
+        cells = [html.escape(str(v)) for v in (machine, workload, case, g["_run"].nunique())]
+        for c, _, fmt in present:
+            value = g[c].median()
+            cells.append("" if pd.isna(value) else fmt.format(value))
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (f'<h2 id="summary">Key figures</h2><p>Per machine, workload and case: the median over the runs that '
+            f'measured it.</p><table id="summary-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def runs_list(runs: list[Run], names: dict[str, str]) -> str:
+    """Which runs and machines the page holds; a long list folded under its one-line summary."""
+    items = "".join(f"<li><b>{html.escape(names[r.name])}</b>: <code>{html.escape(r.name)}</code> on "
+                    f"{html.escape(r.device_name)}, {len(r.results)} case(s)</li>" for r in runs)
+    machines = sorted({r.device_name for r in runs})
+    line = (f"{len(runs)} run{'s' if len(runs) != 1 else ''} on {len(machines)} machine"
+            f"{'s' if len(machines) != 1 else ''}: {html.escape(', '.join(machines))}")
+    if len(runs) <= MAX_DRAWN:
+        return f'<h2 id="runs">Runs</h2><p>{line}.</p><ul>{items}</ul>'
+    return f'<h2 id="runs">Runs</h2><details><summary>{line} (the list)</summary><ul>{items}</ul></details>'
+
+
+MAX_BARS = 16  # bars a categorical chart holds before it is a table instead
+
+
+def _bars(runs: list[Run]) -> int:
+    return sum(len(_rows_with(run, "tpot_ms_p50", "tpot_ms_p99")) for run in runs)
+
+
+def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None,
+           scope: str = "") -> str:
+    """The report's HTML text: what it holds, the verdicts and each machine's key figures first, then the plots
+    (the few runs that matter drawn, the rest in the tables), then every case. scope: the line the reader
+    printed (which runs were read, which roots left out)."""
     names = labels(runs)
+    drawn, roles = drawn_runs(runs)
+    drawn_names = {k: f"{v} ({roles[k]})" if k in roles else v for k, v in names.items()}
+    left = len(runs) - len(drawn)
     sections = []
     for slug, title, drawer in PLOTS:
-        svg = svg_figure(slug, drawer(runs, names))
-        body = f'<figure class="plot" id="plot-{slug}">{svg}</figure>' if svg else \
+        if slug == "latency" and _bars(drawn) > MAX_BARS:
+            sections.append(f'<h2>{title}</h2><p class="empty">{_bars(drawn)} cases: too many bars to tell '
+                            'apart; their TPOT p50 and p99 are in the key figures above.</p>')
+            continue
+        svg = svg_figure(slug, drawer(drawn, drawn_names))
+        caption = f"<figcaption>Drawn: {len(drawn)} of {len(runs)} runs (the baseline, the newest, the " \
+                  f"fastest and the newest others); the other {left} are in the tables.</figcaption>" if left else ""
+        body = f'<figure class="plot" id="plot-{slug}">{svg}{caption}</figure>' if svg else \
             '<p class="empty">No data for this plot in these runs.</p>'
         sections.append(f"<h2>{title}</h2>{body}")
     verdicts = verify(runs, price_per_hour, groups=groups)
     # What was measured first: the grey "not measured" rows follow, so the first screen shows answers.
     verdicts = sorted(verdicts, key=lambda v: v.verdict == "not measured")
     counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICT_COLOURS}
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    summary_line = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     measured_any = any(v.verdict != "not measured" for v in verdicts)
     claims = f"""<h2 id="claims">Do the claims hold here?</h2>
-<p>{html.escape(summary)}. A verdict on hardware other than the claim's own checks the claimed figure on this
+<p>{html.escape(summary_line)}. A verdict on hardware other than the claim's own checks the claimed figure on this
 machine; it does not say the vendor's figure is wrong on theirs (see "where").</p>
 {verdict_table(verdicts)}""" if measured_any else f"""<h2 id="claims">Claims</h2>
 <p class="empty">None of the {len(verdicts)} claims is answered by these runs (a claim needs a real model at its
@@ -362,8 +472,10 @@ real size; the tiny smoke-test model and the simulated engine answer none). To m
 <code>bench run --workload claims</code> (<code>--quick</code> for a first look); each claim's own command is in
 <code>bench list claims</code>.</p>"""
     noise = warnings_summary(runs)
-    runs_list = "".join(f"<li><b>{html.escape(names[r.name])}</b>: <code>{html.escape(r.name)}</code> on "
-                        f"{html.escape(r.device_name)}, {len(r.results)} case(s)</li>" for r in runs)
+    cases = cases_table(runs)
+    n_cases = sum(len(r.results) for r in runs)
+    if n_cases > 60:
+        cases = f"<details><summary>{n_cases} cases (the table)</summary>{cases}</details>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>claimbench report</title>
 <style>
@@ -372,24 +484,22 @@ table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
 th {{ background: #f4f4f4; }}
 #verdicts td.verdict {{ font-weight: bold; white-space: nowrap; }}
+#summary-table td {{ white-space: nowrap; }}
+p.scope {{ color: #444; }}
 figure.plot {{ margin: 0; }} figure.plot svg {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
+figcaption {{ color: #555; font-size: 13px; }}
 </style></head>
 <body>
 <h1>claimbench report</h1>
+<p class="scope">{html.escape(scope or "")}</p>
 {claims if measured_any else ""}
-<h2>Runs</h2>
-<ul>{runs_list}</ul>
+{summary_table(runs)}
+{runs_list(runs, names)}
 {noise}
 {''.join(sections)}
 <h2>Cases</h2>
-{cases_table(runs)}
+{cases}
 {"" if measured_any else claims}
-<script>
-// Marks how many plots the browser laid out, so a headless browser test can check them.
-window.addEventListener("load", () => {{
-  const plots = [...document.querySelectorAll("figure.plot svg")];
-  document.body.dataset.plotsLoaded = plots.filter(p => p.getBoundingClientRect().width > 0).length;
-}});
-</script>
+{LAYOUT_PROBE}
 </body></html>
 """
