@@ -442,21 +442,32 @@ def render(runs: list[Run], price_per_hour: float | None = None, groups: list[li
     (the few runs that matter drawn, the rest in the tables), then every case. scope: the line the reader
     printed (which runs were read, which roots left out)."""
     names = labels(runs)
-    drawn, roles = drawn_runs(runs)
-    drawn_names = {k: f"{v} ({roles[k]})" if k in roles else v for k, v in names.items()}
-    left = len(runs) - len(drawn)
+    machines = sorted({r.device_name for r in runs})
     sections = []
     for slug, title, drawer in PLOTS:
-        if slug == "latency" and _bars(drawn) > MAX_BARS:
-            sections.append(f'<h2>{title}</h2><p class="empty">{_bars(drawn)} cases: too many bars to tell '
-                            'apart; their TPOT p50 and p99 are in the key figures above.</p>')
-            continue
-        svg = svg_figure(slug, drawer(drawn, drawn_names))
-        caption = f"<figcaption>Drawn: {len(drawn)} of {len(runs)} runs (the baseline, the newest, the " \
-                  f"fastest and the newest others); the other {left} are in the tables.</figcaption>" if left else ""
-        body = f'<figure class="plot" id="plot-{slug}">{svg}{caption}</figure>' if svg else \
-            '<p class="empty">No data for this plot in these runs.</p>'
-        sections.append(f"<h2>{title}</h2>{body}")
+        # Throughput against batch is a machine's own curve: one chart per machine; the others compare runs.
+        per = [[r for r in runs if r.device_name == m] for m in machines] if slug == "throughput" and \
+            len(machines) > 1 else [runs]
+        bodies = []
+        for k, group in enumerate(per):
+            drawn, roles = drawn_runs(group)
+            shown = {r.name: f"{names[r.name]} ({roles[r.name]})" if r.name in roles else names[r.name]
+                     for r in drawn}
+            if slug == "latency" and _bars(drawn) > MAX_BARS:
+                bodies.append(f'<p class="empty">{_bars(drawn)} cases: too many bars to tell apart; their TPOT p50 '
+                              'and p99 are in the key figures above.</p>')
+                continue
+            svg = svg_figure(slug if k == 0 else f"{slug}-{k + 1}", drawer(drawn, shown))
+            left = len(group) - len(drawn)
+            caption = f"<figcaption>{html.escape(machines[k]) + ': ' if len(per) > 1 else ''}Drawn: {len(drawn)} " \
+                      f"of {len(group)} runs (the baseline, the newest, the fastest and the newest others); the " \
+                      f"other {left} are in the tables.</figcaption>" if left else \
+                f"<figcaption>{html.escape(machines[k])}</figcaption>" if len(per) > 1 else ""
+            if svg:
+                bodies.append(f'<figure class="plot" id="plot-{slug}{"" if k == 0 else f"-{k + 1}"}">{svg}'
+                              f'{caption}</figure>')
+        sections.append(f"<h2>{title}</h2>" + ("".join(bodies) or
+                                               '<p class="empty">No data for this plot in these runs.</p>'))
     verdicts = verify(runs, price_per_hour, groups=groups)
     # What was measured first: the grey "not measured" rows follow, so the first screen shows answers.
     verdicts = sorted(verdicts, key=lambda v: v.verdict == "not measured")
