@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from bench.core.errors import BadInput
 
@@ -17,15 +18,23 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message[:300]}")
 
 
-def _price(text: str) -> float:
-    """--price-per-hour: a finite, positive US$ figure."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text[:80]}' is not a number") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"'{text[:80]}' must be a positive number of US$ per hour")
-    return value
+def _number(kind: type, low: float, high: float, what: str) -> Any:
+    """An argparse type: a number of `kind` in [low, high] (finite), else one line saying which it must be."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text[:80]}' is not a {'whole ' if kind is int else ''}number") \
+                from None
+        if not (low <= value <= high) or value != value:
+            raise argparse.ArgumentTypeError(f"'{text[:80]}' must be {what}")
+        return value
+    return parse
+
+
+_price = _number(float, 1e-12, 1e300, "a positive number of US$ per hour")  # --price-per-hour
+_figure = _number(float, 1e-12, 1e300, "a positive number")  # a card's figure on the command line
+_positive_int = _number(int, 1, 1_000_000, "between 1 and 1000000")  # a count: a million is a typo, not a server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "the claimed system's first")
     ver.add_argument("--format", choices=["table", "md", "csv"], default="table")
     ver.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
+    ver.add_argument("--what-if", metavar="CARD[,CARD...]",
+                     help="also each claim on paper on these cards of the datasheet table (bench whatif --list-cards): "
+                          "impossible on paper, possible, or unknown, under the claim's own conditions")
     ver.add_argument("--wide", **wide)
 
     his = sub.add_parser("history", help="a series per case and metric over commits; change points (Apache Otava)")
@@ -98,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     his.add_argument("--max-pvalue", type=float, default=0.001, help="significance of a change point (0.001)")
     his.add_argument("--min-change", type=float, default=3.0, metavar="PCT",
                      help="smallest change reported as a regression or improvement, in percent (3)")
+
+    wif = sub.add_parser("whatif", help="bounds on paper for hardware you do not have: a datasheet and a model")
+    wif.add_argument("card", nargs="?", metavar="CARD", help="a card of the datasheet table (H200, MI300X, 'RTX 4090'; "
+                     "--list-cards), or none with its figures given")
+    wif.add_argument("--model", default="llama-3.1-8b", help="a bundled model or a config directory (llama-3.1-8b)")
+    wif.add_argument("--cards", type=_positive_int, default=1, help="cards in tensor parallel (1)")
+    wif.add_argument("--batch", type=_positive_int, default=1, help="concurrent sequences (1)")
+    wif.add_argument("--input-len", type=_positive_int, default=1024, help="prompt tokens (1024)")
+    wif.add_argument("--output-len", type=_positive_int, default=256, help="generated tokens (256)")
+    wif.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    wif.add_argument("--quant", choices=["none", "int8", "int4"], default="none",
+                     help="weight-only quantization (the KV cache stays in --dtype)")
+    wif.add_argument("--bandwidth-gb-s", type=_figure, help="memory bandwidth of one card, GB/s")
+    wif.add_argument("--tflops", type=_figure, help="dense 16-bit tensor TFLOP/s of one card")
+    wif.add_argument("--memory-gb", type=_figure, help="memory of one card, GB")
+    wif.add_argument("--power-w", type=_figure, help="board power of one card, W")
+    wif.add_argument("--list-cards", action="store_true", help="the datasheet table: every card and its figures")
+    wif.add_argument("--format", choices=["table", "md", "csv"], default="table")
 
     rep = sub.add_parser("report", help="one self-contained HTML report")
     rep.add_argument("runs", nargs="*", metavar="RUN", help="run directories or results roots (default: ./results)")

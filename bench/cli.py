@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             args = build_parser().parse_args(["run", *argv])
         handler = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "compare": cmd_compare, "check": cmd_check,
-                   "verify": cmd_verify, "report": cmd_report, "history": cmd_history}[args.command]
+                   "verify": cmd_verify, "report": cmd_report, "history": cmd_history,
+                   "whatif": cmd_whatif}[args.command]
         return handler(args)
     except BadInput as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -232,14 +233,91 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bench.report import terminal
     from bench.report.textformat import format_table, verdict_rows
 
+    cards = _what_if_cards(args.what_if) if args.what_if else []  # a bad card name: one line before any reading
     # one group per root or run given: the claimed system first
     loaded = _read(args.runs, default_root=True, machine_format=args.format != "table")
-    frame = pd.DataFrame(verdict_rows(verify(loaded.runs, args.price_per_hour, groups=loaded.groups)))
+    verdicts = verify(loaded.runs, args.price_per_hour, groups=loaded.groups)
+    frame = pd.DataFrame(verdict_rows(verdicts))
+    paper = _on_paper(verdicts, cards) if cards else None
     if args.format == "table":
         terminal.print_verdicts(frame, "claims", args.wide)
+        if paper is not None:
+            terminal.print_frame(paper, "on paper: what the datasheets allow under each claim's own conditions "
+                                        "(measured verdicts above stand)", whole=("claim",))
     else:
+        if paper is not None:
+            frame = frame.merge(paper.drop(columns=["claimed", "measured verdict"]), on="claim", how="left")
         print(format_table(frame, "markdown" if args.format == "md" else "csv"))
     return EXIT_OK
+
+
+def _what_if_cards(names: str) -> list[Any]:
+    from bench.analysis.whatif import find_card
+
+    cards = [find_card(n.strip()) for n in names.split(",") if n.strip()]
+    if not cards:
+        raise BadInput("--what-if needs at least one card name (bench whatif --list-cards)")
+    return cards
+
+
+def _on_paper(verdicts: list[Any], cards: list[Any]) -> Any:
+    """Each claim beside what each card allows on paper (bench.analysis.whatif), as a table."""
+    import functools
+
+    import pandas as pd
+
+    from bench.analysis.whatif import paper_verdict
+    from bench.spec.models import resolve_model
+
+    shape_of = functools.cache(lambda model: resolve_model(model).shape)
+    rows = []
+    for v in verdicts:
+        row = {"claim": v.claim.id, "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
+               "measured verdict": v.verdict}
+        for card in cards:
+            said = paper_verdict(v.claim, card, shape_of)
+            row[f"on paper: {card.name}"] = said.verdict
+            row[f"why ({card.name})"] = said.text
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """Bounds on paper: a datasheet's card (or figures given) and a model's shape, nothing run."""
+    import pandas as pd
+
+    from bench.analysis import whatif
+    from bench.spec.models import resolve_model
+
+    if args.list_cards:
+        frame = pd.DataFrame([{"card": p.name, "GB/s": p.bandwidth / 1e9, "TFLOP/s": p.flops16 / 1e12,
+                               "memory GB": p.memory / 1e9, "board W": p.power_w, "how sure": p.sure,
+                               "source": p.source} for p in (peak for _, peak in whatif.DATASHEET)])
+        _print_frame(frame, "the datasheet table (empty: not published in a source checked)", args.format)
+        return EXIT_OK
+    base = whatif.find_card(args.card) if args.card else None
+    card = whatif.custom_card(base, args.bandwidth_gb_s, args.tflops, args.memory_gb, args.power_w)
+    shape = resolve_model(args.model).shape
+    element = 4 if args.dtype == "float32" else 2
+    case = whatif.Case(args.model, shape, whatif.BYTES_PER_PARAM[args.quant if args.quant != "none" else args.dtype],
+                       element, args.batch, args.input_len, args.output_len, args.cards)
+    frame = pd.DataFrame([{"bound": b.name, "value": "" if not b.known else f"{b.value:,.4g}", "unit": b.unit,
+                           "from": b.how} for b in whatif.bounds(card, case)])
+    weights = "" if args.quant == "none" else f" {args.quant}"
+    title = (f"{args.model}{weights} {args.dtype} on {args.cards} x {card.name}, batch {args.batch}, "
+             f"{args.input_len} in / {args.output_len} out: bounds on paper")
+    _print_frame(frame, title, args.format)
+    return EXIT_OK
+
+
+def _print_frame(frame: Any, title: str, fmt: str) -> None:
+    from bench.report import terminal
+    from bench.report.textformat import format_table
+
+    if fmt == "table":
+        terminal.print_frame(frame, title)
+    else:
+        print(format_table(frame, "markdown" if fmt == "md" else "csv"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
