@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="*", metavar="RUN", help="run directories or results roots (default: ./results)")
     rep.add_argument("-o", "--output", required=True, metavar="FILE.html")
     rep.add_argument("--price-per-hour", type=_price, help="US$/hour for the rental-price claims")
+    rep.add_argument("--what-if", metavar="CARD[,CARD...]", help="also a section with each claim on paper on these cards")
     return parser
 
 

@@ -262,24 +262,11 @@ def _what_if_cards(names: str) -> list[Any]:
 
 def _on_paper(verdicts: list[Any], cards: list[Any]) -> Any:
     """Each claim beside what each card allows on paper (bench.analysis.whatif), as a table."""
-    import functools
-
     import pandas as pd
 
-    from bench.analysis.whatif import paper_verdict
-    from bench.spec.models import resolve_model
+    from bench.analysis.whatif import paper_rows
 
-    shape_of = functools.cache(lambda model: resolve_model(model).shape)
-    rows = []
-    for v in verdicts:
-        row = {"claim": v.claim.id, "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
-               "measured verdict": v.verdict}
-        for card in cards:
-            said = paper_verdict(v.claim, card, shape_of)
-            row[f"on paper: {card.name}"] = said.verdict
-            row[f"why ({card.name})"] = said.text
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(paper_rows(verdicts, cards))
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
@@ -324,9 +311,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.htmlreport import render
 
     out = writable_output(args.output)
+    cards = _what_if_cards(args.what_if) if args.what_if else []
     loaded = _read(args.runs, default_root=True)
     try:
-        out.write_text(render(loaded.runs, args.price_per_hour, loaded.groups, loaded.said()), encoding="utf-8")
+        out.write_text(render(loaded.runs, args.price_per_hour, loaded.groups, loaded.said(), cards),
+                       encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"report: {out}")

@@ -162,3 +162,9 @@ def test_verify_what_if_sets_each_claim_beside_what_the_named_cards_allow(tmp_pa
     assert got.loc["groq-10x", "on paper: H100 SXM"] == "unknown"
     proc = run_bench("verify", reference, "--what-if", "H100 SMX")
     assert proc.returncode == 2 and "did you mean 'H100 SXM'" in proc.stderr
+    # The report's page of both: the measured verdicts first, the paper ones in their own table under them.
+    page = tmp_path / "report.html"
+    proc = run_bench("report", reference, "--what-if", "Groq LPU", "-o", str(page))
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert text.index('id="verdicts"') < text.index('id="paper-table"') and "impossible on paper" in text

@@ -252,3 +252,23 @@ def _against(bound: float, figure: float, comparison: str, text: str, what: str,
                                 f"{text}")
         return PaperVerdict("possible", bound, f"headroom {figure / bound:.3g}x: {text}")
     return PaperVerdict("unknown", NAN, f"unknown: a claim of {comparison} {figure:g} is not bounded by {what}")
+
+
+def paper_rows(verdicts: list, cards: list[Peak]) -> list[dict[str, str]]:
+    """Each verdict's claim beside what each card allows on paper: a row per claim (claim, claimed, measured
+    verdict, then per card its paper verdict and why)."""
+    import functools
+
+    from bench.spec.models import resolve_model
+
+    shape_of = functools.cache(lambda model: resolve_model(model).shape)
+    rows = []
+    for v in verdicts:
+        row = {"claim": v.claim.id, "claimed": f"{v.claim.comparison} {v.claim.figure:g} {v.claim.unit}",
+               "measured verdict": v.verdict}
+        for card in cards:
+            said = paper_verdict(v.claim, card, shape_of)
+            row[f"on paper: {card.name}"] = said.verdict
+            row[f"why ({card.name})"] = said.text
+        rows.append(row)
+    return rows

@@ -436,8 +436,26 @@ def _bars(runs: list[Run]) -> int:
     return sum(len(_rows_with(run, "tpot_ms_p50", "tpot_ms_p99")) for run in runs)
 
 
+def paper_section(verdicts: list[Verdict], cards: list[Any]) -> str:
+    """Each claim beside what the named cards allow on paper, under the measured verdicts (never replacing them)."""
+    from bench.analysis.whatif import paper_rows
+
+    rows = paper_rows(verdicts, cards)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    colours = {"impossible on paper": "#f8d7da", "possible": "#d4edda", "unknown": "#eeeeee"}
+    body = "".join("<tr>" + "".join(
+        f'<td style="background:{colours.get(v, "#fff")}">{html.escape(str(v))}</td>' for v in row.values())
+        + "</tr>" for row in rows)
+    names = ", ".join(c.name for c in cards)
+    return (f'<h2 id="paper">On paper: {html.escape(names)}</h2><p>What the datasheets allow under each claim\'s '
+            f'own conditions (bench whatif); the measured verdicts above stand.</p><table id="paper-table">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
 def render(runs: list[Run], price_per_hour: float | None = None, groups: list[list[Run]] | None = None,
-           scope: str = "") -> str:
+           scope: str = "", what_if: list[Any] | None = None) -> str:
     """The report's HTML text: what it holds, the verdicts and each machine's key figures first, then the plots
     (the few runs that matter drawn, the rest in the tables), then every case. scope: the line the reader
     printed (which runs were read, which roots left out)."""
@@ -504,6 +522,7 @@ figcaption {{ color: #555; font-size: 13px; }}
 <h1>claimbench report</h1>
 <p class="scope">{html.escape(scope or "")}</p>
 {claims if measured_any else ""}
+{paper_section(verdicts, what_if) if what_if else ""}
 {summary_table(runs)}
 {runs_list(runs, names)}
 {noise}
