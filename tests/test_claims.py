@@ -244,7 +244,7 @@ def test_the_report_opens_with_the_verdicts_when_a_claim_is_measured():
 
     run = make_run("membw", [{"model": "none", "bandwidth_gb_s": 3000.0, "device_name": "NVIDIA H100"}])
     text = render([run])
-    assert text.index('id="verdicts"') < text.index("<h2>Runs</h2>")
+    assert text.index('id="verdicts"') < text.index('<h2 id="runs">Runs</h2>')
     assert text.count('class="verdict" data-verdict=') == len(CLAIMS)
     assert 'data-verdict="not measured" style="background:#eeeeee"' in text and "None of the" not in text
 

@@ -103,6 +103,10 @@ CORE_PARAMS: dict[str, Param] = {
     "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0, maximum=1e9),
     "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0,
                         maximum=1e9),
+    "hold_seconds": Param(float, 600.0, "soak: seconds the decode load is held (repetitions until then)",
+                          minimum=1, maximum=86_400),
+    "soak_slices": Param(int, 12, "soak: time slices the hold is cut into (the last third gives the sustained "
+                         "figure)", minimum=3, maximum=1000),
     "slice_tokens": Param(int, 0, "long generation: decode tok/s per slice of this many tokens (0: off)",
                           minimum=0, maximum=MAX_TOKENS),
     "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",

@@ -28,6 +28,7 @@ SCENARIOS: dict[str, str] = {
     "capacity": "bench.scenarios.capacity:CapacityScenario",
     "long-context": "bench.scenarios.long_context:LongContextScenario",
     "prefix-reuse": "bench.scenarios.prefix_reuse:PrefixReuseScenario",
+    "soak": "bench.scenarios.soak:SoakScenario",
     "membw": "bench.scenarios.micro:MembwScenario",
     "matmul": "bench.scenarios.micro:MatmulScenario",
 }

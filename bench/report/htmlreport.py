@@ -255,12 +255,44 @@ def pareto_curve(runs: list[Run], names: dict[str, str]) -> Callable:
     return draw
 
 
+def soak_curve(runs: list[Run], names: dict[str, str]) -> Callable:
+    """A soak's slices over time: decode tok/s (solid) and board power (dashed, right axis) per case."""
+    import re as regex
+
+    def draw(ax) -> bool:
+        drew, ax2 = False, None
+        for run in runs:
+            rows = ok_rows(run)
+            if "soak_slices" not in rows.columns:
+                continue
+            for _, r in rows.dropna(subset=["soak_slices"]).iterrows():
+                cells = [regex.match(r"(\d+)s:([\d.]*)tok/s,([\d.]*)W", c) for c in str(r["soak_slices"]).split(";")]
+                points = [(float(m[1]), float(m[2]) if m[2] else float("nan"), float(m[3]) if m[3] else float("nan"))
+                          for m in cells if m]
+                if not points:
+                    continue
+                t, rate, watts = zip(*points)
+                line = ax.plot(t, rate, marker="o", label=f"{names[run.name]}: {case_label(r, workload=False)}")[0]
+                if any(w == w for w in watts):
+                    ax2 = ax2 or ax.twinx()
+                    ax2.plot(t, watts, linestyle="--", color=line.get_color(), label=f"{names[run.name]}: power")
+                drew = True
+        if ax2 is not None:
+            ax2.set_ylabel("board power (W)")
+        ax.set_xlabel("time since the hold started (s)")
+        ax.set_ylabel("decode throughput (tok/s)")
+        ax.set_title("Soak: decode speed (and power, dashed) over the hold")
+        return drew
+    return draw
+
+
 PLOTS = (("throughput", "Throughput vs batch", throughput_vs_batch),
          ("pareto", "Per-user vs per-device throughput", pareto_curve),
          ("latency", "Latency percentiles", latency_percentiles),
          ("power", "Power over time", power_over_time),
          ("memory", "Memory over time", memory_over_time),
-         ("long-context", "Long-context curve", long_context_curve))
+         ("long-context", "Long-context curve", long_context_curve),
+         ("soak", "Sustained, not peak", soak_curve))
 
 
 VERDICT_COLOURS = {"holds": "#d4edda", "does not hold": "#f8d7da", "inconclusive": "#fff3cd",

@@ -248,6 +248,8 @@ class Runner:
                            if len(split) > 1 else None))
         energy, energy_note = energy_columns(self.sampler, reps, samples, p["telemetry"], self.idle_power, cards)
         row.update(energy)
+        row.update(self.scenario.over_time(case, reps, samples, self.sampler.series(reps[0].start, reps[-1].end)
+                                           if p["telemetry"] else {}))
         why_not = self.sampler.backend.capabilities().get("throttle")
         if why_not and not row["throttled"]:
             row["throttled"] = f"unknown: {why_not}"  # empty would claim "not throttled"

@@ -8,7 +8,7 @@ from case to case, and any extra cases it asks for (a bisection's probes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -119,6 +119,12 @@ class Scenario:
 
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
         """The columns that answer this kind's question."""
+        return {}
+
+    def over_time(self, case: Case, reps: Sequence[Repetition], samples: Sequence[dict[str, Any]],
+                  series: dict[str, list[Reading]]) -> dict[str, Any]:
+        """Columns from how the case's figures moved over its time (a soak's slices), given its repetitions,
+        their samples (energy filled) and the telemetry read meanwhile; {} for a kind that does not ask."""
         return {}
 
     def notes(self) -> list[str]:

@@ -1,0 +1,67 @@
+"""The soak workload: a load held and cut into time slices; a card that slows and settles is found (hand-made
+timelines and a stand-in card's telemetry), and the workload runs end to end on this CPU."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.core.metrics import Repetition, RequestTiming
+from bench.scenarios.soak import settle_time, slices_text, time_slices
+from bench.telemetry.base import Reading
+from tests.helpers import run_bench, single_run_dir
+
+
+def _held(seconds: int, slow_after: float) -> tuple[list[Repetition], list[dict], dict[str, list[Reading]]]:
+    """One repetition a second, 100 decode tokens each: 1 s of decode at 100 tok/s until `slow_after`, then the
+    card throttles for power: its clock falls from 1980 to 1500 MHz, its power settles from 700 to 450 W, and the
+    same tokens take 1.25 s (80 tok/s). Energy: the power times the decode time."""
+    reps, samples, readings = [], [], []
+    t = 0.0
+    for _ in range(seconds):
+        slow = t >= slow_after
+        decode = 1.25 if slow else 1.0
+        reps.append(Repetition((RequestTiming(t, (t + 0.01, t + 0.01 + decode), 8, first_event_tokens=1),)))
+        watts = 450.0 if slow else 700.0
+        samples.append({"_decode_tokens": 100, "energy_decode_j": watts * decode})
+        for k in range(4):  # four readings a repetition
+            readings.append(Reading(t + k * (0.01 + decode) / 4, "gpu0", power_w=watts, sm_clock_mhz=1500.0 if slow
+                                    else 1980.0, temp_c=80.0 if slow else 60.0,
+                                    throttle=("sw_power_cap",) if slow else ()))
+        t += 0.01 + decode
+    return reps, samples, {"gpu0": readings}
+
+
+def test_a_card_that_slows_and_settles_is_found():
+    """30 repetitions, slow from 10 s on: six slices; the first ones fast, the last third slow; sustained 80
+    tok/s, 80% of the peak, settled at the start of the first all-slow slice; J/token 7 first, 5.625 last."""
+    reps, samples, series = _held(30, slow_after=10.0)
+    slices = time_slices(reps, samples, series, 6)
+    assert len(slices) == 6
+    assert slices[0]["tok_s"] == pytest.approx(100.0) and slices[-1]["tok_s"] == pytest.approx(80.0)
+    assert slices[0]["power_w"] == 700 and slices[-1]["power_w"] == 450 and slices[-1]["clock_mhz"] == 1500
+    assert slices[-1]["throttle"] == ["sw_power_cap"] and slices[0]["throttle"] == []
+    assert slices[0]["j_per_token"] == pytest.approx(7.0) and slices[-1]["j_per_token"] == pytest.approx(5.625)
+    sustained = 80.0
+    settled = settle_time(slices, sustained)
+    first_slow = next(s["t"] for s in slices if s["tok_s"] == pytest.approx(80.0))
+    assert settled == first_slow and 9 < settled < 12
+    assert "sw_power_cap" in slices_text(slices) and slices_text(slices).startswith("0s:100.0tok/s,700W,1980MHz,60C")
+    # A load that never settles within 2%: NaN, never a made-up time.
+    wobbly = [{"t": float(i), "tok_s": 100.0 if i % 2 else 90.0} for i in range(6)]
+    assert math.isnan(settle_time(wobbly, 95.0))
+
+
+def test_the_soak_workload_holds_its_load_on_this_cpu(tmp_path):
+    """tiny at batch 1 held for 6 s in 3 slices: the row names the peak, the sustained figure (at most the peak),
+    their ratio, the slices; the answer line says it."""
+    proc = run_bench("run", "--workload", "soak", "--quick", "--set", "hold_seconds=6", "--set", "soak_slices=3",
+                     "--set", "batch_size=1", "--set", "output_len=32", "--set", "idle_seconds=0",
+                     "--set", "canary_seconds=0", "--out", str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = pd.read_csv(single_run_dir(tmp_path) / "results.csv").to_dict("records")
+    assert row["status"] == "ok", row["detail"]
+    assert row["measured_seconds"] >= 6 and row["repetitions"] >= 3
+    assert 0 < row["soak_sustained_tok_s"] <= row["soak_peak_tok_s"] and 0 < row["soak_sustained_ratio"] <= 1
+    assert row["soak_slices"].count(";") == 2  # three slices
+    assert "sustained" in " ".join(proc.stdout.split()) and "of its peak" in " ".join(proc.stdout.split())
