@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a workload and write results/<run_id>/")
     run.add_argument("--workload", default="quick", help="bundled workload name or a TOML file (default: quick)")
+    run.add_argument("--allow-power-limit", action="store_true",
+                     help="let --set power_limit_w=W change the cards' power limit (read back; put back after the run)")
     run.add_argument("--model", help="bundled model name or a local HF directory (overrides the workload)")
     run.add_argument("--engine", help="transformers | vllm | openai | simulated")
     run.add_argument("--device", help="auto | cpu | cuda[:N] | npu[:N] | musa | mlu | gcu | xpu | mps "

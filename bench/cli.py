@@ -117,6 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     workload = load_workload(args.workload)
     device = resolve_device(overrides.get("device", workload.params["device"]))
     planned = plan(workload, overrides, args.quick, device)
+    if any(c.params.get("power_limit_w", 0) for c in planned.cases) and not args.allow_power_limit:
+        raise BadInput("power_limit_w changes the cards' power limit: add --allow-power-limit (it is read back, and "
+                       "put back when the run ends)")
     if args.dry_run:
         out.print(terminal.cases_table(planned.cases, planned.title(), planned.plan_keys))
         return EXIT_OK
@@ -127,7 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       markup=False)
         return EXIT_FAIL if failed else EXIT_OK
     telemetry = fleet.cluster_telemetry(args.ray, device, planned.workload) if args.ray is not None else None
-    outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, args.label, telemetry)
+    outcome = run_session(planned.workload, planned.cases, device, Path(args.out), console, args.label, telemetry,
+                          args.allow_power_limit)
     terminal.print_outcome(out, console, outcome.rows, planned.workload, device, args.wide)
     console.print(f"results: {outcome.path}")
     return _exit_status(outcome, console)
@@ -152,12 +156,16 @@ def cmd_env(args: argparse.Namespace) -> int:
     from bench.report import terminal
     from bench.run.fingerprint import environment
     from bench.store.results import clean_for_json
+    from bench.telemetry.power_cap import describe_left
 
     info, device, tried = environment()
+    info["power_limits_left_changed"] = describe_left()
     if args.json:
         print(json.dumps(clean_for_json(info), indent=2, default=str))
     else:
         terminal.print_env(info, device, tried)
+        for line in info["power_limits_left_changed"]:
+            print(f"warning: {line}")
     return EXIT_OK
 
 

@@ -131,8 +131,25 @@ def nvmlDeviceGetUUID(h):
     return f"GPU-fake-{os.environ.get('FAKE_NVML_NODE', '') + '-' if os.environ.get('FAKE_NVML_NODE') else ''}{h}"
 
 
+LIMITS = {0: 700000, 1: 700000}  # mW in force; a test sets a cap here (or through the setter below)
+STUCK: set[int] = set()  # cards whose setter is accepted but changes nothing (a cap that does not take effect)
+
+
 def nvmlDeviceGetEnforcedPowerLimit(h):
+    return LIMITS[h]
+
+
+def nvmlDeviceGetPowerManagementDefaultLimit(h):
     return 700000
+
+
+def nvmlDeviceGetPowerManagementLimitConstraints(h):
+    return 200000, 700000
+
+
+def nvmlDeviceSetPowerManagementLimit(h, mw):
+    if h not in STUCK:
+        LIMITS[h] = mw
 
 
 def nvmlDeviceGetCurrPcieLinkGeneration(h):

@@ -81,6 +81,28 @@ def test_nvml_energy_attribution_through_the_runner(monkeypatch, virtual_clock):
         assert sample["power_w"] == pytest.approx(150.0, rel=1e-3)
 
 
+def test_every_row_records_the_power_limit_in_force_and_a_cap_says_so(monkeypatch, virtual_clock):
+    """The limit read back after each case: the default 700 W unremarked; a card capped at 450 W gives 450 and a
+    detail naming the cap beside the default (a capped card's figures are not the card's)."""
+    from bench.run.runner import Runner
+
+    backend = NvmlBackend(fake_nvml)
+    sampler = Sampler(backend, hz=50)
+    sampler.start()
+    w = apply_overrides(load_workload("quick"), {"batch_size": [1, 2], "min_reps": 2, "min_seconds": 0,
+                                                 "engine": ["simulated"], "output_len": [9]})
+    rows = []
+    try:
+        for result in Runner(w, resolve_device("cpu"), sampler, "test").run(expand(w)):
+            rows.append(result.row)
+            monkeypatch.setitem(fake_nvml.LIMITS, 0, 450000)  # the second case on a capped card
+    finally:
+        sampler.stop()
+    assert rows[0]["power_limit_w"] == 700 and "power limit not the default" not in rows[0]["detail"]
+    assert rows[1]["power_limit_w"] == 450
+    assert "power limit not the default: gpu0 450 W (default 700 W)" in rows[1]["detail"]
+
+
 def test_only_the_cards_a_case_ran_on_count(monkeypatch, virtual_clock):
     """On a machine with more cards than the case used, the others' energy is not the case's: torch names the
     case's cards by UUID, NVML's labels are found by the same UUIDs, and energy sums those cards only."""

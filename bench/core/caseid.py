@@ -76,6 +76,8 @@ def case_tags(params: dict[str, Any]) -> str:
     tags = [] if params["telemetry"] else ["telemetry=off"]
     if params.get("request_rate", 0):
         tags.append(f"rate={params['request_rate']:g}")  # a load sweep's cases differ by their arrival rate
+    if params.get("power_limit_w", 0):
+        tags.append(f"cap={params['power_limit_w']:g}W")  # a power-cap sweep's cases differ by their cap
     if params.get("concurrency", 0):
         tags.append(f"users={params['concurrency']}")  # a concurrency sweep's cases differ by their users
     if params.get("turns", 1) > 1:

@@ -103,6 +103,9 @@ CORE_PARAMS: dict[str, Param] = {
     "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0, maximum=1e9),
     "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0,
                         maximum=1e9),
+    "power_limit_w": Param(float, 0.0, "set the cards' power limit to this many watts for the case, read back and "
+                           "put back after the run (0: leave it); a list sweeps; needs --allow-power-limit",
+                           minimum=0, maximum=5000, matrix=True),
     "hold_seconds": Param(float, 600.0, "soak: seconds the decode load is held (repetitions until then)",
                           minimum=1, maximum=86_400),
     "soak_slices": Param(int, 12, "soak: time slices the hold is cut into (the last third gives the sustained "

@@ -31,6 +31,7 @@ from bench.spec.models import ModelSpec, resolve_model
 from bench.spec.prompts import random_prompts
 from bench.spec.workload import Case, Workload
 from bench.telemetry.attribution import energy_columns, telemetry_peak_mem_gb
+from bench.telemetry.power_cap import PowerCap, power_limit
 from bench.telemetry.sampler import Sampler
 
 GB = 1e9
@@ -44,7 +45,8 @@ class Runner:
 
     def __init__(self, workload: Workload, device: dev.Device, sampler: Sampler, run_id: str,
                  ceiling: Ceiling | None = None, idle_power: dict[str, float] | None = None,
-                 progress: ProgressFn | None = None, on_token: TokenFn | None = None) -> None:
+                 progress: ProgressFn | None = None, on_token: TokenFn | None = None,
+                 power_cap: PowerCap | None = None) -> None:
         self.workload = workload
         self.scenario = scenario_for(workload)
         self.device = device
@@ -54,6 +56,7 @@ class Runner:
         self.idle_power = idle_power or {}
         self.progress = progress or (lambda case, msg: None)
         self.on_token = on_token
+        self.power_cap = power_cap  # None: the user gave no leave to change a card's power limit
         self.engine: Engine | None = None
         self.model: ModelSpec | None = None
         self.dtype = torch.float32
@@ -190,6 +193,12 @@ class Runner:
         prompts = self.scenario.prompts(loaded, case, random_prompts(
             p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)
+        if p.get("power_limit_w", 0):  # before the warm-up, so the whole case runs under the cap
+            cards_here = self.sampler.backend.labels_for(dev.card_uuids(self.device, device_count(p), None))
+            failed = self.power_cap.apply(p["power_limit_w"], cards_here) if self.power_cap else \
+                "power_limit_w needs --allow-power-limit"
+            if failed:
+                raise RuntimeError(failed)
         row["threads"], row["threads_used"] = p["threads"], dev.set_threads(p["threads"])
         self.sampler.pause(not p["telemetry"])
         self.sampler.case = str(case.index)
@@ -250,6 +259,9 @@ class Runner:
         row.update(energy)
         row.update(self.scenario.over_time(case, reps, samples, self.sampler.series(reps[0].start, reps[-1].end)
                                            if p["telemetry"] else {}))
+        limit, capped = power_limit(self.sampler.backend.power_limits(), cards)
+        if limit == limit:
+            row["power_limit_w"] = limit
         why_not = self.sampler.backend.capabilities().get("throttle")
         if why_not and not row["throttled"]:
             row["throttled"] = f"unknown: {why_not}"  # empty would claim "not throttled"
@@ -276,7 +288,7 @@ class Runner:
                                                   warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
-        row["detail"] = "; ".join(n for n in [row["detail"], *self.scenario.notes(), *engine.notes()] if n)
+        row["detail"] = "; ".join(n for n in [row["detail"], capped, *self.scenario.notes(), *engine.notes()] if n)
         if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
@@ -316,4 +328,5 @@ class Runner:
         finally:
             self._free()
         return self._finish(row, samples)
+
 

@@ -29,6 +29,7 @@ from bench.run.runner import Runner
 from bench.spec.workload import Case, Workload
 from bench.store.results import RunWriter
 from bench.telemetry.base import Backend
+from bench.telemetry.power_cap import PowerCap
 from bench.telemetry.probe import probe_backend
 from bench.telemetry.sampler import Sampler
 
@@ -82,9 +83,11 @@ def needs_ceiling(workload: Workload) -> bool:
 
 
 def run_session(workload: Workload, cases: list[Case], device: Device, root: Path, console: Console,
-                label: str | None = None, telemetry: Backend | None = None) -> Outcome:
+                label: str | None = None, telemetry: Backend | None = None,
+                allow_power_limit: bool = False) -> Outcome:
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly. telemetry: a
-    backend to read instead of this machine's own (a Ray cluster's nodes)."""
+    backend to read instead of this machine's own (a Ray cluster's nodes). allow_power_limit: the user's leave
+    to change the cards' power limit for the cases that ask (put back when the run ends)."""
     from bench.scenarios import scenario_for
 
     backend, tried = (telemetry, []) if telemetry is not None else probe_backend(device.type)
@@ -114,6 +117,9 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
                   f"telemetry: {backend.name} ({backend.energy_reason()}) -> {writer.path}")
     outcome = Outcome(writer.path)
     canary: dict[str, Any] = {}
+    power_cap = PowerCap(backend)
+    for line in power_cap.restore_left():  # a killed run's cap first: this run's figures are the card's own
+        console.print(f"[yellow]warning:[/] {line}")
     try:
         sampler.start()
         idle: dict[str, float] = {}
@@ -131,7 +137,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
                 steps.tokens, steps.of = 0, case["output_len"] if "output_len" in case.params else 0
                 progress.update(task, description=f"case {case.index}: {scenario.label(case)}", step=step)
 
-            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress, steps.on_token)
+            runner = Runner(workload, device, sampler, writer.run_id, ceiling, idle, on_progress, steps.on_token,
+                            power_cap if allow_power_limit else None)
             for result in runner.run(cases):
                 writer.append_case(result.row, result.samples, result.telemetry, t0, result.warnings)
                 outcome.rows.append(result.row)
@@ -142,6 +149,8 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
         hold_interrupts()  # a second Ctrl-C must not cut the saving of what finished
         outcome.interrupted = "terminated" if exc.__class__.__name__ == "Terminated" else "interrupted"
     finally:
+        for line in power_cap.restore():  # whatever ended the run: the cards' own limits back
+            console.print(f"[red]error:[/] {line}")
         sampler.stop()
         writer.write_meta(end=datetime.now(timezone.utc).isoformat(), complete=not outcome.interrupted,
                           interrupted=bool(outcome.interrupted), ended_by=outcome.interrupted or "completion",

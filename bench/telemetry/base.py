@@ -112,6 +112,15 @@ class Backend(ABC):
         """Why these devices gave no readings lately (a cluster node whose telemetry actor died); '' if unknown."""
         return ""
 
+    def power_limits(self) -> dict[str, tuple[float | None, float | None]]:
+        """Each card's power limit in force and its default (W; None where unread); {} where the tool has none."""
+        return {}
+
+    def set_power_limit(self, device: str, watts: float) -> str:
+        """Set a card's power limit (W): '' when the tool accepted it (read it back to know it took effect), else
+        why not."""
+        return f"{self.name} cannot set a power limit"
+
     def settle(self, after: float) -> None:
         """Before a reading that must bracket a window's end: wait until the source has a reading at or after
         `after` (a tool left running in its watch mode prints on its own schedule); nothing to wait for here."""

@@ -41,6 +41,10 @@ def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _absent(*args: Any) -> Any:
+    raise NotImplementedError("this NVML has no such function")
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -224,6 +228,26 @@ class NvmlBackend(Backend):
                 "unsupported": self._unsupported[self._labels.index(label)],
             })
         return info
+
+    def power_limits(self) -> dict[str, tuple[float | None, float | None]]:
+        """The enforced power limit of each card and its default (W), read now: a cap set by the operator (or a
+        run) shows as the two differing."""
+        out = {}
+        for label, h in zip(self._labels, self.handles):
+            enforced, _ = self._call(getattr(self.nvml, "nvmlDeviceGetEnforcedPowerLimit", None) or _absent, h)
+            default, _ = self._call(getattr(self.nvml, "nvmlDeviceGetPowerManagementDefaultLimit", None) or _absent,
+                                    h)
+            out[label] = (enforced / 1000.0 if enforced is not None else None,
+                          default / 1000.0 if default is not None else None)
+        return out
+
+    def set_power_limit(self, device: str, watts: float) -> str:
+        """nvmlDeviceSetPowerManagementLimit in mW (needs root; NVML refuses a value outside the card's range)."""
+        if device not in self._labels:
+            return f"no card {device}"
+        setter = getattr(self.nvml, "nvmlDeviceSetPowerManagementLimit", None) or _absent
+        _, failed = self._call(setter, self.handles[self._labels.index(device)], int(round(watts * 1000)))
+        return failed or ""
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # shutting down: nothing useful to do on failure

@@ -1,0 +1,89 @@
+"""A card's power limit changed for a case, only with leave, read back, and put back however the run ends, on
+the stand-in NVML (tests/fake_nvml.py: this machine has no NVIDIA driver). Never run against a borrowed card:
+there only the read-back may run."""
+
+import io
+
+import pytest
+from rich.console import Console
+
+from bench.hardware.devices import resolve_device
+from bench.run.session import run_session
+from bench.spec.workload import apply_overrides, expand, load_workload
+from bench.telemetry.nvml import NvmlBackend
+from bench.telemetry.power_cap import PowerCap, describe_left, left_changed, state_path
+from tests import fake_nvml
+from tests.helpers import run_bench
+
+
+@pytest.fixture
+def cards(monkeypatch, tmp_path):
+    """Both stand-in cards at their default 700 W, the state file in a fresh cache directory."""
+    monkeypatch.setenv("CLAIMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(fake_nvml, "LIMITS", {0: 700000, 1: 700000})
+    monkeypatch.setattr(fake_nvml, "STUCK", set())
+    return fake_nvml
+
+
+def _sweep(tmp_path, caps, allow=True, interrupt_after=None, monkeypatch=None):
+    w = apply_overrides(load_workload("quick"), {"engine": ["simulated"], "batch_size": [1], "output_len": [9],
+                                                 "min_reps": 2, "min_seconds": 0, "power_limit_w": caps,
+                                                 "idle_seconds": 0, "canary_seconds": 0})
+    if interrupt_after is not None:
+        from bench.run import runner
+
+        real = runner.Runner.run_case
+        done = []
+
+        def run_case(self, case, probing=False):
+            if len(done) == interrupt_after:
+                raise KeyboardInterrupt
+            done.append(case)
+            return real(self, case, probing)
+        monkeypatch.setattr(runner.Runner, "run_case", run_case)
+    return run_session(w, expand(w), resolve_device("cpu"), tmp_path / "out", Console(file=io.StringIO()),
+                       telemetry=NvmlBackend(fake_nvml), allow_power_limit=allow)
+
+
+def test_a_cap_sweep_runs_each_case_under_its_cap_and_puts_the_default_back(cards, tmp_path):
+    outcome = _sweep(tmp_path, [450.0, 300.0])
+    assert [r["status"] for r in outcome.rows] == ["ok", "ok"], [r["detail"] for r in outcome.rows]
+    assert [r["power_limit_w"] for r in outcome.rows] == [450, 300]  # read back after each case
+    assert [r["tags"] for r in outcome.rows] == ["cap=450W", "cap=300W"]
+    assert "power limit not the default: gpu0 450 W (default 700 W)" in outcome.rows[0]["detail"]
+    assert cards.LIMITS == {0: 700000, 1: 700000} and not state_path().exists()
+
+
+def test_a_cap_that_does_not_take_effect_is_an_error_row(cards, tmp_path):
+    cards.STUCK.add(1)  # gpu1 accepts the call and keeps 700 W
+    outcome = _sweep(tmp_path, [450.0])
+    (row,) = outcome.rows
+    assert row["status"] == "error" and "did not take effect: asked 450 W, gpu1 reads 700.0 W" in row["detail"]
+    assert cards.LIMITS == {0: 700000, 1: 700000}
+
+
+def test_ctrl_c_mid_sweep_puts_the_default_back(cards, tmp_path, monkeypatch):
+    outcome = _sweep(tmp_path, [450.0, 300.0], interrupt_after=1, monkeypatch=monkeypatch)
+    assert outcome.interrupted == "interrupted" and len(outcome.rows) == 1
+    assert cards.LIMITS == {0: 700000, 1: 700000} and not state_path().exists()
+
+
+def test_a_killed_run_leaves_word_and_the_next_run_puts_the_cap_back(cards, tmp_path):
+    """SIGKILL cannot be caught: the originals were written down before the first change, bench env says so, and
+    the next run restores them before its first case."""
+    cap = PowerCap(NvmlBackend(fake_nvml))
+    assert cap.apply(400.0, None) == ""
+    assert cards.LIMITS == {0: 400000, 1: 400000}  # ...and the process dies here
+    assert left_changed() == {"gpu0": 700.0, "gpu1": 700.0}
+    assert "power limit left changed on gpu0 by a killed run: its own limit is 700 W" in describe_left()[0]
+    outcome = _sweep(tmp_path, [0.0])
+    assert outcome.rows[0]["power_limit_w"] == 700 and cards.LIMITS == {0: 700000, 1: 700000}
+    assert not state_path().exists()
+
+
+def test_without_leave_a_cap_is_refused_in_one_line(cards, tmp_path):
+    outcome = _sweep(tmp_path, [450.0], allow=False)
+    assert outcome.rows[0]["status"] == "error" and "needs --allow-power-limit" in outcome.rows[0]["detail"]
+    assert cards.LIMITS == {0: 700000, 1: 700000}
+    proc = run_bench("run", "--engine", "simulated", "--set", "power_limit_w=450", "--out", str(tmp_path / "cli"))
+    assert proc.returncode == 2 and "add --allow-power-limit" in proc.stderr and proc.stderr.count("\n") == 1
