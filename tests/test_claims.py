@@ -196,7 +196,7 @@ def test_the_claims_suite_plans_every_claim_workload_for_this_device():
     assert "tiny" not in proc.stdout  # claims need real models at their real sizes
     needed = {w for c in CLAIMS.values() for w in c.workloads}
     assert needed <= {"membw", "matmul", "edge", "latency", "throughput", "prefix-reuse", "long-generation",
-                      "long-context", "power"}
+                      "long-context", "power", "soak"}
 
 
 def test_the_report_links_each_measured_verdict_to_its_row(tmp_path):
@@ -329,3 +329,20 @@ def test_advice_says_when_its_command_cannot_answer_on_this_machine():
     blank = make_run("latency", [{"batch_size": None, "itl_ms_p99": 5.0}])
     v = verify_claim(CLAIMS["edge-latency-10ms"], [blank])
     assert "runs have no batch_size value" in v.reason and "batch_size )" not in v.reason, v.reason
+
+
+def test_a_power_claim_is_answered_by_the_soaks_sustained_figure_and_says_when_it_rests_on_a_peak():
+    """iluvatar-power (<= 150 W a card): a few seconds of the power workload at 140 W would hold it, but a soak
+    whose last third drew 165 W (the card warm, its clocks settled) is what answers a claim about a card under
+    steady load; with no soak the verdict says it rests on a peak."""
+    from bench.analysis.verify import verify_claim
+
+    claim = CLAIMS["iluvatar-power"]
+    power = make_run("power", [{"model": "llama-3.1-8b", "params": 8e9, "power_w_mean": 140.0}])
+    soak = make_run("soak", [{"model": "llama-3.1-8b", "params": 8e9, "power_w_mean": 150.0,
+                              "soak_sustained_power_w": 165.0, "measured_seconds": 600.0}])
+    alone = verify_claim(claim, [power])
+    assert alone.verdict == "holds" and "rests on a peak" in alone.reason
+    both = verify_claim(claim, [power, soak])
+    assert both.measured == 165.0 and both.verdict == "does not hold"
+    assert "the soak's sustained figure (the last third of a 600 s hold)" in both.reason

@@ -202,6 +202,8 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            direction=+1, header='sustained tok/s', fmt='{:.1f}', table='wide'),
     Column('soak_sustained_ratio', '', 'soak: sustained over peak decode tok/s', numeric=True),
     Column('soak_settle_s', 's', 'soak: seconds until the throughput stayed within 2% of the sustained figure'),
+    Column('soak_sustained_power_w', 'W', "soak: the cards' board power over the last third of the hold (median "
+           "of its slices): what a power claim about a card under steady load is answered by", energy=True),
     Column('soak_energy_j_per_token_first', 'J/token', 'soak: decode energy per token in the first slice'),
     Column('soak_energy_j_per_token_last', 'J/token', 'soak: decode energy per token in the last slice'),
     Column('soak_slices', '', "soak: each slice's start, decode tok/s, power, lowest clock, highest temperature and "

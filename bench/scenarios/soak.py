@@ -23,7 +23,7 @@ from bench.spec.workload import Case, expand
 from bench.telemetry.base import Reading
 
 SETTLED = 0.02  # within 2% of the sustained figure from a slice on: the throughput has settled there
-COLUMNS = ("soak_peak_tok_s", "soak_sustained_tok_s", "soak_sustained_ratio", "soak_settle_s",
+COLUMNS = ("soak_peak_tok_s", "soak_sustained_tok_s", "soak_sustained_ratio", "soak_settle_s", "soak_sustained_power_w",
            "soak_energy_j_per_token_first", "soak_energy_j_per_token_last", "soak_slices")
 
 
@@ -51,12 +51,15 @@ class SoakScenario(GenerateScenario):
             self.note(f"soak: {len(slices)} slice(s) of repetitions: too few to tell a sustained figure "
                       "(a longer hold_seconds, or a shorter call)")
             return {"soak_slices": slices_text(slices)}
-        sustained = statistics.median(rates[-max(1, len(rates) // 3):])
+        last = slices[-max(1, len(slices) // 3):]
+        sustained = statistics.median(s["tok_s"] for s in last)
+        watts = [s["power_w"] for s in last if s["power_w"] == s["power_w"]]
         peak = max(rates)
         return {
             "soak_peak_tok_s": peak, "soak_sustained_tok_s": sustained,
             "soak_sustained_ratio": sustained / peak if peak > 0 else NAN,
             "soak_settle_s": settle_time(slices, sustained),
+            "soak_sustained_power_w": statistics.median(watts) if watts else NAN,
             "soak_energy_j_per_token_first": slices[0]["j_per_token"],
             "soak_energy_j_per_token_last": slices[-1]["j_per_token"],
             "soak_slices": slices_text(slices),
