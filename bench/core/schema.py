@@ -98,8 +98,6 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column('tok_s_per_w', 'tok/s/W', 'decode tokens/s per watt of decode power', direction=+1, gated=True),
     Column('energy_source', '', 'nvml-counter | nvml-power | amdsmi | rapl | none: why'),
     Column('throttled', '', 'clock-event reasons seen during the case, empty if none'),
-    Column('power_limit_w', 'W', "the power limit in force on the case's cards (the lowest where they differ), "
-           "read after the case; the detail says when it is not the card's default", every='model', energy=True),
     Column('roofline_decode_tok_s', 'tok/s', 'memory-bandwidth bound on decode tok/s'),
     Column('mbu', '',
            'model bandwidth utilisation of decode',
@@ -197,6 +195,8 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "server's /metrics: speculative-decoding draft tokens accepted over proposed"),
     Column('server_spec_accepted_len', 'tokens',
            "server's /metrics: tokens per speculative step (1 + accepted drafts per draft)"),
+    Column('power_limit_w', 'W', "the power limit in force on the case's cards (the lowest where they differ), "
+           "read after the case; the detail says when it is not the card's default", every='model', energy=True),
     Column('soak_peak_tok_s', 'tok/s', 'soak: decode tok/s of the fastest time slice'),
     Column('soak_sustained_tok_s', 'tok/s', 'soak: decode tok/s sustained, the median of the last third of the slices',
            direction=+1, header='sustained tok/s', fmt='{:.1f}', table='wide'),

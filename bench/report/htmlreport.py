@@ -423,7 +423,7 @@ def drawn_runs(runs: list[Run]) -> tuple[list[Run], dict[str, str]]:
 def summary_table(runs: list[Run]) -> str:
     """Each machine's key figures per workload and case: the median over the runs that measured the case, and
     how many did (a reader's own result, found without reading a chart)."""
-    frames = [ok_rows(run).assign(_run=run.name, _machine=run.device_name) for run in runs]
+    frames = [ok_rows(run).copy().assign(_run=run.name, _machine=run.device_name) for run in runs]  # copy: one block
     rows = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
         else pd.DataFrame()
     if rows.empty or "decode_tok_s" not in rows.columns:
