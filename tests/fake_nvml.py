@@ -63,21 +63,38 @@ def nvmlDeviceGetHandleByIndex(i):
     return i
 
 
+# A card that throttles: from THROTTLE_AT (harness clock) on, gpu0 draws THROTTLED_WATTS at THROTTLED_MHZ with the
+# power-cap reason set; None: the steady cards above.
+THROTTLE_AT: float | None = None
+THROTTLED_WATTS, THROTTLED_MHZ = 60.0, 1500
+
+
+def _throttled(h) -> bool:
+    return THROTTLE_AT is not None and h == 0 and clock.now() >= THROTTLE_AT
+
+
+def _watts(h) -> float:
+    return THROTTLED_WATTS if _throttled(h) else WATTS[h]
+
+
 def nvmlDeviceGetTotalEnergyConsumption(h):
     if h == 1:
         raise NVMLError_NotSupported()
-    return int(WATTS[h] * (clock.now() - T0) * 1000)  # mJ, on the harness clock (virtual under the simulated engine)
+    now = clock.now()  # mJ, on the harness clock (virtual under the simulated engine)
+    if THROTTLE_AT is not None and h == 0 and now > THROTTLE_AT:
+        return int((WATTS[h] * (THROTTLE_AT - T0) + THROTTLED_WATTS * (now - THROTTLE_AT)) * 1000)
+    return int(WATTS[h] * (now - T0) * 1000)
 
 
 def nvmlDeviceGetFieldValues(h, ids):
     if h == 1:
         raise NVMLError_NotSupported()
-    value = types.SimpleNamespace(uiVal=int(WATTS[h] * 1000))
+    value = types.SimpleNamespace(uiVal=int(_watts(h) * 1000))
     return [types.SimpleNamespace(nvmlReturn=0, value=value)]
 
 
 def nvmlDeviceGetPowerUsage(h):
-    return int(WATTS[h] * 1000)
+    return int(_watts(h) * 1000)
 
 
 def nvmlDeviceGetMemoryInfo(h):
@@ -89,7 +106,9 @@ def nvmlDeviceGetUtilizationRates(h):
 
 
 def nvmlDeviceGetClockInfo(h, kind):
-    return 1980 if kind == NVML_CLOCK_SM else 2619
+    if kind == NVML_CLOCK_SM:
+        return THROTTLED_MHZ if _throttled(h) else 1980
+    return 2619
 
 
 def nvmlDeviceGetMaxClockInfo(h, kind):
@@ -101,6 +120,8 @@ def nvmlDeviceGetTemperature(h, kind):
 
 
 def nvmlDeviceGetCurrentClocksEventReasons(h):
+    if THROTTLE_AT is not None:
+        return 0x4 if _throttled(h) else 0x0
     return THROTTLE[h]
 
 
@@ -133,10 +154,22 @@ def nvmlDeviceGetUUID(h):
 
 LIMITS = {0: 700000, 1: 700000}  # mW in force; a test sets a cap here (or through the setter below)
 STUCK: set[int] = set()  # cards whose setter is accepted but changes nothing (a cap that does not take effect)
+# $FAKE_NVML_LIMITS: a file that holds the limits instead, so they outlive a `bench run` the test kills (as a
+# card's limit outlives the process that set it).
+LIMITS_FILE = os.environ.get("FAKE_NVML_LIMITS")
+
+
+def _limits() -> dict[int, int]:
+    if LIMITS_FILE and os.path.exists(LIMITS_FILE):
+        import json
+
+        with open(LIMITS_FILE) as fh:
+            return {int(k): v for k, v in json.load(fh).items()}
+    return LIMITS
 
 
 def nvmlDeviceGetEnforcedPowerLimit(h):
-    return LIMITS[h]
+    return _limits()[h]
 
 
 def nvmlDeviceGetPowerManagementDefaultLimit(h):
@@ -148,8 +181,16 @@ def nvmlDeviceGetPowerManagementLimitConstraints(h):
 
 
 def nvmlDeviceSetPowerManagementLimit(h, mw):
-    if h not in STUCK:
-        LIMITS[h] = mw
+    if h in STUCK:
+        return
+    limits = _limits()
+    limits[h] = mw
+    if LIMITS_FILE:
+        import json
+
+        with open(LIMITS_FILE + ".tmp", "w") as fh:
+            json.dump(limits, fh)
+        os.replace(LIMITS_FILE + ".tmp", LIMITS_FILE)
 
 
 def nvmlDeviceGetCurrPcieLinkGeneration(h):

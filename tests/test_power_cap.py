@@ -3,6 +3,12 @@ the stand-in NVML (tests/fake_nvml.py: this machine has no NVIDIA driver). Never
 there only the read-back may run."""
 
 import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from rich.console import Console
@@ -13,7 +19,7 @@ from bench.spec.workload import apply_overrides, expand, load_workload
 from bench.telemetry.nvml import NvmlBackend
 from bench.telemetry.power_cap import PowerCap, describe_left, left_changed, state_path
 from tests import fake_nvml
-from tests.helpers import run_bench
+from tests.helpers import ROOT, run_bench
 
 
 @pytest.fixture
@@ -87,3 +93,56 @@ def test_without_leave_a_cap_is_refused_in_one_line(cards, tmp_path):
     assert cards.LIMITS == {0: 700000, 1: 700000}
     proc = run_bench("run", "--engine", "simulated", "--set", "power_limit_w=450", "--out", str(tmp_path / "cli"))
     assert proc.returncode == 2 and "add --allow-power-limit" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def _child_env(tmp_path) -> dict[str, str]:
+    """A `bench` child whose pynvml is the stand-in, its card limits in a file that outlives it."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "pynvml.py").write_text("from tests.fake_nvml import *  # noqa: F401,F403 - stand-in cards\n")
+    limits = tmp_path / "limits.json"
+    if not limits.exists():
+        limits.write_text(json.dumps({"0": 700000, "1": 700000}))
+    return {**os.environ, "PYTHONPATH": f"{shim}:{ROOT}", "CLAIMBENCH_TELEMETRY": "nvml",
+            "FAKE_NVML_LIMITS": str(limits), "CLAIMBENCH_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+
+
+def _capped_child(tmp_path, env):
+    """`bench run` of the tiny model held for a minute under a 450 W cap; returns once the cap is on the cards."""
+    child = subprocess.Popen([sys.executable, "-m", "bench", "run", "--model", "tiny", "--set", "power_limit_w=450",
+                              "--allow-power-limit", "--set", "min_seconds=60", "--set", "max_seconds=60",
+                              "--set", "output_len=8", "--set", "idle_seconds=0", "--set", "canary_seconds=0",
+                              "--out", str(tmp_path / "out")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             # a background shell job starts with SIGINT ignored and a child inherits that
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while json.loads((tmp_path / "limits.json").read_text())["0"] != 450000:
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()[1][-2000:]
+        time.sleep(0.2)
+    return child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_signalled_run_puts_the_cards_limit_back_or_leaves_word(tmp_path, sig):
+    """A real `bench run` child on stand-in cards, signalled while capped. Ctrl-C: it puts 700 W back itself
+    (exit 130). SIGKILL: the cards stay at 450 W, `bench env` names them, and the next run puts them back."""
+    env = _child_env(tmp_path)
+    child = _capped_child(tmp_path, env)
+    child.send_signal(sig)
+    child.communicate(timeout=120)
+    limits = json.loads((tmp_path / "limits.json").read_text())
+    if sig == signal.SIGINT:
+        assert child.returncode == 130 and limits == {"0": 700000, "1": 700000}
+        assert not (tmp_path / "cache" / "power-limits-changed.json").exists()
+        return
+    assert limits == {"0": 450000, "1": 450000}
+    said = subprocess.run([sys.executable, "-m", "bench", "env"], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert "power limit left changed on gpu0 by a killed run: its own limit is 700 W" in said.stdout
+    again = subprocess.run([sys.executable, "-m", "bench", "run", "--engine", "simulated", "--set", "min_reps=1",
+                            "--set", "idle_seconds=0", "--out", str(tmp_path / "again")], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "power limit put back on gpu0: 700 W" in again.stderr
+    assert json.loads((tmp_path / "limits.json").read_text()) == {"0": 700000, "1": 700000}

@@ -65,3 +65,42 @@ def test_the_soak_workload_holds_its_load_on_this_cpu(tmp_path):
     assert 0 < row["soak_sustained_tok_s"] <= row["soak_peak_tok_s"] and 0 < row["soak_sustained_ratio"] <= 1
     assert row["soak_slices"].count(";") == 2  # three slices
     assert "sustained" in " ".join(proc.stdout.split()) and "of its peak" in " ".join(proc.stdout.split())
+
+
+def test_a_stand_in_card_that_throttles_is_found_by_the_soak(monkeypatch, virtual_clock):
+    """The simulated engine on a stand-in NVML card (tests/fake_nvml.py), 20 s held on its clock in 10 slices: at
+    8 s the card hits its power cap (100 W -> 60 W, 1980 -> 1500 MHz, sw_power_cap) and each step takes 1.25x as
+    long. The soak finds it: sustained 80% of the peak, settled at the slice where it slowed, the reason named,
+    and energy per token first and last from the card's own counter."""
+    from bench.core import clock
+    from bench.hardware.devices import resolve_device
+    from bench.run.runner import Runner
+    from bench.spec.workload import apply_overrides, load_workload
+    from bench.telemetry.nvml import NvmlBackend
+    from bench.telemetry.sampler import Sampler
+    from tests import fake_nvml
+
+    backend = NvmlBackend(fake_nvml)
+    sampler = Sampler(backend, hz=50)
+    w = apply_overrides(load_workload("soak"), {"engine": ["simulated"], "batch_size": [1], "output_len": [101],
+                                                "hold_seconds": 20.0, "soak_slices": 10, "sim_slow_after_s": 8.0,
+                                                "warmup": 0, "idle_seconds": 0})
+    monkeypatch.setattr(fake_nvml, "THROTTLE_AT", None)
+    runner = Runner(w, resolve_device("cpu"), sampler, "test")
+    (case,) = runner.scenario.expand()
+    sampler.start()
+    try:
+        runner._ensure_loaded(case, {})  # the engine's clock starts here: the card throttles 8 s later
+        monkeypatch.setattr(fake_nvml, "THROTTLE_AT", clock.now() + 8.0)
+        row = runner.run_case(case).row
+    finally:
+        sampler.stop()
+        runner._unload()
+    assert row["status"] == "ok", row["detail"]
+    assert row["soak_sustained_ratio"] == pytest.approx(0.8, abs=0.01)
+    assert row["soak_peak_tok_s"] == pytest.approx(1 / 0.011, rel=0.01)  # 11 ms a step at batch 1
+    assert 6 <= row["soak_settle_s"] <= 10 and "sw_power_cap" in row["throttled"]
+    assert "1500MHz" in row["soak_slices"].split(";")[-1] and "1980MHz" in row["soak_slices"].split(";")[0]
+    first, last = row["soak_energy_j_per_token_first"], row["soak_energy_j_per_token_last"]
+    # Two cards: 100 + 200 W at 11 ms a token, then 60 + 200 W at 13.75 ms.
+    assert first == pytest.approx(300 * 0.011, rel=0.05) and last == pytest.approx(260 * 0.01375, rel=0.05)

@@ -230,6 +230,8 @@ class Runner:
             dev.reset_host_peak_rss()
             self.progress(case, f"rep {len(reps) + 1}" + (f" of {p['min_reps']}+" if len(reps) < p["min_reps"] else ""))
             reps.append(engine.generate(prompts, p["output_len"], on_token=self.on_token, reuse_prefix=reuse))
+            if self.scenario.sample_each_repetition:
+                self.sampler.sample_now()
             peaks.append(engine.peak_gb(split))
             host_peaks.append(dev.host_peak_rss_bytes() / GB)
             # A model over several cards: each card's highest rep, as the engine's ranks read it or as read here.

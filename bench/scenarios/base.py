@@ -78,6 +78,9 @@ class Scenario:
     kind: ClassVar[str]
     uses_model: ClassVar[bool] = True  # False: measures the device itself (no engine, no model)
     prefix_caching: ClassVar[bool] = False  # whether engines may keep a prefix cache between requests
+    # Read the telemetry between repetitions too (a soak's slices need readings in each, on any clock); the
+    # sampler's own thread is enough where only the case's whole window counts.
+    sample_each_repetition: ClassVar[bool] = False
     plan_keys: ClassVar[tuple[str, ...] | None] = None  # the parameters a --dry-run plan names (None: all declared)
 
     def __init__(self, workload: Workload) -> None:

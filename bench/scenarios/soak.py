@@ -31,6 +31,7 @@ class SoakScenario(GenerateScenario):
     """The generate case held for hold_seconds; its repetitions grouped into soak_slices time slices."""
 
     kind = "soak"
+    sample_each_repetition = True
 
     def expand(self, max_position_of: Callable[[str], int] | None = None) -> list[Case]:
         """Every case holds its load for hold_seconds: repetitions until then, and no sooner."""
