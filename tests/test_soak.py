@@ -54,15 +54,17 @@ def test_a_card_that_slows_and_settles_is_found():
 
 def test_the_soak_workload_holds_its_load_on_this_cpu(tmp_path):
     """tiny at batch 1 held for 6 s in 3 slices: the row names the peak, the sustained figure (at most the peak),
-    their ratio, the slices; the answer line says it."""
+    their ratio, the slices; the answer line says it. Calls of 4 tokens (tens of ms even on a loaded machine)
+    leave no 2 s slice empty."""
     proc = run_bench("run", "--workload", "soak", "--quick", "--set", "hold_seconds=6", "--set", "soak_slices=3",
-                     "--set", "batch_size=1", "--set", "output_len=32", "--set", "idle_seconds=0",
+                     "--set", "batch_size=1", "--set", "output_len=4", "--set", "idle_seconds=0",
                      "--set", "canary_seconds=0", "--out", str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (row,) = pd.read_csv(single_run_dir(tmp_path) / "results.csv").to_dict("records")
     assert row["status"] == "ok", row["detail"]
     assert row["measured_seconds"] >= 6 and row["repetitions"] >= 3
-    assert 0 < row["soak_sustained_tok_s"] <= row["soak_peak_tok_s"] and 0 < row["soak_sustained_ratio"] <= 1
+    assert 0 < row["soak_sustained_tok_s"] <= row["soak_peak_tok_s"], (row["detail"], row["soak_slices"])
+    assert 0 < row["soak_sustained_ratio"] <= 1
     assert row["soak_slices"].count(";") == 2  # three slices
     assert "sustained" in " ".join(proc.stdout.split()) and "of its peak" in " ".join(proc.stdout.split())
 
