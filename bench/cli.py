@@ -246,12 +246,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     loaded = _read(args.runs, default_root=True, machine_format=args.format != "table")
     verdicts = verify(loaded.runs, args.price_per_hour, groups=loaded.groups)
     frame = pd.DataFrame(verdict_rows(verdicts))
-    paper = _on_paper(verdicts, cards) if cards else None
+    paper = _on_paper(verdicts, cards, full=args.format != "table") if cards else None
     if args.format == "table":
         terminal.print_verdicts(frame, "claims", args.wide)
         if paper is not None:
             terminal.print_frame(paper, "on paper: what the datasheets allow under each claim's own conditions "
-                                        "(measured verdicts above stand)", whole=("claim",))
+                                        "(measured verdicts above stand; --format md for the arithmetic)",
+                                 whole=("claim", "on paper"))
     else:
         if paper is not None:
             frame = frame.merge(paper.drop(columns=["claimed", "measured verdict"]), on="claim", how="left")
@@ -268,13 +269,18 @@ def _what_if_cards(names: str) -> list[Any]:
     return cards
 
 
-def _on_paper(verdicts: list[Any], cards: list[Any]) -> Any:
-    """Each claim beside what each card allows on paper (bench.analysis.whatif), as a table."""
+def _on_paper(verdicts: list[Any], cards: list[Any], full: bool = True) -> Any:
+    """Each claim beside what each card allows on paper (bench.analysis.whatif), as a table: a column pair per
+    card with the whole arithmetic (md, csv), or for the terminal a row per claim and card with its one clause."""
     import pandas as pd
 
     from bench.analysis.whatif import paper_rows
 
-    return pd.DataFrame(paper_rows(verdicts, cards))
+    rows = paper_rows(verdicts, cards, full)
+    if full:
+        return pd.DataFrame(rows)
+    return pd.DataFrame([{"claim": r["claim"], "card": c.name, "on paper": r[f"on paper: {c.name}"],
+                          "why": r[f"why ({c.name})"]} for r in rows for c in cards])
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:

@@ -180,7 +180,15 @@ def nvmlDeviceGetPowerManagementLimitConstraints(h):
     return 200000, 700000
 
 
+class NVMLError_InvalidArgument(NVMLError):  # noqa: N801 - pynvml's name
+    def __str__(self) -> str:
+        return "Invalid Argument"
+
+
 def nvmlDeviceSetPowerManagementLimit(h, mw):
+    low, high = nvmlDeviceGetPowerManagementLimitConstraints(h)
+    if not low <= mw <= high:  # as NVML: a limit outside the card's range is refused, nothing changes
+        raise NVMLError_InvalidArgument()
     if h in STUCK:
         return
     limits = _limits()

@@ -68,6 +68,23 @@ def test_a_cap_that_does_not_take_effect_is_an_error_row(cards, tmp_path):
     assert cards.LIMITS == {0: 700000, 1: 700000}
 
 
+def test_a_case_without_a_cap_after_a_capped_one_runs_at_the_cards_own_limit(cards, tmp_path):
+    """A sweep 450, 0: the second case asked for no cap, so it must not run under the first one's."""
+    outcome = _sweep(tmp_path, [450.0, 0.0])
+    assert [r["power_limit_w"] for r in outcome.rows] == [450, 700]
+    assert outcome.rows[1]["tags"] == "" and "power limit not the default" not in outcome.rows[1]["detail"]
+
+
+def test_a_cap_outside_the_cards_range_is_an_error_row_with_nvmls_reason(cards, tmp_path):
+    """NVML refuses a limit outside the card's constraints (200-700 W here): the case is an error row naming
+    the refusal, the next case runs, and no card is left changed."""
+    outcome = _sweep(tmp_path, [100.0, 300.0])
+    assert outcome.rows[0]["status"] == "error"
+    assert "setting gpu0's power limit to 100 W failed: NVML: Invalid Argument" in outcome.rows[0]["detail"]
+    assert outcome.rows[1]["status"] == "ok" and outcome.rows[1]["power_limit_w"] == 300
+    assert cards.LIMITS == {0: 700000, 1: 700000} and not state_path().exists()
+
+
 def test_ctrl_c_mid_sweep_puts_the_default_back(cards, tmp_path, monkeypatch):
     outcome = _sweep(tmp_path, [450.0, 300.0], interrupt_after=1, monkeypatch=monkeypatch)
     assert outcome.interrupted == "interrupted" and len(outcome.rows) == 1

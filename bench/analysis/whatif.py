@@ -171,11 +171,18 @@ def bounds(card: Peak, case: Case) -> list[Bound]:
 
 @dataclass(frozen=True)
 class PaperVerdict:
-    """A claim against what a card allows on paper: impossible on paper, possible, or unknown, and why."""
+    """A claim against what a card allows on paper: impossible on paper, possible, or unknown, and why (`text`:
+    the arithmetic and its source; `short`: the one clause an 80-column table has room for)."""
 
     verdict: str  # "impossible on paper" | "possible" | "unknown"
     bound: float
     text: str
+    cards: int = 1  # the cards the bound is for (as many as hold the claim's model)
+
+    @property
+    def short(self) -> str:
+        head = self.text.removeprefix("unknown: ").split(": ")[0].split(" (")[0]
+        return head + (f" on {self.cards} cards" if self.cards > 1 else "")
 
 
 # Which bound answers a claim's metric, and which side of it the claim must sit on: a claim of at least F is
@@ -232,8 +239,9 @@ def paper_verdict(claim: Claim, card: Peak, shape_of: ShapeOf, cards: int | None
     bound = next(b for b in bounds(card, case) if b.name == name)
     if not bound.known:
         return PaperVerdict("unknown", NAN, bound.how)
-    return _against(bound.value, figure, comparison, f"{name} {bound.value:,.4g} ({said}: {bound.how})", name,
-                    side)
+    said_verdict = _against(bound.value, figure, comparison, f"{name} {bound.value:,.4g} ({said}: {bound.how})",
+                            name, side)
+    return PaperVerdict(said_verdict.verdict, said_verdict.bound, said_verdict.text, case.cards)
 
 
 def _against(bound: float, figure: float, comparison: str, text: str, what: str, side: str = "upper"
@@ -254,9 +262,9 @@ def _against(bound: float, figure: float, comparison: str, text: str, what: str,
     return PaperVerdict("unknown", NAN, f"unknown: a claim of {comparison} {figure:g} is not bounded by {what}")
 
 
-def paper_rows(verdicts: list, cards: list[Peak]) -> list[dict[str, str]]:
+def paper_rows(verdicts: list, cards: list[Peak], full: bool = True) -> list[dict[str, str]]:
     """Each verdict's claim beside what each card allows on paper: a row per claim (claim, claimed, measured
-    verdict, then per card its paper verdict and why)."""
+    verdict, then per card its paper verdict and why: the whole arithmetic, or with full=False its one clause)."""
     import functools
 
     from bench.spec.models import resolve_model
@@ -269,6 +277,6 @@ def paper_rows(verdicts: list, cards: list[Peak]) -> list[dict[str, str]]:
         for card in cards:
             said = paper_verdict(v.claim, card, shape_of)
             row[f"on paper: {card.name}"] = said.verdict
-            row[f"why ({card.name})"] = said.text
+            row[f"why ({card.name})"] = said.text if full else said.short
         rows.append(row)
     return rows

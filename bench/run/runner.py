@@ -193,9 +193,9 @@ class Runner:
         prompts = self.scenario.prompts(loaded, case, random_prompts(
             p["batch_size"], p["input_len"], loaded.model.shape.vocab, p["seed"], loaded.model.special_token_ids))
         reuse = self.scenario.reused_prefix(case)
-        if p.get("power_limit_w", 0):  # before the warm-up, so the whole case runs under the cap
+        if p.get("power_limit_w", 0) or self.power_cap is not None:  # before the warm-up: the whole case capped
             cards_here = self.sampler.backend.labels_for(dev.card_uuids(self.device, device_count(p), None))
-            failed = self.power_cap.apply(p["power_limit_w"], cards_here) if self.power_cap else \
+            failed = self.power_cap.for_case(p.get("power_limit_w", 0), cards_here) if self.power_cap else \
                 "power_limit_w needs --allow-power-limit"
             if failed:
                 raise RuntimeError(failed)
@@ -330,5 +330,3 @@ class Runner:
         finally:
             self._free()
         return self._finish(row, samples)
-
-

@@ -52,6 +52,13 @@ class PowerCap:
         return [f"power limit put back on {c}: {w:g} W (a run that was killed had changed it)"
                 for c, w in sorted(left.items())] + self.restore()
 
+    def for_case(self, watts: float, cards: list[str] | None) -> str:
+        """A case's cap: `watts` set and read back, or (0) the cards' own limits again where an earlier case of
+        the run changed them, so a case that asks for no cap never runs under the last one; '' or why not."""
+        if watts > 0:
+            return self.apply(watts, cards)
+        return "; ".join(self.restore()) if self.originals else ""
+
     def apply(self, watts: float, cards: list[str] | None) -> str:
         """Set the cards' limit to `watts` and read it back: '' when it took effect, else why not."""
         limits = self.backend.power_limits()
