@@ -102,6 +102,13 @@ def test_a_server_without_a_readable_metrics_page_costs_one_line(page, said):
     assert pd.isna(row.get("server_running_max"))
 
 
+def test_server_metrics_false_reads_no_page():
+    """The reader can be turned off (to see what it costs the server): no column filled, no line said."""
+    with StubServer("ok", metrics="garbage") as server:
+        (row,) = run_openai(server.url, concurrency=[2], num_requests=4, server_metrics=False)
+    assert row["status"] == "ok" and "server metrics" not in row["detail"] and pd.isna(row.get("server_running_max"))
+
+
 def test_a_concurrency_sweep_stops_past_the_slo_edge():
     """Users swept lowest first, like rates: the crawling server breaks the TTFT SLO at the second level and the
     third is not run; the answer names the largest level that met it."""

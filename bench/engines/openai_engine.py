@@ -41,6 +41,8 @@ OPTIONS: dict[str, Param] = {
                          "finished, held for num_requests and min_seconds (0: off); with request_rate, arrivals wait "
                          "for a free user; a list sweeps the load, lowest first", minimum=0, maximum=100_000,
                          matrix=True, plan="users"),
+    "server_metrics": Param(bool, True, "openai: read the server's /metrics during each case (false: not at all, "
+                            "to see what reading it costs the server)", reload=True),
     "num_requests": Param(int, 0, "openai: requests per repetition (0: batch_size; with concurrency, "
                           f"{CLOSED_LOOP_ROUNDS} per user)", minimum=0),
     "timeout_s": Param(float, 120.0, "openai: deadline for a whole request (connect to last token)", minimum=0.1),
@@ -157,18 +159,21 @@ class OpenAIEngine(Engine):
             raise ServerError("the openai engine needs --set base_url=http://HOST:PORT/v1")
         self.client = StreamingClient(self.base_url, self.served_model, self.timeout_s, self.api, self.headers)
         self.client.open()
-        self.metrics = server_metrics.ServerMetrics(metrics_url(self.base_url), self.client.side_client())
-        self.metrics.start()
+        if options.engine.get("server_metrics", True):
+            self.metrics = server_metrics.ServerMetrics(metrics_url(self.base_url), self.client.side_client())
+            self.metrics.start()
 
     def generate(self, input_ids: torch.Tensor, output_len: int, on_token: Any = None,
                  reuse_prefix: int = 0) -> Repetition:
         """The case's arrival process (bench/engines/arrivals.py) sending through the streaming client: the
         trace's arrivals and lengths, multi-turn sessions, or all prompts at once / at Poisson arrivals."""
-        self.metrics.read_now()  # the edges of every call are read, so a case's counters bracket its window
+        if self.metrics is not None:  # the edges of every call are read, so a case's counters bracket its window
+            self.metrics.read_now()
         try:
             return self._send(input_ids, output_len)
         finally:
-            self.metrics.read_now()
+            if self.metrics is not None:
+                self.metrics.read_now()
 
     def _send(self, input_ids: torch.Tensor, output_len: int) -> Repetition:
         send = self.client.request
@@ -217,7 +222,8 @@ class OpenAIEngine(Engine):
     def case_columns(self, reps: list[Repetition]) -> dict[str, Any]:
         """Tokens per streamed event, and what the server's /metrics said over the case's repetitions."""
         reqs = [q for rep in reps for q in rep.requests]
-        said, self.metrics_problem = self.metrics.summary(min(r.start for r in reps), max(r.end for r in reps))
+        said, self.metrics_problem = self.metrics.summary(min(r.start for r in reps), max(r.end for r in reps)) \
+            if self.metrics is not None else ({}, "")
         return {"tokens_per_event": tokens_per_event(reqs), **said}
 
     def reported_dtype(self, requested: str, resolved: str) -> str:
