@@ -10,41 +10,15 @@ here, so adding a case parameter is one line. Pure data: importing it imports no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-# identity: "case" for the shape every row names (model, engine, dtype, batch, lengths); "param" for a
-# parameter that sets a case apart only where it differs from its default (a row lacking it takes the default).
-CASE, PARAM = "case", "param"
+from bench.core.fields import CASE, MAX_TOKENS, PARAM, Param
+from bench.core.kinds import kinds_params
 
-
-@dataclass(frozen=True)
-class Param:
-    """One workload parameter: its type, default, whether it may be a list, its meaning and its roles."""
-
-    type: type
-    default: Any
-    doc: str
-    matrix: bool = False
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None  # beyond what the parameter can mean (a context of 2**40 tokens)
-    engine: str = ""  # set for an engine's own option: which engine reads it
-    reload: bool = False  # a change needs the model loaded again
-    devices: bool = False  # an engine option that multiplies the devices a case uses
-    identity: str = ""  # CASE | PARAM | "" (not part of what makes a case a case)
-    load: bool = False  # a field of the engine's LoadOptions (the one channel from a case to an engine)
-    plan: str = ""  # the heading of its column in a --dry-run plan ("" = not shown)
-    label: str = ""  # how a case label names it: a format ("bs={}"), or for a bool "word" / "true-word|false-word"
-    label_if: str = ""  # name it only where this column holds a value (a non-default parameter, a measured metric)
-    as_text: bool = False  # a str parameter whose value may be written as a number or a comma list (cards=0,2)
-
-
-MAX_TOKENS = 1 << 24  # 16.7M tokens: far beyond any model's context, short of what would exhaust memory to plan
-
-# Every key a workload may set. Order matters for matrix keys: earlier keys vary slowest; it is also the
-# order in which a case label names them.
-CORE_PARAMS: dict[str, Param] = {
+# The keys every workload kind reads. Order matters for matrix keys: earlier keys vary slowest; it is also
+# the order in which a case label names them. A kind's own keys (bench/core/kinds.py) come between the shape
+# of a case and how it is run.
+_SHAPE: dict[str, Param] = {
     "model": Param(str, "tiny", "bundled model name or local HF directory", matrix=True, reload=True,
                    identity=CASE, plan="model", label="{}"),
     "engine": Param(str, "transformers", "inference engine", matrix=True, reload=True, identity=CASE,
@@ -73,10 +47,8 @@ CORE_PARAMS: dict[str, Param] = {
                         minimum=1, maximum=MAX_TOKENS, identity=CASE, plan="out", label="out={}"),
     "trial": Param(int, 1, "repeat the whole case; the value only labels the repeat (pairs, A/B/A/B)",
                    matrix=True, minimum=1, maximum=1 << 20, plan="trial"),
-    "prefix_len": Param(int, 0, "prefix-reuse: shared prefix tokens (input_len is prefix + suffix)", matrix=True,
-                        minimum=0, maximum=MAX_TOKENS, identity=PARAM, plan="prefix", label="prefix={}"),
-    "reuse": Param(bool, False, "prefix-reuse: reuse the prefix's KV cache instead of recomputing it",
-                   matrix=True, identity=PARAM, plan="reuse", label="reused|recomputed", label_if="prefix_len"),
+}
+_HOW: dict[str, Param] = {
     "device": Param(str, "auto", "auto | cpu | cuda | cuda:N | mps | xpu"),
     "warmup": Param(int, 1, "unmeasured repetitions before each case", minimum=0, maximum=10_000),
     "min_reps": Param(int, 3, "measured repetitions at least", minimum=1, maximum=1_000_000),
@@ -91,14 +63,6 @@ CORE_PARAMS: dict[str, Param] = {
                                reload=True),
     "max_mem_gb": Param(float, 0.0, "memory budget for a case in GB (0: the device's own limit)", minimum=0,
                         maximum=1e9),
-    "max_context": Param(int, 0, "long-context: longest input to try (0: the model's maximum)", minimum=0,
-                         maximum=MAX_TOKENS),
-    "min_context": Param(int, 1024, "long-context: first input length of the doubling sweep", minimum=1,
-                         maximum=MAX_TOKENS),
-    "size_mb": Param(int, 1024, "membw: buffer size in MiB (copied device to device)", minimum=1,
-                     maximum=1 << 24, identity=PARAM, plan="MiB copied", label="{} MiB", label_if="bandwidth_gb_s"),
-    "matmul_n": Param(int, 2048, "matmul: square matrix size", minimum=16, maximum=1 << 20, identity=PARAM,
-                      plan="n", label="n={}", label_if="tflops"),
     "slo_tpot_ms": Param(float, 0.0, "latency SLO on TPOT per request, ms (0: none)", minimum=0, maximum=1e9),
     "slo_ttft_ms": Param(float, 0.0, "latency SLO on TTFT per request, ms (0: none)", minimum=0, maximum=1e9),
     "slo_itl_ms": Param(float, 0.0, "latency SLO on every inter-token gap of a request, ms (0: none)", minimum=0,
@@ -106,10 +70,6 @@ CORE_PARAMS: dict[str, Param] = {
     "power_limit_w": Param(float, 0.0, "set the cards' power limit to this many watts for the case, read back and "
                            "put back after the run (0: leave it); a list sweeps; needs --allow-power-limit",
                            minimum=0, maximum=5000, matrix=True),
-    "hold_seconds": Param(float, 600.0, "soak: seconds the decode load is held (repetitions until then)",
-                          minimum=1, maximum=86_400),
-    "soak_slices": Param(int, 12, "soak: time slices the hold is cut into (the last third gives the sustained "
-                         "figure)", minimum=3, maximum=1000),
     "slice_tokens": Param(int, 0, "long generation: decode tok/s per slice of this many tokens (0: off)",
                           minimum=0, maximum=MAX_TOKENS),
     "fit_budget_gb": Param(float, 0.0, "edge: memory of the target device; column fits_budget (0: off)",
@@ -126,6 +86,13 @@ CORE_PARAMS: dict[str, Param] = {
     "idle_seconds": Param(float, 2.0, "seconds of idle power measured before the first case", minimum=0,
                           maximum=3600),
 }
+
+
+
+# Every key a workload may set, but the engines' own options (bench/core/plugins.py's engine_options).
+CORE_PARAMS: dict[str, Param] = {**_SHAPE, **kinds_params(), **_HOW}
+if len(CORE_PARAMS) != len(_SHAPE) + len(kinds_params()) + len(_HOW):
+    raise RuntimeError("a workload kind declares a key every kind reads (bench/core/kinds.py vs params.py)")
 
 # Identity columns a row carries that are not core keys: derived by the runner (device_count from the
 # engine's parallelism, the placement and decode path that ran), or one engine's option that alone sets a

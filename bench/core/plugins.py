@@ -1,9 +1,9 @@
 """Every plug-in in one table: engines, workload kinds (scenarios) and telemetry backends, each named
 "module:Class" and imported only when asked for (a plug-in's heavy dependency is imported when it is created).
 
-Adding one is its module plus one line here: an engine (a class, and OPTIONS if it has settings), a workload
-kind (a Scenario subclass whose `kind` is the key), a telemetry backend (a class that raises from its
-constructor when its library or card is not there; the probe tries them in this order).
+Adding one is its module plus one line here: an engine (a class, and OPTIONS if it has settings), a telemetry
+backend (a class that raises from its constructor when its library or card is not there; the probe tries
+them in this order). A workload kind is its scenario module plus its entry in bench/core/kinds.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 from typing import Any
 
+from bench.core import kinds
 from bench.core.errors import BadInput
 from bench.core.params import Param
 
@@ -22,16 +23,9 @@ ENGINES: dict[str, str] = {
     "simulated": "bench.engines.simulated:SimulatedEngine",  # deterministic timing model, for tests
 }
 
-# Workload kinds: a workload file's `kind` -> its scenario class.
-SCENARIOS: dict[str, str] = {
-    "generate": "bench.scenarios.generate:GenerateScenario",
-    "capacity": "bench.scenarios.capacity:CapacityScenario",
-    "long-context": "bench.scenarios.long_context:LongContextScenario",
-    "prefix-reuse": "bench.scenarios.prefix_reuse:PrefixReuseScenario",
-    "soak": "bench.scenarios.soak:SoakScenario",
-    "membw": "bench.scenarios.micro:MembwScenario",
-    "matmul": "bench.scenarios.micro:MatmulScenario",
-}
+# Workload kinds: a workload file's `kind` -> its scenario class (declared with the kind's own keys and
+# columns in bench/core/kinds.py).
+SCENARIOS: dict[str, str] = {name: kind.scenario for name, kind in kinds.KINDS.items()}
 KINDS: tuple[str, ...] = tuple(SCENARIOS)
 
 BACKENDS: dict[str, str] = {

@@ -6,37 +6,11 @@ Every writer and reader of run directories imports from here, so a column is nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bench.core.fields import Column
+from bench.core.kinds import kinds_columns
 
 SCHEMA_VERSION = 1
 NAN = float("nan")  # an unmeasured figure: an empty cell, never 0
-
-
-@dataclass(frozen=True)
-class Column:
-    """A results.csv column, declared once with every fact about it: its name, unit and meaning; for a metric,
-    which way is better, its terminal heading and format, whether `bench check` gates it, which samples.csv
-    column holds its value per repetition, which terminal table shows it (compact: the default 80-column
-    table and --wide; wide: --wide only), which rows carry it beyond the contract (row: every row; model:
-    every row of a model; '': a scenario declares it), whether it is derived from measured energy, and
-    whether it holds numbers (by default: when it has a unit)."""
-
-    name: str
-    unit: str
-    doc: str
-    direction: int = 0  # +1 higher is better, -1 lower is better, 0 neither
-    header: str = ""  # terminal table heading
-    fmt: str = "{}"  # terminal cell format
-    gated: bool = False  # bench check compares it
-    sample: str | None = None  # samples.csv column with one value per repetition
-    table: str = ""  # "compact" | "wide" | ""
-    every: str = ""  # beyond the contract: "row" (every row has it) | "model" (every model row) | "" (a scenario's)
-    energy: bool = False  # derived from measured energy: left out where telemetry reads none
-    numeric: bool | None = None  # None: numeric when it has a unit
-
-    @property
-    def holds_numbers(self) -> bool:
-        return bool(self.unit) if self.numeric is None else self.numeric
 
 
 # The results.csv columns in their order: the contract (README, "What `bench run` does") first.
@@ -145,17 +119,6 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            every='model', energy=True),
     Column('temp_c_max', 'C', 'highest device temperature seen', every='model'),
     Column('per_card', '', 'per card: mean/peak power (W), energy (J), peak temperature (C)', every='model'),
-    Column('size_mb', 'MiB', 'membw: buffer copied device to device'),
-    Column('matmul_n', '', 'matmul: n of the n x n x n products', numeric=True),
-    Column('bandwidth_gb_s', 'GB/s',
-           'membw: measured device memory bandwidth (bytes read + written)',
-           direction=+1, header='GB/s', fmt='{:.1f}', gated=True, table='compact'),
-    Column('tflops', 'TFLOP/s',
-           'matmul: measured dense matrix-multiply throughput',
-           direction=+1, header='TFLOP/s', fmt='{:.2f}', gated=True, table='compact'),
-    Column('bandwidth_best_gb_s', 'GB/s',
-           "membw: the fastest repetition; later runs take it as the roofline's bandwidth"),
-    Column('tflops_best', 'TFLOP/s', "matmul: the fastest repetition; later runs take it as the roofline's FLOP/s"),
     Column('tpot_ms_p90', 'ms', 'time per output token, p90', every='model'),
     Column('itl_ms_p90', 'ms', 'inter-token latency, p90', every='model'),
     Column('goodput_frac', '',
@@ -197,21 +160,9 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "server's /metrics: tokens per speculative step (1 + accepted drafts per draft)"),
     Column('power_limit_w', 'W', "the power limit in force on the case's cards (the lowest where they differ), "
            "read after the case; the detail says when it is not the card's default", every='model', energy=True),
-    Column('soak_peak_tok_s', 'tok/s', 'soak: decode tok/s of the fastest time slice'),
-    Column('soak_sustained_tok_s', 'tok/s', 'soak: decode tok/s sustained, the median of the last third of the slices',
-           direction=+1, header='sustained tok/s', fmt='{:.1f}', table='wide'),
-    Column('soak_sustained_ratio', '', 'soak: sustained over peak decode tok/s', numeric=True),
-    Column('soak_settle_s', 's', 'soak: seconds until the throughput stayed within 2% of the sustained figure'),
-    Column('soak_sustained_power_w', 'W', "soak: the cards' board power over the last third of the hold (median "
-           "of its slices): what a power claim about a card under steady load is answered by", energy=True),
-    Column('soak_energy_j_per_token_first', 'J/token', 'soak: decode energy per token in the first slice'),
-    Column('soak_energy_j_per_token_last', 'J/token', 'soak: decode energy per token in the last slice'),
-    Column('soak_slices', '', "soak: each slice's start, decode tok/s, power, lowest clock, highest temperature and "
-           'throttle reasons', numeric=False),
     Column('max_batch_meeting_slo', 'requests',
            'largest batch so far (same model) whose p99 TPOT/TTFT meet the SLOs',
            direction=+1, header='max bs in SLO', fmt='{:.0f}', table='wide'),
-    Column('largest_model_fitting', '', 'capacity: the largest model so far that loaded and ran on the cards given'),
     Column('placement', '',
            'how a model spans its cards: layer-split (transformers), tp, pp, tp x pp (vllm); empty on one',
            every='model'),
@@ -223,18 +174,6 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            'largest load so far (request rate in requests/s where the case has one, else users, else batch) whose '
            'p99 TPOT/TTFT meet the SLOs; a sweep stops past a load that breaks them by 1.5x or fails',
            direction=+1, header='max load in SLO', fmt='{:g}', numeric=True),
-    Column('predicted_max_context', 'tokens',
-           'longest input that fits: (memory - resident) / KV bytes per token',
-           header='pred. max ctx', fmt='{:.0f}', table='wide'),
-    Column('predicted_peak_mem_gb', 'GB', 'long-context: predicted peak memory of the case, beside peak_mem_gb'),
-    Column('measured_max_context', 'tokens',
-           'longest input that ran, bisected between last ok and first OOM',
-           direction=+1, header='meas. max ctx', fmt='{:.0f}', table='compact'),
-    Column('prefix_len', 'tokens', 'prefix-reuse: tokens of the shared prefix (computed once when reused)'),
-    Column('reuse', '', "prefix-reuse: the prefix's KV cache reused (True) or recomputed (False)"),
-    Column('ttft_speedup', '',
-           'prefix-reuse: TTFT recomputing the prefix / TTFT reusing its KV cache',
-           direction=+1, header='TTFT speedup', fmt='{:.1f}x', table='compact', numeric=True),
     Column('decode_tok_s_slices', 'tok/s',
            'long generation: decode tok/s per slice of slice_tokens tokens',
            numeric=False),
@@ -258,6 +197,7 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "pretrained weights: perplexity on claimbench's fixed text (seeds/perplexity.txt, 1024-token windows), "
            'the model as the case ran it (quantized included); empty for random weights',
            direction=-1, every='model', numeric=True),
+    *kinds_columns(),  # what one workload kind adds (bench/core/kinds.py)
     Column('tags', '', 'workload-specific key=value pairs', table='compact', every='row'),
 )
 COLUMNS: dict[str, Column] = {c.name: c for c in RESULT_COLUMNS}

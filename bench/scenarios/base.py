@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from bench.core.errors import BadInput
+from bench.core.kinds import KINDS
 from bench.core.metrics import Repetition
 from bench.core.noise import NoiseWarning
 from bench.core.schema import MODEL_EXTRAS, ROW_EXTRAS
@@ -91,10 +92,14 @@ class Scenario:
         """The case in words, for the progress line."""
         return case.label()
 
+    def own_columns(self) -> set[str]:
+        """The columns only this kind writes (its entry in bench/core/kinds.py)."""
+        return {c.name for c in KINDS[self.kind].columns}
+
     def declared_columns(self) -> set[str]:
         """The results.csv columns beyond the DESIGN contract that this scenario's rows can fill."""
         engines = self.workload.params.get("engine") or []
-        return {*ROW_EXTRAS, *MODEL_EXTRAS,
+        return {*ROW_EXTRAS, *MODEL_EXTRAS, *self.own_columns(),
                 *(c for name in (engines if isinstance(engines, list) else [engines])
                   for c in engine_class(name).columns)}
 

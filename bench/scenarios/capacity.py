@@ -22,9 +22,6 @@ class CapacityScenario(GenerateScenario):
         self.largest = ""
         self.out_of_memory = ""  # the first model that ran out of memory for real
 
-    def declared_columns(self) -> set[str]:
-        return super().declared_columns() | {"largest_model_fitting"}
-
     def skip_before_load(self, case: Case) -> tuple[str, str] | None:
         if self.out_of_memory and case["model"] != self.out_of_memory:
             return "skipped", f"a smaller model ({self.out_of_memory}) already ran out of memory on these cards"

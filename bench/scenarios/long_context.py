@@ -36,9 +36,6 @@ class LongContextScenario(GenerateScenario):
 
         return expand(w, input_lengths=lengths)
 
-    def declared_columns(self) -> set[str]:
-        return super().declared_columns() | {"predicted_max_context", "predicted_peak_mem_gb", "measured_max_context"}
-
     def columns(self, loaded: Loaded, case: Case, row: dict[str, Any], reps: list[Repetition]) -> dict[str, Any]:
         cols = super().columns(loaded, case, row, reps)
         cols["predicted_max_context"] = self.predicted_max_context(loaded, case)

@@ -23,10 +23,8 @@ OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
 class _Microbenchmark(Scenario):
     uses_model = False
 
-    columns_measured: tuple[str, ...] = ()
-
     def declared_columns(self) -> set[str]:
-        return {*ROW_EXTRAS, *self.columns_measured}
+        return {*ROW_EXTRAS, *self.own_columns()}
 
     def check(self, case: Case) -> None:
         """No model, no lengths: nothing to check."""
@@ -57,7 +55,6 @@ class _Microbenchmark(Scenario):
 
 class MembwScenario(_Microbenchmark):
     kind = "membw"
-    columns_measured = ("size_mb", "bandwidth_gb_s", "bandwidth_best_gb_s")
     plan_keys = ("size_mb",)
 
     def label(self, case: Case) -> str:
@@ -82,7 +79,6 @@ class MatmulScenario(_Microbenchmark):
 
     def label(self, case: Case) -> str:
         return f"{case['dtype']} {case['matmul_n']}^3 products"
-    columns_measured = ("matmul_n", "tflops", "tflops_best")
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         dtype, _ = dev.pick_dtype(case["dtype"], device)

@@ -54,9 +54,6 @@ class PrefixReuseScenario(GenerateScenario):
         out[:, :prefix_len] = prefix
         return out
 
-    def declared_columns(self) -> set[str]:
-        return super().declared_columns() | {"prefix_len", "reuse", "ttft_speedup"}
-
     def reused_prefix(self, case: Case) -> int:
         return case["prefix_len"] if case["reuse"] else 0
 

@@ -23,8 +23,6 @@ from bench.spec.workload import Case, expand
 from bench.telemetry.base import Reading
 
 SETTLED = 0.02  # within 2% of the sustained figure from a slice on: the throughput has settled there
-COLUMNS = ("soak_peak_tok_s", "soak_sustained_tok_s", "soak_sustained_ratio", "soak_settle_s", "soak_sustained_power_w",
-           "soak_energy_j_per_token_first", "soak_energy_j_per_token_last", "soak_slices")
 
 
 class SoakScenario(GenerateScenario):
@@ -40,9 +38,6 @@ class SoakScenario(GenerateScenario):
             hold = case.params["hold_seconds"]
             case.params.update(min_seconds=hold, max_seconds=hold, max_reps=1_000_000)
         return cases
-
-    def declared_columns(self) -> set[str]:
-        return super().declared_columns() | set(COLUMNS)
 
     def over_time(self, case: Case, reps: Sequence[Repetition], samples: Sequence[dict[str, Any]],
                   series: dict[str, list[Reading]]) -> dict[str, Any]:
