@@ -154,3 +154,25 @@ def test_a_row_without_a_parameter_takes_its_default_and_labels_name_what_sets_a
     assert case_label(row) == "w m bfloat16 bs=1 in=2 out=3 int4 compiled prefix=8 reused tp rate=2.5/s on 2 devices"
     assert case_label({**row, "placement": "", "request_rate": 0}).endswith("reused on 2 devices")
 
+
+
+def test_each_kind_writes_its_own_columns_and_no_other_kinds():
+    """A workload kind's entry in bench/core/kinds.py (its scenario, keys and columns) is what its runs carry:
+    each bundled workload's scenario is its kind's, declares that kind's own columns, and none of another
+    kind's; its own keys are workload keys."""
+    from bench.core.kinds import KINDS
+    from bench.spec.workload import PARAMS
+
+    seen = set()
+    for name in available_workloads():
+        if load_suite(name) is not None:
+            continue
+        w = load_workload(name)
+        scenario = scenario_for(w)
+        seen.add(w.kind)
+        declared = scenario.declared_columns()
+        own = {c.name for c in KINDS[w.kind].columns}
+        others = {c.name for kind, k in KINDS.items() if kind != w.kind for c in k.columns} - own
+        assert scenario.kind == w.kind and own <= declared and not declared & others, name
+        assert set(KINDS[w.kind].params) <= set(PARAMS), name
+    assert seen == set(KINDS)  # every kind has a bundled workload
