@@ -14,6 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("COLUMNS", None)
 os.environ.pop("LINES", None)
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Two xdist workers share the cores: torch's OpenMP threads that spin while waiting for work burn the cores
+# the other worker needs (two default `bench run`s side by side on 2 cores took 66 s each; with the threads
+# sleeping instead, 19 s). No test asserts a speed, so here, and in every `bench` child, they sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # One cache for the whole session (model shapes, probed ceilings), never the user's own.
 os.environ["CLAIMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="claimbench-cache-")
 
