@@ -19,7 +19,7 @@ from bench.analysis.claims import Claim
 from bench.core.errors import BadInput
 from bench.core.schema import NAN
 from bench.hardware.roofline import DATASHEET, GB, TB, TFLOP, Peak, decode_bytes_per_step, prefill_flops
-from bench.spec.models import ModelShape
+from bench.spec.models import ModelShape, resolve_model
 
 BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0, "int8": 1.0, "int4": 0.5}
 
@@ -267,7 +267,6 @@ def paper_rows(verdicts: list, cards: list[Peak], full: bool = True) -> list[dic
     verdict, then per card its paper verdict and why: the whole arithmetic, or with full=False its one clause)."""
     import functools
 
-    from bench.spec.models import resolve_model
 
     shape_of = functools.cache(lambda model: resolve_model(model).shape)
     rows = []

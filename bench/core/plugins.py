@@ -9,12 +9,13 @@ them in this order). A workload kind is its scenario module plus its entry in be
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from typing import Any
 
 from bench.core import kinds
 from bench.core.errors import BadInput
-from bench.core.params import Param
+from bench.core.params import CORE_PARAMS, Param
 
 ENGINES: dict[str, str] = {
     "transformers": "bench.engines.transformers_engine:TransformersEngine",
@@ -62,6 +63,12 @@ def engine_options() -> dict[str, Param]:
                 raise RuntimeError(f"engine option {key!r} is declared twice")
             options[key] = dataclasses.replace(param, engine=name)
     return options
+
+
+@functools.cache
+def workload_params() -> dict[str, Param]:
+    """Every key a workload may set: every kind's, each kind's own, and each engine's own options."""
+    return {**CORE_PARAMS, **engine_options()}
 
 
 def engine_class(name: str) -> Any:

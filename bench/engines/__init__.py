@@ -7,16 +7,15 @@ from typing import Any
 import torch
 
 from bench.core.params import LOAD_FIELDS
-from bench.core.plugins import ENGINES, engine_class
+from bench.core.plugins import ENGINES, engine_class, workload_params
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
+from bench.hardware.placement import card_count
 
 
 def load_key(params: dict[str, Any]) -> tuple:
     """Two cases with the same key run on the same loaded model: every parameter declared reload=True
     (the core ones and the case's engine's own)."""
-    from bench.spec.workload import PARAMS
-
-    return tuple(params[k] for k, p in PARAMS.items() if p.reload and p.engine in ("", params["engine"]))
+    return tuple(params[k] for k, p in workload_params().items() if p.reload and p.engine in ("", params["engine"]))
 
 
 def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: bool = False) -> LoadOptions:
@@ -28,18 +27,13 @@ def load_options(params: dict[str, Any], dtype: torch.dtype, prefix_caching: boo
 
 def own_options(params: dict[str, Any]) -> dict[str, Any]:
     """The case's engine's own declared options (request_rate, tensor_parallel_size, ...)."""
-    from bench.spec.workload import PARAMS
-
-    return {k: params[k] for k, p in PARAMS.items() if p.engine == params["engine"]}
+    return {k: params[k] for k, p in workload_params().items() if p.engine == params["engine"]}
 
 
 def device_count(params: dict[str, Any]) -> int:
     """Devices a case uses: the product of its engine's parallelism options (1 without any)."""
-    from bench.hardware.placement import card_count
-    from bench.spec.workload import PARAMS
-
     count = 1
-    for k, p in PARAMS.items():
+    for k, p in workload_params().items():
         if p.engine == params["engine"] and p.devices:
             value = params.get(k, p.default)
             count *= card_count(value) if isinstance(value, str) else int(value)

@@ -22,7 +22,9 @@ from typing import Any
 import torch
 
 from bench.core.noise import NoiseWarning
+from bench.core.paths import seeds_dir
 from bench.core.schema import NAN
+from bench.hardware.devices import free_memory_bytes
 
 # The KL divergence (nats, mean over the checked positions) beyond which a path's output is not the model's, by
 # the dtype the timed path ran in. Measured on this project's 2-core CPU (tests/benchmarks/output_check_noise.py,
@@ -165,7 +167,6 @@ def local_reference(spec: Any, device: Any, dtype: torch.dtype) -> tuple[Any, st
     too little free memory beside it."""
     from transformers import AutoModelForCausalLM
 
-    from bench.hardware.devices import free_memory_bytes
 
     if spec.weights != "pretrained":
         return None, WEIGHTS_ELSEWHERE
@@ -213,7 +214,6 @@ def perplexity(model: Any, model_dir: str, max_position: int, device: Any) -> tu
     machines, engines and quantizations of one checkpoint, not checkpoints with other published numbers)."""
     from transformers import AutoTokenizer
 
-    from bench.core.paths import seeds_dir
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bench.core.errors import BadInput, first_line
+from bench.engines.base import EngineUnavailable
 
 INSTALL = "pip install 'claimbench[quant]' (torchao)"
 
@@ -40,7 +41,6 @@ def _import_torchao() -> Any:
 
 def quantize(model: Any, quant: str, device_type: str) -> None:
     """Quantize the model's linear layers' weights in place (all but lm_head)."""
-    from bench.engines.base import EngineUnavailable
 
     if quant == "none":
         return

@@ -32,6 +32,10 @@ import torch
 
 from bench.core import clock
 from bench.core.errors import first_line
+from bench.core.noise import own_cores
+from bench.engines import output_check
+from bench.engines.decode_loop import DecodeLoop, timed_call
+from bench.engines.quant import weight_bytes
 from bench.hardware import devices as dev
 from bench.hardware.devices import Device
 
@@ -165,7 +169,6 @@ class TensorParallelGroup:
 
 
 def _own_cores() -> int:
-    from bench.core.noise import own_cores
 
     return own_cores()
 
@@ -189,7 +192,6 @@ def _load_shard(model: Any, card: Device, world: int, options: Any) -> Any:
 @torch.inference_mode()
 def _check_output(hf: Any, loop: Any, ids: torch.Tensor, output_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's part of the output check: the loop once more with its logits, then the reference forward."""
-    from bench.engines import output_check
 
     vocab = hf.get_output_embeddings().weight.shape[0] if hf.get_output_embeddings() is not None else 1
     rows = output_check.rows_to_check(ids.shape[0], output_len, vocab, 4)
@@ -210,8 +212,6 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
         import torch.distributed as dist
         from transformers.utils import logging as hf_logging
 
-        from bench.engines.decode_loop import DecodeLoop, timed_call
-        from bench.engines.quant import weight_bytes
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

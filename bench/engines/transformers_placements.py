@@ -29,7 +29,12 @@ from bench.engines.output_check import OutputCheck
 from bench.engines.quant import quantize, weight_bytes
 from bench.engines.tensor_parallel import TensorParallelGroup
 from bench.hardware.devices import Device, free_memory_bytes, synchronize
-from bench.hardware.placement import resolve_cards, tensor_parallel_ranks
+from bench.hardware.placement import (
+    layer_split_map,
+    place_random_weights,
+    resolve_cards,
+    tensor_parallel_ranks,
+)
 from bench.spec.models import ModelSpec
 
 
@@ -404,7 +409,6 @@ def _load_split(model: ModelSpec, cards: list[Device], options: LoadOptions) -> 
     """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
     from transformers import AutoModelForCausalLM
 
-    from bench.hardware.placement import layer_split_map, place_random_weights
 
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,

@@ -23,6 +23,7 @@ from bench.engines import output_check
 from bench.engines.base import Engine, EngineUnavailable, LoadOptions
 from bench.engines.output_check import OutputCheck
 from bench.hardware.devices import Device, dtype_name
+from bench.hardware.placement import check_tensor_parallel
 from bench.spec.models import ModelSpec, resolve_model
 
 # This engine's own workload keys (the loader merges them; --set reaches them like any key).
@@ -67,7 +68,6 @@ class VllmEngine(Engine):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Tensor parallelism must divide the model's attention heads (said before any work)."""
-        from bench.hardware.placement import check_tensor_parallel
 
         tp = int(params.get("tensor_parallel_size", 1))
         if tp > 1:

@@ -13,6 +13,7 @@ import psutil
 import torch
 
 from bench.core.errors import BadInput
+from bench.core.noise import own_cores
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -308,7 +309,6 @@ def resident_bytes(device: Device) -> float:
 
 def set_threads(requested: int) -> int:
     """torch's CPU threads for a case: as requested, or (0) the cores this process may use. Returns the count."""
-    from bench.core.noise import own_cores
 
     count = requested or own_cores()
     if torch.get_num_threads() != count:

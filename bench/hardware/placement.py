@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from bench.core.errors import BadInput
-from bench.hardware.devices import Device, backend_module, resolve_device
+from bench.hardware.devices import Device, backend_module, resolve_device, usable_memory_bytes
 from bench.spec.models import resolve_model
 
 PLACEMENTS = ("auto", "layer-split", "tp")
@@ -185,7 +185,6 @@ def weights_cannot_fit(model: str, params: float, quant: str, dtype: Any, cards:
     case. cards None: the weights are not in this process (a server, a timing model)."""
     import torch
 
-    from bench.hardware.devices import usable_memory_bytes
 
     if not cards:
         return ""

@@ -10,8 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.analysis.pareto import pareto_points
 from bench.analysis.stats import confidence_interval
 from bench.analysis.verify import Verdict, verify
+from bench.analysis.whatif import paper_rows
 from bench.core.caseid import case_label
 from bench.core.errors import BadInput
 from bench.core.noise import doubts, kinds, summary
@@ -235,7 +237,6 @@ def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
 def pareto_curve(runs: list[Run], names: dict[str, str]) -> Callable:
     """Output tok/s per device against tok/s per user, one line per run through its loads (Pareto-optimal
     points filled): two servers compared at equal interactivity."""
-    from bench.analysis.pareto import pareto_points
 
     def draw(ax) -> bool:
         drew = False
@@ -470,7 +471,6 @@ def _bars(runs: list[Run]) -> int:
 
 def paper_section(verdicts: list[Verdict], cards: list[Any]) -> str:
     """Each claim beside what the named cards allow on paper, under the measured verdicts (never replacing them)."""
-    from bench.analysis.whatif import paper_rows
 
     rows = paper_rows(verdicts, cards)
     if not rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.analysis.pareto import pareto_points
 from bench.core.caseid import case_label
 from bench.core.errors import BadInput
 from bench.core.schema import COLUMNS
@@ -20,7 +21,6 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.analysis.pareto import pareto_points
 
     metrics = [m for m in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "energy_j_per_token")
                if f"{m} [0]" in table.columns and table[f"{m} [0]"].notna().any()]

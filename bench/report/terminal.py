@@ -15,12 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.claims import describe, load_claims
+from bench.analysis.history import open_change_points
 from bench.core.noise import doubts, summary
 from bench.core.params import CASE, CORE_PARAMS, IDENTITY
 from bench.core.schema import COLUMNS, COMPACT_COLUMNS, SUMMARY_COLUMNS, header
-from bench.report.textformat import num
+from bench.engines import ENGINES
+from bench.report.textformat import factor_cases, num, rows_for_rich
+from bench.scenarios import scenario_for
 from bench.spec.models import bundled_models, resolve_model
-from bench.spec.workload import Case
+from bench.spec.suite import load_suite
+from bench.spec.workload import Case, available_workloads, load_workload
 
 # Columns shown in the terminal after a run (the CSV has them all): name, heading, format, from the schema.
 SUMMARY: list[tuple[str, str, str]] = [(n, header(n), COLUMNS[n].fmt) for n in SUMMARY_COLUMNS]
@@ -125,7 +129,6 @@ def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
     (bench.scenarios: the longest context, a budget, a speedup, the SLO...)."""
     if workload is None or not rows:
         return []
-    from bench.scenarios import scenario_for
 
     return scenario_for(workload).answers(rows)
 
@@ -173,7 +176,6 @@ def stdout_console() -> Console:
 def print_frame(df: Any, title: str, columns: list[str] | None = None, whole: tuple[str, ...] = ()) -> None:
     """A table that folds long cells rather than cutting them; `columns`: only these (the compact view);
     `whole`: columns kept on one line besides the first (a verdict reads badly as "does not / hold")."""
-    from bench.report.textformat import factor_cases, rows_for_rich
 
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
@@ -203,8 +205,6 @@ def list_view(what: str, width: int) -> RenderableType:
 
     entries: list[tuple[str, str, str]] = []  # (heading, what it answers or needs, text)
     if what == "workloads":
-        from bench.spec.suite import load_suite
-        from bench.spec.workload import available_workloads, load_workload
 
         title = "workloads (bench run --workload NAME)"
         for name, path in available_workloads().items():
@@ -235,8 +235,6 @@ def list_view(what: str, width: int) -> RenderableType:
 def list_table(what: str) -> Table:
     """`bench list workloads|models|engines|claims` as a table."""
     if what == "workloads":
-        from bench.spec.suite import load_suite
-        from bench.spec.workload import available_workloads, load_workload
 
         table = Table(title="workloads", box=box.SIMPLE_HEAD)
         for col in ("name", "kind", "claims", "description"):  # the longest claim id fits on one line
@@ -271,7 +269,6 @@ def list_table(what: str) -> Table:
             table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", ", ".join(c.workloads),
                           describe(c.conditions))
     else:
-        from bench.engines import ENGINES
 
         table = Table(title="engines", box=box.SIMPLE_HEAD)
         table.add_column("name")
@@ -451,7 +448,6 @@ def print_history(all_series: list[Any]) -> None:
     """`bench history`: how many series and what they say, then the change points, newest first."""
     from collections import Counter
 
-    from bench.analysis.history import open_change_points
 
     counts = Counter(s.label for s in all_series)
     print(f"{len(all_series)} series: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()))

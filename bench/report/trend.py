@@ -14,6 +14,7 @@ import numpy as np
 
 from bench.analysis.history import Series
 from bench.core.schema import GATED
+from bench.report.htmlreport import LAYOUT_PROBE, svg_figure
 
 MAX_TICKS = 12  # labels under a small multiple: every point up to this many, then evenly spaced ones
 MIN_CHART_POINTS = 3  # fewer points are a table row: a line through one or two says nothing a number does not
@@ -100,7 +101,6 @@ def _draw_series(ax: Any, s: Series, axis: str, bottom: bool) -> None:
 def trend_page(all_series: list[Series], axis: str = "commit (oldest first)", scope: str = "") -> str:
     """The page: which runs it holds, the series table (regressions first), then a chart per case and machine
     with its metrics as small multiples."""
-    from bench.report.htmlreport import LAYOUT_PROBE, svg_figure
 
     with_points = [s for s in all_series if s.points]
     ranked = sorted(with_points, key=lambda s: (RANK.get(s.label, 4), s.machine, s.case, s.metric))

@@ -15,7 +15,7 @@ import torch
 
 from bench.core.paths import PROJECT_ROOT
 from bench.core.process_env import ALLOC_CONF_VARS
-from bench.hardware.devices import Device, cpu_name
+from bench.hardware.devices import Device, cpu_name, pick_dtype, resolve_device
 from bench.telemetry.base import Backend
 from bench.telemetry.probe import accelerators_seen, probe_backend
 
@@ -97,7 +97,6 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
 def environment() -> tuple[dict[str, Any], Device, list[str]]:
     """`bench env`'s facts: the fingerprint of this machine's auto device and its telemetry, the backends tried,
     auto's dtype, and every card a vendor's tool sees (usable by torch or not)."""
-    from bench.hardware.devices import pick_dtype, resolve_device
 
     device = resolve_device("auto")
     backend, tried = probe_backend(device.type)

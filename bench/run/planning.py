@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BadInput
+from bench.core.noise import own_cores
+from bench.engines import engine_names
+from bench.engines.quant import check_available
+from bench.engines.transformers_engine import resolve_path
+from bench.hardware.devices import resolve_device
+from bench.scenarios import scenario_for
 from bench.spec.models import resolve_model
-from bench.spec.workload import Case, Workload
+from bench.spec.workload import Case, Workload, apply_overrides, coerce, did_you_mean, load_workload
 
 
 @dataclass
@@ -28,7 +34,6 @@ class Plan:
         """How many shapes the captured decode path will compile (one per model, dtype, weights, batch, total
         length and torch thread count, which torch.compile's guards hold too; a case repeating all of these
         reuses its graph)."""
-        from bench.engines.transformers_engine import resolve_path
 
         return len({(c["model"], c["dtype"], c["quant"], c["batch_size"], c["input_len"] + c["output_len"],
                      c["threads"])
@@ -45,10 +50,6 @@ class Plan:
 def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any) -> Plan:
     """The workload with every override applied and its cases, each checked: bad input fails here,
     before any work starts."""
-    from bench.engines import engine_names
-    from bench.engines.quant import check_available
-    from bench.scenarios import scenario_for
-    from bench.spec.workload import apply_overrides, did_you_mean
 
     for quant in overrides.get("quant", []):  # asked for on the command line: must be possible
         check_available(quant)
@@ -75,7 +76,6 @@ def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any
 def _check_threads(asked: list[int]) -> None:
     """More torch threads than the cores this process may use share cores: the figure would measure the
     scheduler (threads=4096 on 2 cores ran at 0.3 tok/s and drove the load average to 70). Refused."""
-    from bench.core.noise import own_cores
 
     cores = own_cores()
     over = [t for t in asked if t > cores]
@@ -87,9 +87,6 @@ def _check_threads(asked: list[int]) -> None:
 
 def one_case(workload_name: str, overrides: dict[str, Any]) -> tuple[Any, Case, Any]:
     """(scenario, case, device) for a caller that runs exactly one case (the pytest plugin)."""
-    from bench.hardware.devices import resolve_device
-    from bench.scenarios import scenario_for
-    from bench.spec.workload import coerce, load_workload
 
     loaded = load_workload(workload_name)
     overrides = {k: coerce(k, v, "claimbench_case") for k, v in overrides.items()}
@@ -118,7 +115,6 @@ class SuitePlan:
 
 def plan_suite(suite: Any, overrides: dict[str, Any], quick: bool, device: Any) -> SuitePlan:
     """Every step checked before the first one runs."""
-    from bench.spec.workload import load_workload
 
     on_gpu = device.type == "cuda"
     planned, not_here = [], []

@@ -21,11 +21,13 @@ from bench.core import clock
 from bench.core.errors import first_line
 from bench.core.process_env import hold_interrupts
 from bench.core.schema import ENERGY_EXTRAS, result_columns
+from bench.engines import engine_class
 from bench.hardware.canary import measure
 from bench.hardware.ceilings import fill_missing, latest_ceiling
 from bench.hardware.devices import Device
 from bench.run.fingerprint import fingerprint
 from bench.run.runner import Runner
+from bench.scenarios import scenario_for
 from bench.spec.workload import Case, Workload
 from bench.store.results import RunWriter
 from bench.telemetry.base import Backend
@@ -64,7 +66,6 @@ class Outcome:
 
 def server_info(workload: Workload) -> dict[str, Any] | None:
     """The server an engine of the workload talks to, for run.json (None when every engine is in-process)."""
-    from bench.engines import engine_class
 
     for name in workload.params["engine"]:
         info = engine_class(name).server_info(workload.params)
@@ -75,8 +76,6 @@ def server_info(workload: Workload) -> dict[str, Any] | None:
 
 def needs_ceiling(workload: Workload) -> bool:
     """A workload that runs a model on this machine's device: its rows need the roofline."""
-    from bench.engines import engine_class
-    from bench.scenarios import scenario_for
 
     return scenario_for(workload).uses_model and any(
         engine_class(name).on_local_device for name in workload.params["engine"])
@@ -88,7 +87,6 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly. telemetry: a
     backend to read instead of this machine's own (a Ray cluster's nodes). allow_power_limit: the user's leave
     to change the cards' power limit for the cases that ask (put back when the run ends)."""
-    from bench.scenarios import scenario_for
 
     backend, tried = (telemetry, []) if telemetry is not None else probe_backend(device.type)
     scenario = scenario_for(workload)

@@ -24,6 +24,7 @@ from bench.core.schema import NAN
 from bench.engines import load_key
 from bench.hardware.roofline import predicted_extra_bytes
 from bench.scenarios.base import Loaded, Scenario
+from bench.scenarios.sampler_cost import sampler_costs
 from bench.spec.workload import Case
 
 GB = 1e9
@@ -174,7 +175,6 @@ class GenerateScenario(Scenario):
     def answers(self, rows: list[dict[str, Any]]) -> list[str]:
         """Whether each model fits its budget, the share of requests within the SLO and the largest batch or
         request rate meeting it, and the sampler's cost where trials paired it on and off."""
-        from bench.scenarios.sampler_cost import sampler_costs
 
         ok = [r for r in rows if r.get("status") == "ok"]
         lines = []

@@ -31,9 +31,9 @@ from typing import Any
 
 from bench.core.caseid import case_label
 from bench.core.errors import MAX_VALUE_CHARS, QUOTE_CHARS, BadInput, quote
-from bench.core.params import CORE_PARAMS, Param
+from bench.core.params import Param
 from bench.core.paths import workloads_dir
-from bench.core.plugins import KINDS, engine_options
+from bench.core.plugins import KINDS, workload_params
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +43,7 @@ else:  # pragma: no cover
 
 
 # The core keys and every engine's own options (each engine module declares its OPTIONS).
-PARAMS: dict[str, Param] = {**CORE_PARAMS, **engine_options()}
+PARAMS: dict[str, Param] = workload_params()
 MATRIX_KEYS: tuple[str, ...] = tuple(k for k, p in PARAMS.items() if p.matrix)
 META_KEYS = {"name", "description", "kind", "claims", "params", "quick", "gpu"}
 
