@@ -147,7 +147,8 @@ def test_a_missing_ceiling_is_probed_once_per_machine(tmp_path):
     """No membw/matmul run and no datasheet entry (a CPU): the first generate run probes the ceilings, records
     them in run.json with their source and fills the roofline columns; the next run reuses the cached figures."""
     env = {"CLAIMBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("run", "--set", "min_reps=1", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1")
+    args = ("run", "--set", "min_reps=1", "--set", "min_seconds=0", "--set", "idle_seconds=0", "--set", "batch_size=1",
+            "--set", "canary_seconds=0", "--set", "check=false", "--set", "output_len=8")
     sources = []
     for out in ("a", "b"):
         proc = run_bench(*args, "--out", str(tmp_path / out), env=env)

@@ -200,15 +200,14 @@ def test_pretrained_weights_report_perplexity_on_the_fixed_text(tmp_path):
     """A local checkpoint with its tokenizer: the row carries the perplexity of the fixed text, and a model
     trained a few steps on that text scores far lower than the same model untrained (the figure measures the
     model, not the plumbing)."""
-    figures = {}
-    for steps in (0, 30):
-        model = _checkpoint_with_tokenizer(tmp_path / f"model-{steps}", steps)
-        proc = run_bench("run", "--model", str(model), "--set", "dtype=float32", "--set", "batch_size=1",
-                         "--set", "output_len=4", *FAST, "--out", str(tmp_path / f"out-{steps}"))
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        (row,) = pd.read_csv(single_run_dir(tmp_path / f"out-{steps}") / "results.csv").to_dict("records")
-        assert row["weights"] == "pretrained" and row["check_kld_mean"] < 1e-4
-        figures[steps] = row["perplexity"]
+    models = [_checkpoint_with_tokenizer(tmp_path / f"model-{steps}", steps) for steps in (0, 30)]
+    proc = run_bench("run", "--set", f"model={models[0]},{models[1]}", "--set", "dtype=float32",
+                     "--set", "batch_size=1", "--set", "output_len=4", *FAST, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(single_run_dir(tmp_path / "out") / "results.csv").to_dict("records")
+    assert [r["model"] for r in rows] == [str(m) for m in models]
+    assert all(r["weights"] == "pretrained" and r["check_kld_mean"] < 1e-4 for r in rows)
+    figures = {0: rows[0]["perplexity"], 30: rows[1]["perplexity"]}
     assert 100 < figures[0] < 5000  # random weights: about the vocabulary's 512, give or take
     assert 1 < figures[30] < figures[0] / 5, figures
 
