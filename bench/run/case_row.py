@@ -75,8 +75,9 @@ def model_columns(loaded: Loaded, case: Case) -> dict[str, Any]:
 
 def measured_columns(row: dict[str, Any], got: Gathered, loaded: Loaded, case: Case, scenario: Scenario,
                      sampler: Sampler, idle_power: dict[str, float], ceiling: Ceiling, run_id: str,
-                     split: list[dev.Device], concurrent: int, reuse: int) -> tuple[list[dict[str, Any]], str]:
-    """Fill `row` with the figures of the timed repetitions; (the samples.csv rows, the energy note).
+                     split: list[dev.Device], concurrent: int, reuse: int) -> tuple[list[dict[str, Any]], str, str]:
+    """Fill `row` with the figures of the timed repetitions; (the samples.csv rows, the energy note, the note
+    that the cards ran under a power limit not their own, '' if they did not).
     split: the cards whose memory the process reads; concurrent: the cards reading weights at once (TP)."""
     p, reps, engine = case.params, got.reps, loaded.engine
     row.update(calculate_metrics(reps))
@@ -99,8 +100,6 @@ def measured_columns(row: dict[str, Any], got: Gathered, loaded: Loaded, case: C
     limit, capped = power_limit(sampler.backend.power_limits(), cards)
     if limit == limit:
         row["power_limit_w"] = limit
-    if capped:
-        scenario.note(capped)  # first in the detail: every figure of the row is a capped card's
     row.update(scenario.over_time(case, reps, samples, sampler.series(reps[0].start, reps[-1].end)
                                   if p["telemetry"] else {}))
     why_not = sampler.backend.capabilities().get("throttle")
@@ -113,4 +112,4 @@ def measured_columns(row: dict[str, Any], got: Gathered, loaded: Loaded, case: C
                                 loaded.bytes_per_element))
     row.update(scenario.columns(loaded, case, row, reps))
     row.update(engine.case_columns(reps))
-    return samples, energy_note
+    return samples, energy_note, capped

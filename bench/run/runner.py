@@ -202,7 +202,7 @@ class Runner:
         self.sampler.sample_now(settle=True)
         self.sampler.pause(False)
         reps = got.reps
-        samples, energy_note = measured_columns(row, got, loaded, case, self.scenario, self.sampler, self.idle_power,
+        samples, energy_note, capped = measured_columns(row, got, loaded, case, self.scenario, self.sampler, self.idle_power,
                                                 self.ceiling, self.run_id, split, concurrent, reuse)
         warnings: list[NoiseWarning] = []
         _, recompiled = engine.compile_stats()
@@ -220,7 +220,8 @@ class Runner:
                                                   warnings)
         warnings += warnings_for(row, samples, other_load.cores(), self.sampler.backend.other_processes(),
                                  energy_note)
-        row["detail"] = "; ".join(n for n in [row["detail"], *self.scenario.notes(), *engine.notes()] if n)
+        # The cap first: every figure of the row is a capped card's.
+        row["detail"] = "; ".join(n for n in [row["detail"], capped, *self.scenario.notes(), *engine.notes()] if n)
         if row["status"] in ("oom", "over_budget"):
             self.scenario.on_oom(case)
         self.scenario.after(case, row)
