@@ -10,11 +10,12 @@ seconds (default 0.2). $FAKE_SMI_MODE makes it misbehave like a real tool can: e
 | na (every number N/A) | missing (lines/keys with "Power" dropped) | reorder (lines reversed) | empty | die (a
 watch that stops after two blocks) | hang-child (starts a helper process, as some tools do, then hangs; the
 helper's command line holds the tool's --from directory so a test can find it); watch-MODE misbehaves in the
-watch only.
+watch only. Each folder's expect.json says what its backend must read from it (`expectations()`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -22,6 +23,18 @@ import time
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smi"
+
+
+def expectations() -> dict[str, dict]:
+    """Each fixture folder's expect.json, by folder: the backend that reads the folder (by its registry name), its
+    cards, per card every value each field takes over the frames (null where the tool prints N/A), and the
+    fields the backend says it cannot read. Checked by tests/test_vendor_telemetry.py for every folder."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(FIXTURES.glob("*/expect.json"))}
+
+
+def streams(folder: str) -> bool:
+    """Whether the folder's tool is left running (a watch or dump mode) rather than run once per sample."""
+    return any((FIXTURES / folder).glob("*.stream.txt"))
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """Telemetry backends: NVML against a fake module (CPU CI) and the real one (-m gpu), RAPL against a fake sysfs."""
 
+import sys
 import time
 
 import pytest
@@ -181,10 +182,10 @@ def test_probe_falls_back_to_the_cpu_on_a_machine_without_gpus(monkeypatch):
     backend, tried = probe_backend("cuda")
     assert backend.name == "cpu"
     assert set(backend.capabilities()) == set(FIELDS)
-    from bench.core.plugins import BACKENDS
+    from bench.core.plugins import backends
 
-    # every accelerator backend of the registry, in order, each with why it did not start here
-    assert [t.split(":")[0] for t in tried] == [n for n in BACKENDS if n != "cpu"]
+    # every accelerator backend found, in probe order, each with why it did not start here
+    assert [t.split(":")[0] for t in tried] == [n for n in backends() if n != "cpu"]
 
 
 def test_sampler_runs_in_the_background_and_drains():
@@ -205,32 +206,57 @@ def test_idle_baseline_brackets_its_window():
     assert idle == pytest.approx({"gpu0": 100.0, "gpu1": 200.0}, rel=0.02)
 
 
-class _ToyBackend:
-    """A backend module's class as the registry sees it (a stand-in: this machine has no such card)."""
+TOY_MODULE = """# A vendor's backend as a new module declares it (a stand-in: this machine has no such card)
 
-    name, accelerator, reads, energy_method, power_method = "toy", True, ("power_w",), "toy-counter", "toy-power"
+from bench.telemetry.base import FIELDS, NoTelemetry
 
 
-def test_a_backend_is_one_registry_line(monkeypatch):
-    """The probe walks the registry in order: a new line before the CPU's is tried first on an accelerator run,
-    skipped on a CPU run, and its energy method names its rows (attribution names no vendor)."""
-    from bench.core import plugins as registry
-    from bench.telemetry.base import NoTelemetry
+class ToyBackend(NoTelemetry):
+    name = "toy"
+    probe_rank = 500
+    energy_method = "toy-counter"
+    power_method = "toy-power"
+    reads = ("power_w",)
 
-    class Toy(_ToyBackend, NoTelemetry):
-        def __init__(self) -> None:
-            NoTelemetry.__init__(self, "toy")
+    def __init__(self) -> None:
+        super().__init__("toy")
 
-        def capabilities(self):
-            return {f: (None if f in self.reads else "toy: not read") for f in FIELDS}
+    def capabilities(self):
+        return {f: (None if f in self.reads else "toy: not read") for f in FIELDS}
+"""
 
-    monkeypatch.setattr(registry, "BACKENDS", {"toy": "x:y", **registry.BACKENDS})
-    real = registry.backend_class
-    monkeypatch.setattr("bench.telemetry.probe.backend_class", lambda name: Toy if name == "toy" else real(name))
-    monkeypatch.setattr("bench.telemetry.probe.BACKENDS", registry.BACKENDS)
-    backend, _ = probe_backend("cuda")
+
+@pytest.fixture
+def telemetry_folder(tmp_path, monkeypatch):
+    """A second folder of bench.telemetry's modules, for a test to drop a backend module into."""
+    import bench.telemetry
+    from bench.core import plugins
+
+    monkeypatch.setattr(bench.telemetry, "__path__", [*bench.telemetry.__path__, str(tmp_path)])
+    plugins.backends.cache_clear()
+    yield tmp_path
+    monkeypatch.undo()
+    for name in [m for m in sys.modules if m.startswith("bench.telemetry.toy")]:
+        del sys.modules[name]
+    plugins.backends.cache_clear()
+
+
+def test_a_backend_is_its_module(telemetry_folder):
+    """A module dropped beside the others that declares its name and probe rank is found with nothing else
+    edited: tried in its rank's place (before the CPU's) on an accelerator run, skipped on a CPU run, named in
+    its rows' energy method (attribution names no vendor); a second module declaring the same name is refused."""
+    from bench.core import plugins
+
+    (telemetry_folder / "toy_vendor.py").write_text(TOY_MODULE)
+    assert list(plugins.backends())[-2:] == ["toy", "cpu"]
+    backend, tried = probe_backend("cuda")
     assert backend.name == "toy" and backend.energy_reason() == "toy-counter"
+    assert [t.split(":")[0] for t in tried] == [n for n in plugins.backends() if n not in ("toy", "cpu")]
     assert probe_backend("cpu")[0].name == "cpu"  # an accelerator backend is not tried on a CPU run
+    (telemetry_folder / "toy_again.py").write_text(TOY_MODULE)
+    plugins.backends.cache_clear()
+    with pytest.raises(RuntimeError, match="'toy' is declared twice"):
+        plugins.backends()
 
 
 def test_sampler_cost_pairs_trials_and_says_whether_it_is_noise():

@@ -16,26 +16,49 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.core.plugins import backend_class
+from tests import fake_smi
 from tests.helpers import run_bench
 
 FAKE = Path(__file__).resolve().parent / "fake_smi.py"
-TOOLS = ("npu-smi", "mthreads-gmi", "hy-smi", "cnmon", "mx-smi", "efsmi")
+EXPECT = fake_smi.expectations()  # fixture folder -> what its backend must read from it (its expect.json)
+
+
+def _tool(folder: str) -> str:
+    """The command a fixture folder plays: its backend's tool."""
+    return backend_class(EXPECT[folder]["backend"]).tool
+
+
+def _folder_variable(tool: str) -> str:
+    """The variable that picks which folder a tool plays, where vendors share a name (Intel's and Kunlunxin's
+    xpu-smi): $FAKE_XPU_SMI."""
+    return "FAKE_" + tool.upper().replace("-", "_")
+
+
+def _play(monkeypatch, folder: str) -> None:
+    """Make the tool of this folder's backend play this folder."""
+    monkeypatch.setenv(_folder_variable(_tool(folder)), folder)
+
+
+def _default_folders() -> dict[str, str]:
+    """Each tool -> the folder it plays unless told: the folder of its own name, else the first by name."""
+    tools: dict[str, str] = {}
+    for folder in sorted(EXPECT, key=lambda f: (f != _tool(f), f)):
+        tools.setdefault(_tool(folder), folder)
+    return tools
 
 
 @pytest.fixture
 def smi_path(tmp_path, monkeypatch):
-    """A bin directory holding the fake tools, first on PATH; returns the environment to give a subprocess.
-    `xpu-smi` plays Intel's fixtures unless $FAKE_XPU_SMI names Kunlunxin's (one name, two tools)."""
+    """A bin directory holding every fixture folder's tool, first on PATH; returns the environment to give a
+    subprocess. A tool shared by vendors plays its default folder unless _play() picks another."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in TOOLS:
+    for tool, folder in _default_folders().items():
         script = bin_dir / tool
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" --from "{bin_dir}" {tool} "$@"\n')
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" --from "{bin_dir}" '
+                          f'"${{{_folder_variable(tool)}:-{folder}}}" "$@"\n')
         script.chmod(0o755)
-    script = bin_dir / "xpu-smi"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" --from "{bin_dir}" '
-                      f'"${{FAKE_XPU_SMI:-xpu-smi-intel}}" "$@"\n')
-    script.chmod(0o755)
     monkeypatch.setenv("FAKE_SMI_PERIOD", "0.1")
     path = f"{bin_dir}:{__import__('os').environ['PATH']}"
     monkeypatch.setenv("PATH", path)
@@ -82,83 +105,68 @@ def test_ascend_chips_from_the_watch_mode(smi_path):
     assert processes[0].poll() is not None  # the watch is stopped with the backend
 
 
-def test_each_vendor_tool_reads_its_cards(smi_path, monkeypatch):
-    """Cambricon, MetaX, Enflame, Kunlunxin and Intel from their fixtures: per card, what each tool gives."""
-    from bench.telemetry.cambricon import CambriconBackend
-    from bench.telemetry.enflame import EnflameBackend
+def _matches(value, allowed: list) -> bool:
+    """A reading's field is one of the fixture's values for it (None only where the tool prints N/A)."""
+    return value is None and None in allowed or any(v is not None and value == pytest.approx(v) for v in allowed)
+
+
+@pytest.mark.parametrize("folder", sorted(EXPECT))
+def test_each_vendor_tool_reads_what_its_fixtures_say(smi_path, monkeypatch, folder):
+    """Every fixture folder through the backend its expect.json names, found as the probe finds it: the cards, each
+    field of each card's readings among the values the fixture's frames give (every frame's power seen in turn,
+    so nothing stale; N/A empty, never 0), and the fields the backend says it cannot read. A new vendor's tool
+    is checked here by its module and its fixtures, with no test edited."""
+    expect = EXPECT[folder]
+    _play(monkeypatch, folder)
+    backend = backend_class(expect["backend"])()
+    want = expect["readings"]
+    try:
+        assert backend.devices() == expect["devices"]
+
+        def every_frame_seen(readings: list) -> bool:
+            seen = {(r.device, r.power_w) for r in readings}
+            return all((card, p) in seen for card, fields in want.items() for p in fields.get("power_w", []))
+
+        readings = _collect(backend, every_frame_seen)
+        assert every_frame_seen(readings), sorted({(r.device, r.power_w) for r in readings}, key=str)
+        for r in readings:
+            for field, allowed in want[r.device].items():
+                assert _matches(getattr(r, field), allowed), (r.device, field, getattr(r, field), allowed)
+        caps = backend.capabilities()
+        assert [f for f, why in caps.items() if why] == expect["not_read"]
+        assert all(caps[f] is None for card in want.values() for f in card)  # what it reads, it says it reads
+    finally:
+        backend.close()
+
+
+def test_one_tool_name_two_vendors_and_neither_starts_on_the_others(smi_path, monkeypatch):
+    """Intel's xpu-smi is not Kunlunxin's: each backend refuses the other's output, saying which tool it found."""
     from bench.telemetry.intel_xpu import IntelXpuBackend
     from bench.telemetry.kunlunxin import KunlunxinBackend
-    from bench.telemetry.metax import MetaxBackend
 
-    mlu = CambriconBackend()
-    a, b = mlu.read()
-    assert mlu.devices() == ["mlu0", "mlu1"] and a.power_w in (152, 160) and b.power_w in (140, 148)
-    assert a.util == 35 and a.temp_c == 52 and a.mem_used_gb == pytest.approx(2048 * (1 << 20) / 1e9)
-    mx = MetaxBackend()
-    a, b = mx.read()
-    assert mx.devices() == ["mx0", "mx1"] and a.power_w in (210.5, 218.0) and a.util == 64 and a.temp_c == 45.5
-    assert a.mem_used_gb == pytest.approx(8388608 * 1024 / 1e9) and b.util == 3
-    gcu = EnflameBackend()
-    a, b = gcu.read()
-    assert gcu.devices() == ["gcu0", "gcu1"] and a.power_w in (120.5, 126.0) and a.temp_c == 44 and a.util == 55
-    assert a.mem_used_gb == pytest.approx(4096 * (1 << 20) / 1e9) and b.util == 0.0  # 0 % is a reading, not N/A
-    for backend in (mlu, mx, gcu):
-        assert backend.capabilities()["power_w"] is None and backend.capabilities()["energy_j"]
-    # One name, two tools: Intel's xpu-smi is not Kunlunxin's, and neither backend starts on the other's.
+    _play(monkeypatch, "xpu-smi-intel")
     with pytest.raises(Exception, match="not Kunlunxin.s xpu-smi"):
         KunlunxinBackend()
-    intel = IntelXpuBackend()
-    try:
-        readings = _collect(intel, lambda rs: {r.device for r in rs} == {"xpu0", "xpu1"})
-        a = next(r for r in readings if r.device == "xpu0")
-        b = next(r for r in readings if r.device == "xpu1")
-        assert a.power_w in (310.61, 320.10) and a.util in (45, 47) and a.temp_c in (52, 53) and a.sm_clock_mhz == 1600
-        assert a.mem_used_gb == pytest.approx(30720 * (1 << 20) / 1e9) and b.util is None  # N/A: empty
-    finally:
-        intel.close()
-    monkeypatch.setenv("FAKE_XPU_SMI", "xpu-smi-kunlunxin")
+    _play(monkeypatch, "xpu-smi-kunlunxin")
     with pytest.raises(Exception, match="not Intel.s xpu-smi"):
         IntelXpuBackend()
-    klx = KunlunxinBackend()
-    a, b = klx.read()
-    assert klx.devices() == ["klx0", "klx1"] and a.power_w in (128, 136) and a.temp_c == 46 and a.util == 62
-    assert a.mem_used_gb == pytest.approx(20480 * (1 << 20) / 1e9) and b.util == 0
 
 
-def test_moore_threads_and_hygon_in_one_call(smi_path):
-    from bench.telemetry.hygon import HygonBackend
-    from bench.telemetry.moorethreads import MooreThreadsBackend
-
-    mt = MooreThreadsBackend()
-    assert mt.devices() == ["musa0", "musa1"]
-    a, b = mt.read()
-    assert a.power_w == 187.5 and a.util == 63 and a.temp_c == 51 and a.sm_clock_mhz == 1750
-    assert a.mem_used_gb == pytest.approx(10240 * (1 << 20) / 1e9)
-    assert b.power_w is None and b.sm_clock_mhz is None  # "N/A" is empty, never 0
-    dcu = HygonBackend()
-    (r,) = dcu.read()
-    assert dcu.devices() == ["dcu0"] and r.power_w == 212.0 and r.util == 78 and r.temp_c == 57.0
-    assert r.mem_used_gb == pytest.approx(28.168106803)
+def _values(folder: str) -> set:
+    """Every number the folder's fixtures give its backend, on any card."""
+    return {v for card in EXPECT[folder]["readings"].values() for vs in card.values() for v in vs if v is not None}
 
 
-READ_VALUES = {88.4, 92.6, 37, 39, 47, 48, 1800, 187.5, 63, 51, 152, 160, 140, 148, 35, 12, 52, 210.5, 218.0,
-               96.0, 97.5, 64, 3, 45.5, 120.5, 126.0, 60.0, 61.5, 44, 38, 55.0, 0.0, 128, 136, 97, 46, 41,
-               62, 212.0, 78, 57.0}
-
-
-def _per_sample_backends(monkeypatch):
-    from bench.telemetry import cambricon, enflame, hygon, kunlunxin, metax, moorethreads
-
-    monkeypatch.setenv("FAKE_XPU_SMI", "xpu-smi-kunlunxin")
-    return (moorethreads.MooreThreadsBackend, cambricon.CambriconBackend, metax.MetaxBackend,
-            enflame.EnflameBackend, kunlunxin.KunlunxinBackend, hygon.HygonBackend)
+PER_SAMPLE = [f for f in sorted(EXPECT) if not fake_smi.streams(f)]  # tools run once per sample
 
 
 @pytest.mark.parametrize("mode", ["na", "missing", "reorder", "bytes", "exit1", "empty", "hang"])
 def test_bad_tool_output_is_empty_fields_with_a_reason(smi_path, monkeypatch, mode):
     """Each kind of bad output from each tool run per sample: the backend starts and reads nothing wrong, or
     does not start and says why; never a crash, a hang past the timeout or a made-up number."""
-    for cls in _per_sample_backends(monkeypatch):
+    for folder in PER_SAMPLE:
+        _play(monkeypatch, folder)
+        cls = backend_class(EXPECT[folder]["backend"])
         monkeypatch.setattr(cls, "timeout_s", 1.0)
         backend = cls()  # started on good output
         monkeypatch.setenv("FAKE_SMI_MODE", mode)
@@ -166,7 +174,7 @@ def test_bad_tool_output_is_empty_fields_with_a_reason(smi_path, monkeypatch, mo
         readings = backend.read()
         assert time.monotonic() - t0 < 10
         fields = [v for r in readings for v in (r.power_w, r.util, r.temp_c)]
-        assert all(v is None or v in READ_VALUES for v in fields), (cls.name, mode, fields)
+        assert all(v is None or v in _values(folder) for v in fields), (cls.name, mode, fields)
         mems = [r.mem_used_gb for r in readings]
         assert all(m is None or 0 < m < 200 for m in mems), (cls.name, mode, mems)
         if mode in ("exit1", "hang", "empty", "na"):
@@ -386,14 +394,16 @@ def test_bench_env_lists_every_vendors_cards_and_what_is_read(smi_path, tmp_path
     proc = run_bench("env", "--json", env={**smi_path, "FAKE_SMI_PERIOD": "0.1"})
     assert proc.returncode == 0, proc.stderr
     seen = {s["backend"]: s for s in json.loads(proc.stdout)["accelerators_seen"]}
-    expected = {"npu-smi": ["npu4-0", "npu5-0"], "mthreads-gmi": ["musa0", "musa1"], "hy-smi": ["dcu0"],
-                "cnmon": ["mlu0", "mlu1"], "xpu-smi": ["xpu0", "xpu1"], "mx-smi": ["mx0", "mx1"],
-                "efsmi": ["gcu0", "gcu1"]}
-    for backend, devices in expected.items():
-        assert seen[backend]["devices"] == devices, backend
-        assert "power_w" in seen[backend]["readable"] and "energy_j" in seen[backend]["not_readable"], backend
+    played = set(_default_folders().values())
+    for folder, expect in EXPECT.items():
+        backend = expect["backend"]
+        if folder not in played:  # a tool of a shared name that played another vendor's output: not seen
+            assert backend not in seen, backend  # (Kunlunxin's xpu-smi is not mistaken for Intel's)
+            continue
+        assert seen[backend]["devices"] == expect["devices"], backend
+        assert set(seen[backend]["not_readable"]) == set(expect["not_read"]) and seen[backend]["readable"], backend
         assert not seen[backend]["torch_usable"] and seen[backend]["install"], backend
-    assert "xpu-smi-kunlunxin" not in seen  # Intel's tool answered: not mistaken for Kunlunxin's
+    assert "xpu-smi-kunlunxin" not in seen and "xpu-smi" in seen
     text = run_bench("env", env=smi_path).stdout
     assert "cnmon sees mlu0, mlu1; torch cannot use them yet" in " ".join(text.split())
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "bin")], capture_output=True, text=True).stdout.split()

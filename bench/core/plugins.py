@@ -1,16 +1,19 @@
 """Every plug-in in one table: engines, workload kinds (scenarios) and telemetry backends, each named
 "module:Class" and imported only when asked for (a plug-in's heavy dependency is imported when it is created).
 
-Adding one is its module plus one line here: an engine (a class, and OPTIONS if it has settings), a telemetry
-backend (a class that raises from its constructor when its library or card is not there; the probe tries
-them in this order). A workload kind is its scenario module plus its entry in bench/core/kinds.py.
+Adding an engine is its module (a class, and OPTIONS if it has settings) plus one line here. A workload kind is
+its scenario module plus its entry in bench/core/kinds.py. A telemetry backend is its module alone: a class in
+bench/telemetry/ that declares its own `name` and `probe_rank` is found there (`backends()`), so a vendor's
+tool is its module and its test fixtures.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import importlib
+from pathlib import Path
 from typing import Any
 
 from bench.core import kinds
@@ -29,22 +32,7 @@ ENGINES: dict[str, str] = {
 SCENARIOS: dict[str, str] = {name: kind.scenario for name, kind in kinds.KINDS.items()}
 KINDS: tuple[str, ...] = tuple(SCENARIOS)
 
-BACKENDS: dict[str, str] = {
-    "nvml": "bench.telemetry.nvml:NvmlBackend",
-    "nvml-compat": "bench.telemetry.nvml:NvmlCompatBackend",  # Iluvatar's libixml.so, or a library named
-    "amdsmi": "bench.telemetry.amdsmi_backend:AmdSmiBackend",
-    "hy-smi": "bench.telemetry.hygon:HygonBackend",
-    "dcmi": "bench.telemetry.dcmi:DcmiBackend",  # Ascend, in-process where CANN's library is present
-    "npu-smi": "bench.telemetry.ascend:AscendBackend",  # Ascend, the tool's watch mode otherwise
-    "mtml": "bench.telemetry.nvml:MtmlBackend",  # Moore Threads' binding where installed
-    "mthreads-gmi": "bench.telemetry.moorethreads:MooreThreadsBackend",
-    "cnmon": "bench.telemetry.cambricon:CambriconBackend",
-    "xpu-smi-kunlunxin": "bench.telemetry.kunlunxin:KunlunxinBackend",  # Kunlunxin's xpu-smi -m
-    "xpu-smi": "bench.telemetry.intel_xpu:IntelXpuBackend",  # Intel's xpu-smi dump
-    "mx-smi": "bench.telemetry.metax:MetaxBackend",
-    "efsmi": "bench.telemetry.enflame:EnflameBackend",
-    "cpu": "bench.telemetry.cpu:CpuBackend",
-}
+TELEMETRY_PACKAGE = "bench.telemetry"
 ENV_BACKEND = "CLAIMBENCH_TELEMETRY"  # a backend's name: use it, and only it (a card torch cannot use yet)
 
 
@@ -83,6 +71,42 @@ def scenario_class(kind: str) -> Any:
     return load(SCENARIOS[kind])
 
 
+@functools.cache
+def backends() -> dict[str, str]:
+    """Every telemetry backend, name -> "module:Class", in the order the probe tries them (lowest probe_rank
+    first, the CPU last). Found by reading the modules of bench/telemetry, not importing them: listing the
+    backends loads no vendor library, and a module is imported only when its backend is asked for."""
+    found: dict[str, tuple[int, str]] = {}
+    for folder in importlib.import_module(TELEMETRY_PACKAGE).__path__:  # the package alone: its __init__ is empty
+        for path in sorted(Path(folder).glob("*.py")):
+            for name, rank, cls in _declared_backends(path.read_text(encoding="utf-8")):
+                if name in found:
+                    raise RuntimeError(f"telemetry backend {name!r} is declared twice ({found[name][1]}, {path})")
+                found[name] = (rank, f"{TELEMETRY_PACKAGE}.{path.stem}:{cls}")
+    return {name: target for name, (_, target) in sorted(found.items(), key=lambda item: (item[1][0], item[0]))}
+
+
+def _declared_backends(source: str) -> list[tuple[str, int, str]]:
+    """(name, probe_rank, class) for each class in a module's source whose own body sets both as literals."""
+    declared = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        values: dict[str, Any] = {}
+        for statement in node.body:
+            if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                target = statement.targets[0]
+            elif isinstance(statement, ast.AnnAssign):
+                target = statement.target
+            else:
+                continue
+            if isinstance(target, ast.Name) and isinstance(statement.value, ast.Constant):
+                values[target.id] = statement.value.value
+        if isinstance(values.get("name"), str) and isinstance(values.get("probe_rank"), int):
+            declared.append((values["name"], values["probe_rank"], node.name))
+    return declared
+
+
 def backend_class(name: str) -> Any:
     """The telemetry backend's class (its library is imported only when it is constructed)."""
-    return load(BACKENDS[name])
+    return load(backends()[name])

@@ -17,6 +17,7 @@ class AmdSmiBackend(Backend):
     """All AMD GPUs AMD SMI can see."""
 
     name = "amdsmi"
+    probe_rank = 30
     reads = FIELDS
     energy_method = "amdsmi"
 

@@ -27,6 +27,7 @@ WATCH_FIELDS = {"Pwr(W)": "power_w", "Temp(C)": "temp_c", "AI Core(%)": "util"}
 
 class AscendBackend(WatchSmiBackend):
     name = "npu-smi"
+    probe_rank = 60  # Ascend's tool, after the in-process library (dcmi)
     tool = "npu-smi"
     vendor = "npu"
     period_s = 1.0

@@ -38,6 +38,7 @@ def sections(text: str) -> dict[str, dict[str, str]]:
 
 class CambriconBackend(SmiBackend):
     name = "cnmon"
+    probe_rank = 90
     tool = "cnmon"
     vendor = "mlu"
     max_hz = 0.5

@@ -55,6 +55,7 @@ class CpuBackend(Backend):
     """One pseudo-device 'cpu': package power/energy (RAPL), host memory used, CPU utilisation."""
 
     name = "cpu"
+    probe_rank = 1000  # last: the host is always there, the fallback where no card's backend starts
     accelerator = False
     field_names = {"sm_clock_mhz": "cpu_clock_mhz", "mem_used_gb": "host_mem_used_gb", "util": "cpu_util_pct",
                    "mem_clock_mhz": "host_mem_clock_mhz", "temp_c": "cpu_temp_c", "power_w": "package_power_w",

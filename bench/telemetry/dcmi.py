@@ -31,6 +31,7 @@ class HbmInfo(ctypes.Structure):
 
 class DcmiBackend(Backend):
     name = "dcmi"
+    probe_rank = 50  # before Ascend's tool (npu-smi): in-process where CANN's library is
     vendor = "npu"
     energy_method = "dcmi-power"
     power_method = "dcmi-power"

@@ -25,6 +25,7 @@ def devices_of(text: str) -> dict[str, dict[str, str]]:
 
 class EnflameBackend(SmiBackend):
     name = "efsmi"
+    probe_rank = 130
     tool = "efsmi"
     vendor = "gcu"
     max_hz = 1.0

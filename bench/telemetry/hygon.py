@@ -18,6 +18,7 @@ ARGS = ("--showpower", "--showuse", "--showmemuse", "--showtemp", "--showmeminfo
 
 class HygonBackend(SmiBackend):
     name = "hy-smi"
+    probe_rank = 40
     tool = "hy-smi"
     vendor = "dcu"
     install = "Hygon's DTK (hy-smi) and its ROCm torch build for the device"

@@ -23,6 +23,7 @@ COLUMNS = {"GPU Utilization": "util", "GPU Power": "power_w", "GPU Frequency": "
 
 class IntelXpuBackend(WatchSmiBackend):
     name = "xpu-smi"
+    probe_rank = 110
     tool = "xpu-smi"
     vendor = "xpu"
     period_s = 1.0

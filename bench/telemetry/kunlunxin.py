@@ -18,6 +18,7 @@ MIN_FIELDS = 23
 
 class KunlunxinBackend(SmiBackend):
     name = "xpu-smi-kunlunxin"
+    probe_rank = 100  # tool shared with Intel: each refuses the other's output, so either order works
     tool = "xpu-smi"
     vendor = "klx"
     torch_type = "cuda"  # Kunlunxin's torch plugin presents the cards as cuda

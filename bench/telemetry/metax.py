@@ -24,6 +24,7 @@ def blocks(text: str) -> dict[str, dict[str, str]]:
 
 class MetaxBackend(SmiBackend):
     name = "mx-smi"
+    probe_rank = 120
     tool = "mx-smi"
     vendor = "mx"
     torch_type = "cuda"

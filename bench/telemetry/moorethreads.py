@@ -17,6 +17,7 @@ from bench.telemetry.smi import SmiBackend, SmiError, first, gib, number
 
 class MooreThreadsBackend(SmiBackend):
     name = "mthreads-gmi"
+    probe_rank = 80  # after Moore Threads' binding (mtml)
     tool = "mthreads-gmi"
     vendor = "musa"
     install = "the MUSA driver (mthreads-gmi) and torch_musa for the device"

@@ -53,6 +53,7 @@ class NvmlBackend(Backend):
     """All NVIDIA GPUs NVML can see. `nvml` is the pynvml module (a fake in CPU tests)."""
 
     name = "nvml"
+    probe_rank = 10  # NVIDIA's own library first: the cards most machines have
     reads = FIELDS
     counter_method = "nvml-counter"
     power_method = "nvml-power"
@@ -264,6 +265,7 @@ class NvmlCompatBackend(NvmlBackend):
     $CLAIMBENCH_NVML_LIBRARY): the NVML code above, reading that library instead of libnvidia-ml."""
 
     name = "nvml-compat"
+    probe_rank = 20  # after NVML: a library of its shape (Iluvatar's libixml.so, or one named)
     counter_method = "nvml-compat-counter"
     power_method = "nvml-compat-power"
 
@@ -296,6 +298,7 @@ class MtmlBackend(NvmlBackend):
     is not installed, the mthreads-gmi backend reads the cards through the tool."""
 
     name = "mtml"
+    probe_rank = 70  # before Moore Threads' tool (mthreads-gmi), where its binding is installed
     vendor = "musa"
     label = "musa"
     counter_method = "mtml-counter"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bench.core.errors import BadInput
-from bench.core.plugins import BACKENDS, ENV_BACKEND, backend_class
+from bench.core.plugins import ENV_BACKEND, backend_class, backends
 from bench.telemetry.base import Backend, NoTelemetry, absent
 
 
@@ -17,9 +17,9 @@ def probe_backend(device_type: str = "cuda") -> tuple[Backend, list[str]]:
     """
     tried: list[str] = []
     chosen = os.environ.get(ENV_BACKEND, "")
-    if chosen and chosen not in BACKENDS:
-        raise BadInput(f"{ENV_BACKEND}={chosen[:80]}: not a telemetry backend (known: {', '.join(BACKENDS)})")
-    for name in [chosen] if chosen else list(BACKENDS):
+    if chosen and chosen not in backends():
+        raise BadInput(f"{ENV_BACKEND}={chosen[:80]}: not a telemetry backend (known: {', '.join(backends())})")
+    for name in [chosen] if chosen else list(backends()):
         try:
             cls = backend_class(name)
             if cls.accelerator and device_type == "cpu" and not chosen:
@@ -37,7 +37,7 @@ def accelerators_seen() -> list[dict]:
 
     seen = []
     usable = {kind for kind in ACCELERATORS if _safe(_available, kind)}
-    for name in BACKENDS:
+    for name in backends():
         cls = backend_class(name)
         if not cls.accelerator:
             continue
