@@ -52,6 +52,9 @@ def test_itl_pooled_and_percentiles_across_repetitions():
     assert m["itl_ms_p50"] == pytest.approx(25.0)  # median of [10, 10, 40, 40]
     assert m["decode_tok_s"] == pytest.approx((100 + 25) / 2)  # median of per-repetition 100 and 25
     assert m["decode_tok_s_cv"] == pytest.approx(cv([100.0, 25.0]))
+    stall = batch_repetition(0.0, [0.01, 0.02, 0.03] + [0.04 + i / 1000 for i in range(200)] + [0.5], 1, 1)
+    m = calculate_metrics([fast, stall])
+    assert m["itl_ms_p99"] < 20 and m["itl_ms_max"] == pytest.approx(261.0)  # 500 - 239: one stall: under p99, not max
 
 
 def test_concurrent_requests_with_different_timelines():

@@ -89,6 +89,8 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column('itl_ms_p50', 'ms', 'inter-token latency, median', every='model'),
     Column('ttft_ms_mean', 'ms', 'time to first token, mean', every='model'),
     Column('e2e_ms_p99', 'ms', 'request latency, p99', every='model'),
+    Column('itl_ms_max', 'ms', 'longest gap between two tokens of one request (the worst stall a reader sees)',
+           direction=-1, every='model'),
     Column('compile', '', 'torch.compile used', table='compact', every='row'),
     Column('decode_path', '',
            'transformers decode path that ran: generate | loop | captured (the decode parameter resolved)',
