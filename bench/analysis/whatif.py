@@ -267,7 +267,6 @@ def paper_rows(verdicts: list, cards: list[Peak], full: bool = True) -> list[dic
     verdict, then per card its paper verdict and why: the whole arithmetic, or with full=False its one clause)."""
     import functools
 
-
     shape_of = functools.cache(lambda model: resolve_model(model).shape)
     rows = []
     for v in verdicts:

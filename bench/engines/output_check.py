@@ -167,7 +167,6 @@ def local_reference(spec: Any, device: Any, dtype: torch.dtype) -> tuple[Any, st
     too little free memory beside it."""
     from transformers import AutoModelForCausalLM
 
-
     if spec.weights != "pretrained":
         return None, WEIGHTS_ELSEWHERE
     need = spec.shape.params * torch.finfo(dtype).bits // 8
@@ -213,7 +212,6 @@ def perplexity(model: Any, model_dir: str, max_position: int, device: Any) -> tu
     PERPLEXITY_WINDOW tokens (no overlap, so each window's first tokens have little context: the figure compares
     machines, engines and quantizations of one checkpoint, not checkpoints with other published numbers)."""
     from transformers import AutoTokenizer
-
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

@@ -41,7 +41,6 @@ def _import_torchao() -> Any:
 
 def quantize(model: Any, quant: str, device_type: str) -> None:
     """Quantize the model's linear layers' weights in place (all but lm_head)."""
-
     if quant == "none":
         return
     import torch

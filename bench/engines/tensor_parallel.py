@@ -70,7 +70,7 @@ class TensorParallelGroup:
         self.cards = cards
         self.dtype = options.dtype
         self._store = Path(tempfile.mkdtemp(prefix="claimbench-tp-")) / "store"
-        threads = max(1, _own_cores() // len(cards)) if cards[0].type == "cpu" else 0
+        threads = max(1, own_cores() // len(cards)) if cards[0].type == "cpu" else 0
         self._conns: list[Connection] = []
         self.procs: list[Any] = []
         for rank, card in enumerate(cards):
@@ -168,11 +168,6 @@ class TensorParallelGroup:
                 path.unlink() if path.is_file() else path.rmdir()
 
 
-def _own_cores() -> int:
-
-    return own_cores()
-
-
 def _load_shard(model: Any, card: Device, world: int, options: Any) -> Any:
     """This rank's shard, by transformers' tensor-parallel plan: from a checkpoint's files, or for a bundled
     config every weight 'missing' from an empty state dict, so transformers initialises each shard in place."""
@@ -192,7 +187,6 @@ def _load_shard(model: Any, card: Device, world: int, options: Any) -> Any:
 @torch.inference_mode()
 def _check_output(hf: Any, loop: Any, ids: torch.Tensor, output_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's part of the output check: the loop once more with its logits, then the reference forward."""
-
     vocab = hf.get_output_embeddings().weight.shape[0] if hf.get_output_embeddings() is not None else 1
     rows = output_check.rows_to_check(ids.shape[0], output_len, vocab, 4)
     tokens, logits = loop.run_with_logits(ids, output_len, rows)
@@ -211,7 +205,6 @@ def _rank_main(rank: int, world: int, store: str, model: Any, card: Device, opti
 
         import torch.distributed as dist
         from transformers.utils import logging as hf_logging
-
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

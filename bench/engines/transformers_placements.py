@@ -409,7 +409,6 @@ def _load_split(model: ModelSpec, cards: list[Device], options: LoadOptions) -> 
     """The model over `cards`: each card a run of layers in proportion to its free memory (placement.py)."""
     from transformers import AutoModelForCausalLM
 
-
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(model.config, dtype=options.dtype,
                                                     trust_remote_code=model.trust_remote_code)

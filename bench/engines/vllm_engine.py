@@ -68,7 +68,6 @@ class VllmEngine(Engine):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Tensor parallelism must divide the model's attention heads (said before any work)."""
-
         tp = int(params.get("tensor_parallel_size", 1))
         if tp > 1:
             shape = resolve_model(params["model"]).shape

@@ -309,7 +309,6 @@ def resident_bytes(device: Device) -> float:
 
 def set_threads(requested: int) -> int:
     """torch's CPU threads for a case: as requested, or (0) the cores this process may use. Returns the count."""
-
     count = requested or own_cores()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)

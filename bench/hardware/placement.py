@@ -185,7 +185,6 @@ def weights_cannot_fit(model: str, params: float, quant: str, dtype: Any, cards:
     case. cards None: the weights are not in this process (a server, a timing model)."""
     import torch
 
-
     if not cards:
         return ""
     per_param = {"int8": 1.0, "int4": 0.5}.get(quant, torch.empty((), dtype=dtype).element_size())

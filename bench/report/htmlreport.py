@@ -237,7 +237,6 @@ def long_context_curve(runs: list[Run], names: dict[str, str]) -> Callable:
 def pareto_curve(runs: list[Run], names: dict[str, str]) -> Callable:
     """Output tok/s per device against tok/s per user, one line per run through its loads (Pareto-optimal
     points filled): two servers compared at equal interactivity."""
-
     def draw(ax) -> bool:
         drew = False
         for run in runs:
@@ -471,7 +470,6 @@ def _bars(runs: list[Run]) -> int:
 
 def paper_section(verdicts: list[Verdict], cards: list[Any]) -> str:
     """Each claim beside what the named cards allow on paper, under the measured verdicts (never replacing them)."""
-
     rows = paper_rows(verdicts, cards)
     if not rows:
         return ""

@@ -21,7 +21,6 @@ def plot_compare(table: pd.DataFrame, runs: list[Run], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     metrics = [m for m in ("decode_tok_s", "ttft_ms_p50", "tpot_ms_p50", "energy_j_per_token")
                if f"{m} [0]" in table.columns and table[f"{m} [0]"].notna().any()]
     curves = {i: pareto_points(run.results) for i, run in enumerate(runs)}

@@ -129,7 +129,6 @@ def answers(rows: list[dict[str, Any]], workload: Any) -> list[str]:
     (bench.scenarios: the longest context, a budget, a speedup, the SLO...)."""
     if workload is None or not rows:
         return []
-
     return scenario_for(workload).answers(rows)
 
 
@@ -176,7 +175,6 @@ def stdout_console() -> Console:
 def print_frame(df: Any, title: str, columns: list[str] | None = None, whole: tuple[str, ...] = ()) -> None:
     """A table that folds long cells rather than cutting them; `columns`: only these (the compact view);
     `whole`: columns kept on one line besides the first (a verdict reads badly as "does not / hold")."""
-
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
         df, common = factor_cases(df)
@@ -205,7 +203,6 @@ def list_view(what: str, width: int) -> RenderableType:
 
     entries: list[tuple[str, str, str]] = []  # (heading, what it answers or needs, text)
     if what == "workloads":
-
         title = "workloads (bench run --workload NAME)"
         for name, path in available_workloads().items():
             suite = load_suite(str(path))
@@ -235,7 +232,6 @@ def list_view(what: str, width: int) -> RenderableType:
 def list_table(what: str) -> Table:
     """`bench list workloads|models|engines|claims` as a table."""
     if what == "workloads":
-
         table = Table(title="workloads", box=box.SIMPLE_HEAD)
         for col in ("name", "kind", "claims", "description"):  # the longest claim id fits on one line
             table.add_column(col, no_wrap=col == "name", overflow="fold", min_width=21 if col == "claims" else None)
@@ -269,7 +265,6 @@ def list_table(what: str) -> Table:
             table.add_row(c.id, f"{c.comparison} {c.figure:g} {c.unit}", ", ".join(c.workloads),
                           describe(c.conditions))
     else:
-
         table = Table(title="engines", box=box.SIMPLE_HEAD)
         table.add_column("name")
         table.add_column("implementation")
@@ -447,7 +442,6 @@ def print_verdicts(frame: Any, title: str, wide: bool) -> None:
 def print_history(all_series: list[Any]) -> None:
     """`bench history`: how many series and what they say, then the change points, newest first."""
     from collections import Counter
-
 
     counts = Counter(s.label for s in all_series)
     print(f"{len(all_series)} series: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()))

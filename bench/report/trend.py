@@ -101,7 +101,6 @@ def _draw_series(ax: Any, s: Series, axis: str, bottom: bool) -> None:
 def trend_page(all_series: list[Series], axis: str = "commit (oldest first)", scope: str = "") -> str:
     """The page: which runs it holds, the series table (regressions first), then a chart per case and machine
     with its metrics as small multiples."""
-
     with_points = [s for s in all_series if s.points]
     ranked = sorted(with_points, key=lambda s: (RANK.get(s.label, 4), s.machine, s.case, s.metric))
     groups: dict[tuple[str, str], list[Series]] = {}

@@ -97,7 +97,6 @@ def fingerprint(device: Device | None, backend: Backend) -> dict[str, Any]:
 def environment() -> tuple[dict[str, Any], Device, list[str]]:
     """`bench env`'s facts: the fingerprint of this machine's auto device and its telemetry, the backends tried,
     auto's dtype, and every card a vendor's tool sees (usable by torch or not)."""
-
     device = resolve_device("auto")
     backend, tried = probe_backend(device.type)
     info = fingerprint(device, backend)

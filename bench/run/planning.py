@@ -34,7 +34,6 @@ class Plan:
         """How many shapes the captured decode path will compile (one per model, dtype, weights, batch, total
         length and torch thread count, which torch.compile's guards hold too; a case repeating all of these
         reuses its graph)."""
-
         return len({(c["model"], c["dtype"], c["quant"], c["batch_size"], c["input_len"] + c["output_len"],
                      c["threads"])
                     for c in self.cases if c.params.get("engine") == "transformers" and "decode" in c.params
@@ -50,7 +49,6 @@ class Plan:
 def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any) -> Plan:
     """The workload with every override applied and its cases, each checked: bad input fails here,
     before any work starts."""
-
     for quant in overrides.get("quant", []):  # asked for on the command line: must be possible
         check_available(quant)
     workload = apply_overrides(workload, overrides, quick=quick, on_gpu=device.type == "cuda")
@@ -76,7 +74,6 @@ def plan(workload: Workload, overrides: dict[str, Any], quick: bool, device: Any
 def _check_threads(asked: list[int]) -> None:
     """More torch threads than the cores this process may use share cores: the figure would measure the
     scheduler (threads=4096 on 2 cores ran at 0.3 tok/s and drove the load average to 70). Refused."""
-
     cores = own_cores()
     over = [t for t in asked if t > cores]
     if over:
@@ -87,7 +84,6 @@ def _check_threads(asked: list[int]) -> None:
 
 def one_case(workload_name: str, overrides: dict[str, Any]) -> tuple[Any, Case, Any]:
     """(scenario, case, device) for a caller that runs exactly one case (the pytest plugin)."""
-
     loaded = load_workload(workload_name)
     overrides = {k: coerce(k, v, "claimbench_case") for k, v in overrides.items()}
     device = resolve_device(str(overrides.get("device", loaded.params["device"])))
@@ -115,7 +111,6 @@ class SuitePlan:
 
 def plan_suite(suite: Any, overrides: dict[str, Any], quick: bool, device: Any) -> SuitePlan:
     """Every step checked before the first one runs."""
-
     on_gpu = device.type == "cuda"
     planned, not_here = [], []
     for step in suite.steps:

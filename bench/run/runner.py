@@ -202,8 +202,9 @@ class Runner:
         self.sampler.sample_now(settle=True)
         self.sampler.pause(False)
         reps = got.reps
-        samples, energy_note, capped = measured_columns(row, got, loaded, case, self.scenario, self.sampler, self.idle_power,
-                                                self.ceiling, self.run_id, split, concurrent, reuse)
+        samples, energy_note, capped = measured_columns(row, got, loaded, case, self.scenario, self.sampler,
+                                                        self.idle_power, self.ceiling, self.run_id, split,
+                                                        concurrent, reuse)
         warnings: list[NoiseWarning] = []
         _, recompiled = engine.compile_stats()
         if recompiled:

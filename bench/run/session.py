@@ -66,7 +66,6 @@ class Outcome:
 
 def server_info(workload: Workload) -> dict[str, Any] | None:
     """The server an engine of the workload talks to, for run.json (None when every engine is in-process)."""
-
     for name in workload.params["engine"]:
         info = engine_class(name).server_info(workload.params)
         if info is not None:
@@ -76,7 +75,6 @@ def server_info(workload: Workload) -> dict[str, Any] | None:
 
 def needs_ceiling(workload: Workload) -> bool:
     """A workload that runs a model on this machine's device: its rows need the roofline."""
-
     return scenario_for(workload).uses_model and any(
         engine_class(name).on_local_device for name in workload.params["engine"])
 
@@ -87,7 +85,6 @@ def run_session(workload: Workload, cases: list[Case], device: Device, root: Pat
     """Run the cases into a new run directory under `root`; KeyboardInterrupt ends it cleanly. telemetry: a
     backend to read instead of this machine's own (a Ray cluster's nodes). allow_power_limit: the user's leave
     to change the cards' power limit for the cases that ask (put back when the run ends)."""
-
     backend, tried = (telemetry, []) if telemetry is not None else probe_backend(device.type)
     scenario = scenario_for(workload)
     declared = scenario.declared_columns()

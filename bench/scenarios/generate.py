@@ -175,7 +175,6 @@ class GenerateScenario(Scenario):
     def answers(self, rows: list[dict[str, Any]]) -> list[str]:
         """Whether each model fits its budget, the share of requests within the SLO and the largest batch or
         request rate meeting it, and the sampler's cost where trials paired it on and off."""
-
         ok = [r for r in rows if r.get("status") == "ok"]
         lines = []
         budget = self.workload.params.get("fit_budget_gb", 0) or 0
