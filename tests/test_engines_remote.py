@@ -45,15 +45,19 @@ def test_openai_happy_path_per_request_timelines():
 
 
 def test_openai_multi_token_chunks_warn_and_count_tpot_after_the_first_event():
-    """4 tokens per event: the row says 4 per event, ITL is empty, and TPOT is the time after the first event
-    over the 12 tokens after it (per repetition, the median request's decode time / 12, from samples.csv)."""
+    """4 tokens per event: the row says 4 per event, ITL is empty, TPOT is the time after the first event over
+    the 12 tokens after it, and decode tok/s counts those 12 tokens a request over a window that holds every one
+    of them (per repetition, from its samples: the window is at least the median request's decode time)."""
     with StubServer("multi", per_event=4) as server:
-        (row,) = run_openai(server.url, output_len=[16])
+        (result,) = run_openai_results(server.url, output_len=[16])
+    row = result.row
     assert row["status"] == "ok" and "does not stream per token" in row["detail"]
     assert math.isnan(row["itl_ms_p99"]) and row["tokens_per_event"] == 4.0  # gaps inside an event are unknown
-    # decode tok/s counts the same 12 tokens a request: two requests' worth over the decode window.
-    per_user = 1000 / row["tpot_ms_p50"]
-    assert row["decode_tok_s"] <= 2 * per_user * 1.05, (row["decode_tok_s"], per_user)
+    assert len(result.samples) == 2
+    for s in result.samples:
+        assert s["_decode_tokens"] == 2 * 12
+        decode_s = s["_decode_tokens"] / s["decode_tok_s"]
+        assert s["tpot_ms"] * 12 / 1000 <= decode_s * (1 + 1e-9), (s["tpot_ms"], decode_s)
 
 
 def test_a_usage_block_that_disagrees_with_the_stream_is_a_warning():

@@ -63,8 +63,10 @@ def test_concurrent_requests_with_different_timelines():
     m = repetition_metrics(Repetition((a, b)))
     # prefill window: first start (0.0) to last first-token (0.3): 12 tokens / 0.3 s
     assert m["prefill_tok_s"] == pytest.approx(12 / 0.3)
-    # decode window: 0.3 -> 0.5 s, 1 + 2 decode tokens
-    assert m["decode_tok_s"] == pytest.approx(3 / 0.2)
+    # decode: a's 0.1 -> 0.2 and b's 0.3 -> 0.5, 1 + 2 tokens. From the last first token (0.3) a's token, decoded
+    # at 0.2, would count with none of its time: 3 / 0.2 s, a rate no request saw.
+    assert m["decode_tok_s"] == pytest.approx(3 / 0.3)
+    assert m["decode_tok_s"] <= 1 / 0.1 + 2 / 0.2  # at most the two requests' own rates, added
     assert m["output_tok_s"] == pytest.approx(5 / 0.5)
 
 
@@ -107,9 +109,10 @@ def test_open_loop_arrivals_count_the_time_some_request_was_decoding():
     # The turns of a session: sent one after another, not scheduled; the same windows.
     turn1, turn2 = RequestTiming(0.0, a.token_times, 10), RequestTiming(1.0, b.token_times, 10)
     assert repetition_metrics(Repetition((turn1, turn2)))["decode_tok_s"] == pytest.approx(6 / 0.6)
-    # A batch sent at once keeps its one window: from the last first token to the last token.
+    # Two requests sent at once whose decoding overlaps: one window, from the first first token to the last token.
     batch = repetition_metrics(Repetition((turn1, RequestTiming(0.0, (0.15, 0.25, 0.35, 0.45), 10))))
-    assert batch["decode_tok_s"] == pytest.approx(6 / (0.45 - 0.15))
+    assert batch["decode_tok_s"] == pytest.approx(6 / (0.45 - 0.1))
+    assert batch["prefill_tok_s"] == pytest.approx(20 / 0.15)  # until the last prompt was processed
     overlapping = RequestTiming(0.2, (0.3, 0.5), 10, scheduled=0.2)  # decodes 0.3-0.5: the union is 0.1-0.5
     assert repetition_metrics(Repetition((a, overlapping)))["decode_tok_s"] == pytest.approx(4 / 0.4)
 

@@ -11,10 +11,10 @@ Definitions (README, "Honest numbers"):
 - prefill_tok_s = batch * input_len / TTFT; decode_tok_s = batch * (output_len - 1) / (E2E - TTFT) (tokens
   after the first event, for a chunked stream);
   output_tok_s = batch * output_len / E2E; decode_tok_s_per_user = 1000 / TPOT.
-- Requests sent at scheduled times (Poisson arrivals, a trace) or one after another (the turns of a
-  session) do not share one prefill and one decode
-  window: their prefill and decode windows are the union of the requests' own (the time the server was
-  prefilling, or decoding, at least one of them), never the span from the first send to the last token.
+- A repetition's prefill and decode windows are the union of its requests' own (the time at least one of them
+  was prefilling, or decoding). For a batch that is the batch's TTFT and E2E - TTFT. Requests sent at scheduled
+  times or one after another (the turns of a session) never count the span from the first send to the last
+  token, and a server's request that decodes before another's first token counts its tokens with their time.
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ class Repetition:
         return max(r.token_times[0] for r in self.requests)
 
     @property
+    def decode_start(self) -> float:
+        """Start of the decode window: the earliest request's first token. Every token counted as decode comes
+        after it; from the last first token instead, a server's early request would have decoded tokens counted
+        with none of their time (one batch's requests share one first token, so there the two agree)."""
+        return min(r.token_times[0] for r in self.requests)
+
+    @property
     def end(self) -> float:
         return max(r.token_times[-1] for r in self.requests)
 
@@ -136,14 +143,13 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     input_tokens = sum(r.input_len for r in reqs)
     output_tokens = sum(r.output_len for r in reqs)
     decode_tokens = sum(r.decode_tokens for r in reqs)
-    prefill_s = rep.first_token - rep.start
     e2e_s = rep.end - rep.start
-    decode_s = rep.end - rep.first_token
-    # Open-loop arrivals, or turns sent one after another: a request sent after another's first token shares no
-    # batch window with it, so each request's own windows count, once where they overlap.
-    if any(r.scheduled is not None for r in reqs) or max(r.start for r in reqs) > min(r.token_times[0] for r in reqs):
-        prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
-        decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
+    # Each request's own windows, counted once where they overlap. For a batch (one start, one first token) that
+    # is the batch's window; for arrivals sent apart or a session's turns it leaves out the time no request was
+    # prefilling or decoding; and a request that decoded before another's first token has its tokens counted
+    # with their time, not after the last first token (which would count them with none).
+    prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
+    decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
     itls = _itls(reqs)
     if any(r.resolution == "single" for r in reqs):
         decode_s = NAN  # the decode window was never observed
@@ -333,7 +339,7 @@ def sample_rows(run_id: str, case_index: int, params: dict, reps: Sequence[Repet
             "run_id": run_id, "case": case_index, "repetition": i,
             "batch_size": params["batch_size"], "input_len": params["input_len"], "output_len": params["output_len"],
             **{k: m[k] for k in SAMPLE_METRICS},
-            "_prefill": (rep.start, rep.first_token), "_decode": (rep.first_token, rep.end),
+            "_prefill": (rep.start, rep.first_token), "_decode": (rep.decode_start, rep.end),
             "_decode_tokens": m["decode_tokens"],
         })
     return out

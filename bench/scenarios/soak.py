@@ -99,7 +99,7 @@ def time_slices(reps: Sequence[Repetition], samples: Sequence[dict[str, Any]], s
         if not inside:
             continue
         tokens = sum(samples[i]["_decode_tokens"] for i in inside) if samples else 0
-        seconds = sum(reps[i].end - reps[i].first_token for i in inside)
+        seconds = sum(reps[i].end - reps[i].decode_start for i in inside)
         joules = [samples[i].get("energy_decode_j", NAN) for i in inside] if samples else []
         readings = [r for rs in series.values() for r in rs if lo <= r.t < hi]
         power = _by_time(readings, "power_w", sum)

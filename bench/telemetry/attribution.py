@@ -39,7 +39,7 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
     if not series:
         return empty, ""
     pre = [(r.start, r.first_token) for r in reps]
-    dec = [(r.first_token, r.end) for r in reps]
+    dec = [(r.decode_start, r.end) for r in reps]
     gap = sampler.backend.max_power_gap_s
     by_pre = summarise_windows(series, pre, gap)
     by_dec = summarise_windows(series, dec, gap)
@@ -49,7 +49,9 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec], gap), "energy_j")
         s["energy_j_per_token"] = s["energy_decode_j"] / s["_decode_tokens"] if s["_decode_tokens"] else NAN
         span = rep_dec[1] - rep_pre[0]
-        s["power_w"] = (s["energy_prefill_j"] + s["energy_decode_j"]) / span / len(series) if span > 0 else NAN
+        # Both windows at once: a server's requests prefill while others decode, and that time counts once.
+        whole = _sum(summarise_windows(series, [rep_pre, rep_dec], gap), "energy_j")
+        s["power_w"] = whole / span / len(series) if span > 0 else NAN
     decode_tokens = sum(s["_decode_tokens"] for s in samples)
     decode_s = sum(b - a for a, b in dec)
     e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")
