@@ -4,9 +4,11 @@ import math
 
 import pytest
 
-from bench.telemetry.base import Reading
+from bench.core.metrics import Repetition, RequestTiming, repetition_metrics, sample_rows
+from bench.telemetry.attribution import energy_columns
+from bench.telemetry.base import Backend, Reading
 from bench.telemetry.energy import energy_over_windows, merge_windows, power_in_windows
-from bench.telemetry.sampler import summarise_windows
+from bench.telemetry.sampler import Sampler, summarise_windows
 
 
 def test_counter_energy_interpolates_window_edges():
@@ -67,3 +69,36 @@ def test_prefill_and_decode_windows_attributed_separately_per_card():
     assert dec["gpu1"]["temp_c_max"] == 73.0
     assert dec["gpu1"]["throttle"] == ["sw_power_cap"]  # idle is not throttling
     assert dec["gpu0"]["method"] == "counter"
+
+
+class _SteadyCard(Backend):
+    """One card drawing 100 W steadily with a counter, read every 0.1 s from 0 to 10 s."""
+
+    energy_method = "nvml-counter"
+
+    def devices(self):
+        return ["gpu0"]
+
+    def capabilities(self):
+        return {"energy_j": None, "power_w": None}
+
+    def read(self):
+        return []
+
+
+def test_energy_windows_are_the_requests_own_like_the_throughput_windows():
+    """Two requests in one repetition, sent 4 s apart: a prefills 0-1 s and decodes 1-2 s (4 tokens), b
+    prefills 5-6 s and decodes 6-7 s. Decode energy is 2 s x 100 W over 8 tokens, not the idle 3 s between
+    them, and the sample's power is 100 W over the 4 s the requests ran, not diluted by the gap."""
+    sampler = Sampler(_SteadyCard())
+    sampler.readings = [Reading(k / 10, "gpu0", power_w=100.0, energy_j=10.0 * k) for k in range(101)]
+    sampler.case_of = [""] * len(sampler.readings)
+    a = RequestTiming(0.0, (1.0, 1.25, 1.5, 1.75, 2.0), 8, scheduled=0.0)
+    b = RequestTiming(5.0, (6.0, 6.25, 6.5, 6.75, 7.0), 8, scheduled=5.0)
+    rep = Repetition((a, b))
+    samples = sample_rows("r", 0, {"batch_size": 2, "input_len": 8, "output_len": 5}, [rep])
+    columns, _ = energy_columns(sampler, [rep], samples, telemetry_on=True, idle_power={})
+    assert columns["energy_decode_j"] == pytest.approx(200.0) and columns["energy_prefill_j"] == pytest.approx(200.0)
+    assert columns["energy_j_per_token"] == pytest.approx(200.0 / 8)
+    assert samples[0]["power_w"] == pytest.approx(100.0)
+    assert repetition_metrics(rep)["decode_tok_s"] == pytest.approx(8 / 2.0)  # the same 2 s

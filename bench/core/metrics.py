@@ -77,16 +77,17 @@ class Repetition:
         return min(r.start for r in self.requests)
 
     @property
-    def first_token(self) -> float:
-        """End of the prefill window: the last request's first token (all prompts processed)."""
-        return max(r.token_times[0] for r in self.requests)
+    def prefill_windows(self) -> list[tuple[float, float]]:
+        """Each request's send to its first token. The repetition's prefill time is their union: for a batch the
+        batch's TTFT; for requests sent apart, only the time some request was waiting for its first token."""
+        return [(r.start, r.token_times[0]) for r in self.requests]
 
     @property
-    def decode_start(self) -> float:
-        """Start of the decode window: the earliest request's first token. Every token counted as decode comes
-        after it; from the last first token instead, a server's early request would have decoded tokens counted
-        with none of their time (one batch's requests share one first token, so there the two agree)."""
-        return min(r.token_times[0] for r in self.requests)
+    def decode_windows(self) -> list[tuple[float, float]]:
+        """Each request's first token to its last. Their union is the decode time: a request that decoded before
+        another's first token has its tokens counted with their time (from the last first token they would count
+        with none), and gaps in which no request was decoding are left out."""
+        return [(r.token_times[0], r.token_times[-1]) for r in self.requests]
 
     @property
     def end(self) -> float:
@@ -144,12 +145,7 @@ def repetition_metrics(rep: Repetition) -> dict[str, float]:
     output_tokens = sum(r.output_len for r in reqs)
     decode_tokens = sum(r.decode_tokens for r in reqs)
     e2e_s = rep.end - rep.start
-    # Each request's own windows, counted once where they overlap. For a batch (one start, one first token) that
-    # is the batch's window; for arrivals sent apart or a session's turns it leaves out the time no request was
-    # prefilling or decoding; and a request that decoded before another's first token has its tokens counted
-    # with their time, not after the last first token (which would count them with none).
-    prefill_s = union_seconds([(r.start, r.token_times[0]) for r in reqs])
-    decode_s = union_seconds([(r.token_times[0], r.token_times[-1]) for r in reqs])
+    prefill_s, decode_s = union_seconds(rep.prefill_windows), union_seconds(rep.decode_windows)
     itls = _itls(reqs)
     if any(r.resolution == "single" for r in reqs):
         decode_s = NAN  # the decode window was never observed
@@ -331,7 +327,7 @@ SAMPLE_METRICS = ("ttft_ms", "e2e_ms", "tpot_ms", "prefill_tok_s", "decode_tok_s
 
 
 def sample_rows(run_id: str, case_index: int, params: dict, reps: Sequence[Repetition]) -> list[dict]:
-    """One samples.csv row per repetition; the private _keys carry its windows for energy attribution."""
+    """One samples.csv row per repetition; the private _decode_tokens divides its decode energy."""
     out = []
     for i, rep in enumerate(reps):
         m = repetition_metrics(rep)
@@ -339,7 +335,6 @@ def sample_rows(run_id: str, case_index: int, params: dict, reps: Sequence[Repet
             "run_id": run_id, "case": case_index, "repetition": i,
             "batch_size": params["batch_size"], "input_len": params["input_len"], "output_len": params["output_len"],
             **{k: m[k] for k in SAMPLE_METRICS},
-            "_prefill": (rep.start, rep.first_token), "_decode": (rep.decode_start, rep.end),
             "_decode_tokens": m["decode_tokens"],
         })
     return out

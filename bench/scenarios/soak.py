@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.core.caseid import case_text
 from bench.core.figures import finite
-from bench.core.metrics import Repetition
+from bench.core.metrics import Repetition, union_seconds
 from bench.core.schema import NAN
 from bench.scenarios.generate import GenerateScenario
 from bench.spec.workload import Case, expand
@@ -99,7 +99,7 @@ def time_slices(reps: Sequence[Repetition], samples: Sequence[dict[str, Any]], s
         if not inside:
             continue
         tokens = sum(samples[i]["_decode_tokens"] for i in inside) if samples else 0
-        seconds = sum(reps[i].end - reps[i].decode_start for i in inside)
+        seconds = sum(union_seconds(reps[i].decode_windows) for i in inside)
         joules = [samples[i].get("energy_decode_j", NAN) for i in inside] if samples else []
         readings = [r for rs in series.values() for r in rs if lo <= r.t < hi]
         power = _by_time(readings, "power_w", sum)

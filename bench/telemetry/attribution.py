@@ -10,8 +10,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from bench.core.metrics import Repetition
+import numpy as np
+
+from bench.core.metrics import Repetition, union_seconds
 from bench.core.schema import NAN
+from bench.telemetry.energy import merge_windows
 from bench.telemetry.sampler import Sampler, summarise_windows
 
 ENERGY_COLUMNS = ("energy_j", "energy_prefill_j", "energy_decode_j", "energy_j_per_token",
@@ -38,22 +41,23 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
         idle_power = {d: w for d, w in idle_power.items() if d in cards}
     if not series:
         return empty, ""
-    pre = [(r.start, r.first_token) for r in reps]
-    dec = [(r.decode_start, r.end) for r in reps]
+    # The windows the throughput figures divide by (core.metrics): each request's own, merged where they overlap.
+    pre = [w for r in reps for w in r.prefill_windows]
+    dec = [w for r in reps for w in r.decode_windows]
     gap = sampler.backend.max_power_gap_s
     by_pre = summarise_windows(series, pre, gap)
     by_dec = summarise_windows(series, dec, gap)
     by_all = summarise_windows(series, pre + dec, gap)
-    for s, rep_pre, rep_dec in zip(samples, pre, dec):
-        s["energy_prefill_j"] = _sum(summarise_windows(series, [rep_pre], gap), "energy_j")
-        s["energy_decode_j"] = _sum(summarise_windows(series, [rep_dec], gap), "energy_j")
+    for s, rep in zip(samples, reps):
+        s["energy_prefill_j"] = _sum(summarise_windows(series, rep.prefill_windows, gap), "energy_j")
+        s["energy_decode_j"] = _sum(summarise_windows(series, rep.decode_windows, gap), "energy_j")
         s["energy_j_per_token"] = s["energy_decode_j"] / s["_decode_tokens"] if s["_decode_tokens"] else NAN
-        span = rep_dec[1] - rep_pre[0]
-        # Both windows at once: a server's requests prefill while others decode, and that time counts once.
-        whole = _sum(summarise_windows(series, [rep_pre, rep_dec], gap), "energy_j")
-        s["power_w"] = whole / span / len(series) if span > 0 else NAN
+        # Both at once: a server's requests prefill while others decode, and that time counts once.
+        both = rep.prefill_windows + rep.decode_windows
+        span = union_seconds(both)
+        s["power_w"] = _sum(summarise_windows(series, both, gap), "energy_j") / span / len(series) if span > 0 else NAN
     decode_tokens = sum(s["_decode_tokens"] for s in samples)
-    decode_s = sum(b - a for a, b in dec)
+    decode_s = union_seconds(dec)
     e_dec, e_pre, e_all = _sum(by_dec, "energy_j"), _sum(by_pre, "energy_j"), _sum(by_all, "energy_j")
     e_dec_power = _sum(by_dec, "energy_power_j")
     methods = {s["method"] for s in by_all.values()}
@@ -75,7 +79,7 @@ def energy_columns(sampler: Sampler, reps: Sequence[Repetition], samples: list[d
     reasons = sorted({x for s in by_all.values() for x in s["throttle"]})
     # Energy between two readings is interpolated; a decode time that spans few readings
     # (sensor period ~0.1-1 s) gives a per-token figure that the sensor did not really resolve.
-    inside = min(sum(any(a <= r.t <= b for a, b in dec) for r in rs) for rs in series.values())
+    inside = min(_count_inside([r.t for r in rs], dec) for rs in series.values())
     note = (f"energy: only {inside} telemetry reading(s) inside the decode windows; J/token is "
             "interpolated, use the power workload for a resolved figure" if inside < MIN_READINGS else "")
 
@@ -113,6 +117,14 @@ def telemetry_peak_mem_gb(sampler: Sampler, reps: Sequence[Repetition]) -> float
     series = sampler.series(reps[0].start, reps[-1].end)
     used = [r.mem_used_gb for rs in series.values() for r in rs if r.mem_used_gb is not None]
     return max(used) if used else NAN
+
+
+def _count_inside(times: list[float], windows: list[tuple[float, float]]) -> int:
+    """How many of the times fall inside some window (a sweep of requests can bring thousands of windows)."""
+    merged = np.asarray(merge_windows(windows), float).reshape(-1, 2)
+    t = np.asarray(times, float)
+    k = np.searchsorted(merged[:, 0], t, side="right") - 1  # the last window starting at or before each time
+    return int(np.sum((k >= 0) & (t <= merged[np.maximum(k, 0), 1])))
 
 
 def _sum(summary: dict[str, dict], key: str) -> float:
