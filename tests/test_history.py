@@ -98,6 +98,18 @@ def test_a_step_the_machine_explains_is_machine_drift_not_a_regression(tmp_path)
     steady = _history(tmp_path / "steady", [1.0] * 8 + [0.8] * 6, canary=[1.0] * 14)
     proc = run_bench("history", str(steady), "--fail-on", "regression")
     assert proc.returncode == 1 and "machine-drift" not in proc.stdout, proc.stdout
+    # The same step where the canary changed dtype (bf16 to fp32: a CPU without native bf16 once took bf16)
+    # says nothing of the machine: a regression, in history and in check.
+    switched = _history(tmp_path / "switched", [1.0] * 8 + [0.8] * 6, canary=[1.0] * 8 + [0.8] * 6)
+    for run in sorted(switched.iterdir())[8:]:
+        meta = json.loads((run / "run.json").read_text())
+        meta["canary"] = {k: {**v, "dtype": "float32"} for k, v in meta["canary"].items()}
+        (run / "run.json").write_text(json.dumps(meta))
+    proc = run_bench("history", str(switched), "--fail-on", "regression")
+    assert proc.returncode == 1 and "machine-drift" not in proc.stdout, proc.stdout
+    runs = sorted(switched.iterdir())
+    proc = run_bench("check", "--baseline", str(runs[7]), str(runs[8]))
+    assert proc.returncode == 1 and "machine-drift" not in proc.stdout, proc.stdout
 
 
 def test_check_says_machine_drift_when_the_canary_moved_as_much(tmp_path):

@@ -18,7 +18,7 @@ from bench.core.caseid import case_label
 from bench.core.errors import BadInput
 from bench.core.noise import kinds
 from bench.core.schema import GATED, NAN
-from bench.hardware.canary import divide_out, machine_change_pct
+from bench.hardware.canary import divide_out, machine_change_pct, same_dtype
 from bench.hardware.canary import speed as canary_speed
 from bench.store.runs import Run, find_runs, load_run
 
@@ -73,7 +73,7 @@ def check(baseline: Run | list[Run], candidate: Run, tolerance_pct: dict[str, fl
     then inconclusive, never a regression (one value cannot show consistency).
     """
     baselines = baseline if isinstance(baseline, list) else [baseline]
-    machine = machine_change_pct([canary_speed(b.meta) for b in baselines], canary_speed(candidate.meta))
+    machine = machine_change_pct(same_dtype([b.meta for b in baselines], candidate.meta), canary_speed(candidate.meta))
     history: dict[tuple[str, ...], list[tuple[Run, pd.Series]]] = {}
     for run in baselines:
         for _, row in case_rows(run).iterrows():

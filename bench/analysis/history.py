@@ -26,6 +26,7 @@ from bench.core.caseid import case_label, param_text
 from bench.core.errors import BadInput, first_line
 from bench.core.params import CASE_PARAMS, IDENTITY
 from bench.core.schema import GATED, SCHEMA_VERSION
+from bench.hardware.canary import dtype as canary_matmul_dtype
 from bench.hardware.canary import speed as canary_speed
 from bench.store.results import read_meta, results_csv_path
 from bench.store.runs import case_param_fills
@@ -51,6 +52,7 @@ class Point:
     reps: list[float]
     software: str  # torch/transformers/... versions, to mark a software change on the series
     canary: float = math.nan  # the machine's speed index during the run (bench.hardware.canary), NaN when not taken
+    canary_dtype: str = ""  # its matmul's dtype: canaries of two dtypes are not compared
 
 
 @dataclass
@@ -218,6 +220,7 @@ def build_series(runs: list[RunRecord]) -> list[Series]:
             continue
         commit, order = _commit(run)
         machine, software, canary = _machine(run), _software(run), canary_speed(run.meta)
+        canary_dtype = canary_matmul_dtype(run.meta)
         for row in run.rows:
             identity = tuple(row[k] for k in IDENTITY_TEXT) + tuple(math.isfinite(row.get(m, math.nan))
                                                                      for m in LABEL_IF_METRICS)
@@ -230,7 +233,7 @@ def build_series(runs: list[RunRecord]) -> list[Series]:
                 reps = samples.get(column.sample, []) if column.sample else []
                 series = table.setdefault((label, machine, metric), Series(label, metric, machine))
                 series.points.append(Point(run.name, commit, order, float(statistics.median(reps) if reps else value),
-                                           [float(r) for r in reps], software, canary))
+                                           [float(r) for r in reps], software, canary, canary_dtype))
     for series in table.values():
         series.points.sort(key=lambda p: p.order)
     return sorted(table.values(), key=lambda s: (s.machine, s.case, s.metric))
@@ -282,10 +285,11 @@ def _machine_drift(series: Series, found: list[ChangePoint], steps: list[int], d
         if c.label != "regression" or c.index not in bounds:
             continue
         k = bounds.index(c.index)
-        before = [p.canary for p in series.points[bounds[k - 1]:c.index] if math.isfinite(p.canary)]
-        after = [p.canary for p in series.points[c.index:bounds[k + 1]] if math.isfinite(p.canary)]
-        if not before or not after:
+        before = [p for p in series.points[bounds[k - 1]:c.index] if math.isfinite(p.canary)]
+        after = [p for p in series.points[c.index:bounds[k + 1]] if math.isfinite(p.canary)]
+        if not before or not after or len({p.canary_dtype for p in before + after}) > 1:
             continue
+        before, after = [p.canary for p in before], [p.canary for p in after]
         c.machine_pct = (float(np.mean(after)) / float(np.mean(before)) - 1) * 100
         ratio = 1 + c.change_pct / 100  # the figure's after/before
         left = ratio / (1 + c.machine_pct / 100) if direction > 0 else ratio * (1 + c.machine_pct / 100)

@@ -303,8 +303,8 @@ RUN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "errors_after": (dict, "device error counters at the end"),
     "server": ((dict, type(None)), "the server a remote engine talked to (null in-process)"),
     "idle_power_w": (dict, "idle power per device, measured before the first case"),
-    "canary": (dict, "the machine's speed at the run's start and end (bench.hardware.canary: copy GB/s, bf16 matmul TFLOP/s, "
-                     "seconds), for bench check/history's machine-drift"),
+    "canary": (dict, "the machine's speed at the run's start and end (bench.hardware.canary: copy GB/s, matmul TFLOP/s "
+                     "and its dtype, seconds), for bench check/history's machine-drift"),
     "cluster": (dict, "a run whose telemetry came from a Ray cluster (--ray): per node its id, host, backend, cards, "
                       "energy method and clock offset onto the driver's (offset_s, uncertainty_s); nodes whose "
                       "telemetry actor died, with when"),

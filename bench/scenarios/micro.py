@@ -12,12 +12,14 @@ from bench.core.metrics import percentile
 from bench.core.schema import NAN, ROW_EXTRAS
 from bench.hardware import devices as dev
 from bench.hardware.devices import Device
-from bench.hardware.microbench import copy_bandwidth, matmul_flops
+from bench.hardware.microbench import TooSlow, copy_bandwidth, matmul_flops, product_cost
 from bench.hardware.roofline import datasheet_peak
 from bench.scenarios.base import Scenario
 from bench.spec.workload import Case
 
 OVER_PEAK = 1.05  # a median this far above the datasheet is a measurement bug
+# The CPU instructions a native 16-bit matmul kernel needs; without them PyTorch runs a slow fallback.
+NATIVE_16BIT = {"bfloat16": {"avx512_bf16", "amx_bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}
 
 
 class _Microbenchmark(Scenario):
@@ -33,8 +35,12 @@ class _Microbenchmark(Scenario):
         p = case.params
         row.update({"model": "none", "weights": "", "input_len": NAN, "output_len": NAN, "batch_size": NAN})
         timing = dict(warmup=max(p["warmup"], 1), min_reps=p["min_reps"], min_seconds=p["min_seconds"],
-                      max_reps=p["max_reps"])
-        work, times = self.time(device, case, row, timing)
+                      max_reps=p["max_reps"], max_seconds=p["max_seconds"])
+        try:
+            work, times = self.time(device, case, row, timing)
+        except TooSlow as slow:
+            row["status"], row["detail"] = "skipped", f"{self.label(case)}: {slow}{self.why_slow(device, row)}"
+            return []
         best, median = work / min(times), work / percentile(times, 50)
         row["repetitions"], row["measured_seconds"] = len(times), sum(times)
         over = self.report(device, case, row, best, median)
@@ -46,7 +52,12 @@ class _Microbenchmark(Scenario):
                 for i, t in enumerate(times)]
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
+        """(work per call, seconds per call), or TooSlow."""
         raise NotImplementedError
+
+    def why_slow(self, device: Device, row: dict[str, Any]) -> str:
+        """What a TooSlow case's detail adds: the cause where it is known, and what to change."""
+        return "; raise max_seconds"
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
         """Fill the measurement's columns; True when the median is above the datasheet peak."""
@@ -82,8 +93,22 @@ class MatmulScenario(_Microbenchmark):
 
     def time(self, device: Device, case: Case, row: dict[str, Any], timing: dict) -> tuple[float, list[float]]:
         dtype, _ = dev.pick_dtype(case["dtype"], device)
-        row["dtype"], row["matmul_n"] = dev.dtype_name(dtype), case["matmul_n"]
-        return matmul_flops(device, case["matmul_n"], dtype, **timing)
+        n, name = case["matmul_n"], dev.dtype_name(dtype)
+        row["dtype"], row["matmul_n"] = name, n
+        cost = product_cost(device, n, dtype)
+        calls = timing["warmup"] + timing["min_reps"]
+        if cost.seconds * calls > timing["max_seconds"]:
+            raise TooSlow(calls, cost.seconds, timing["max_seconds"],
+                          f"{cost.flops / 1e9:.1f} GFLOP/s at {cost.probed_n}^3, scaled by n^3")
+        return matmul_flops(device, n, dtype, **timing)
+
+    def why_slow(self, device: Device, row: dict[str, Any]) -> str:
+        """A CPU without the instructions of a native kernel for the dtype runs PyTorch's fallback."""
+        native = NATIVE_16BIT.get(row["dtype"], set())
+        if device.type != "cpu" or not native or dev.cpu_flags() & native:
+            return "; lower matmul_n or raise max_seconds"
+        return (f"; this CPU has none of {', '.join(sorted(native))}, so {row['dtype']} runs a fallback, not a "
+                "native kernel; lower matmul_n or raise max_seconds")
 
     def report(self, device: Device, case: Case, row: dict[str, Any], best: float, median: float) -> bool:
         peak = _known(datasheet_peak(device.name), "flops16")
