@@ -27,7 +27,7 @@ def test_two_slow_warm_up_calls_give_up_before_the_repetitions():
         time.sleep(0.3)
 
     # 1 warm-up + 3 repetitions of 0.3 s = 1.2 s > max_seconds = 1: given up after the warm-up and one more.
-    with pytest.raises(TooSlow, match=r"4 calls \(warm-up \+ min_reps\) would take ~\d+ s here, past max_seconds=1 "):
+    with pytest.raises(TooSlow, match=r"4 calls \(warm-up \+ min_reps\) would take ~[\d.]+ s here, past max_seconds=1 "):
         time_calls(slow, CPU, warmup=1, min_reps=3, min_seconds=0, max_reps=10, max_seconds=1.0)
     assert len(calls) == 2
 
@@ -50,6 +50,12 @@ def test_the_product_probe_stops_at_the_size_asked_for():
     assert cost.probed_n == 64 and cost.seconds == cost.probed_seconds > 0
 
 
+def test_the_product_probe_stops_small_where_the_budget_is_far_off():
+    """A projection far inside the budget decides nothing: one 256^3 product, not one at every size up to n."""
+    cost = product_cost(CPU, 4096, torch.float32, budget=1e9, enough=10.0)
+    assert cost.probed_n == 256 and cost.seconds == pytest.approx(cost.probed_seconds * 16 ** 3)
+
+
 def test_a_matmul_past_max_seconds_is_skipped_saying_why(tmp_path):
     proc = run_bench("run", "--workload", "matmul", "--quick", "--out", str(tmp_path), *FAST,
                      "--set", "matmul_n=128", "--set", "max_seconds=0.000001")
@@ -57,7 +63,7 @@ def test_a_matmul_past_max_seconds_is_skipped_saying_why(tmp_path):
     df = pd.read_csv(single_run_dir(tmp_path) / "results.csv")
     assert (df["status"] == "skipped").all() and df["tflops"].isna().all()
     for detail in df["detail"]:
-        assert "calls (warm-up + min_reps) would take" in detail and "past max_seconds=1e-06" in detail, detail
+        assert "calls (warm-up + min_reps) would take ~" in detail and " s here, past max_seconds=1e-06 (" in detail
         assert "GFLOP/s at 128^3, scaled by n^3" in detail and "raise max_seconds" in detail, detail
 
 
@@ -85,3 +91,9 @@ def test_canaries_of_two_dtypes_are_not_compared():
     assert canary.dtype(old) == "bfloat16" and canary.dtype({}) == ""  # runs before the dtype was kept took bf16
     assert canary.same_dtype([old, fp32], bf16) == [canary.speed(old)]
     assert math.isnan(canary.machine_change_pct(canary.same_dtype([old], fp32), canary.speed(fp32)))
+
+
+def test_too_slow_says_the_total_the_budget_and_how_it_knows():
+    assert str(TooSlow(7, 20.0, 120, "seen")) == \
+        "7 calls (warm-up + min_reps) would take ~140 s here, past max_seconds=120 (seen)"
+    assert str(TooSlow(4, 0.3, 1, "seen")) == "4 calls (warm-up + min_reps) would take ~1.2 s here, past max_seconds=1 (seen)"

@@ -1,7 +1,7 @@
 """The machine's own speed at a run's start and end (a canary): the roofline probe's copy bandwidth and
 matmul, a second or two, never cached. The matmul runs in the dtype a case gets by default (bf16, or fp32 on a
-CPU without native bf16, where a bf16 product runs a fallback ~100x slower and the canary took half a minute
-instead of a second); only canaries of the same dtype are compared. A shared runner that slowed down between two runs slows the canary as
+CPU without native bf16, where a bf16 product runs a fallback ~100x slower: the canary took 10 s, not 1); only
+canaries of one dtype are compared. A shared runner that slowed down between two runs slows the canary as
 much as the workload; `bench check` and `bench history` compare a figure's change with the canary's and call a
 change the machine explains `machine-drift`, not a regression.
 

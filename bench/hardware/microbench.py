@@ -22,7 +22,9 @@ class TooSlow(Exception):
     """The calls a case needs at least (warm-up + min_reps) would take longer than max_seconds here."""
 
     def __init__(self, calls: int, seconds_each: float, max_seconds: float, how: str) -> None:
-        super().__init__(f"{calls} calls (warm-up + min_reps) would take ~{calls * seconds_each:.0f} s here, past "
+        total = calls * seconds_each
+        took = f"{total:.0f}" if total >= 10 else f"{total:.2g}"
+        super().__init__(f"{calls} calls (warm-up + min_reps) would take ~{took} s here, past "
                          f"max_seconds={max_seconds:g} ({how})")
 
 
@@ -95,9 +97,12 @@ class ProductCost:
         return 2.0 * self.probed_n ** 3 / self.probed_seconds
 
 
-def product_cost(device: Device, n: int, dtype: torch.dtype, enough: float = PROBE_SECONDS) -> ProductCost:
-    """One product at sizes doubling from 256 until one takes `enough` seconds or the size reaches n, then
-    scaled by n^3 to n.
+def product_cost(device: Device, n: int, dtype: torch.dtype, budget: float = math.inf,
+                 enough: float = PROBE_SECONDS) -> ProductCost:
+    """One product at sizes doubling from 256 until one takes `enough` seconds, the size reaches n, or the
+    projection is under a tenth of `budget` (the seconds one product at n may take), then scaled by n^3 to n.
+    The last stop spares a card (and a CPU in fp32) all but one small product: a projection that far inside the
+    budget is not what decides a skip, and time_calls still gives up on warm-up calls that pass it.
 
     Why: a 16-bit product on a CPU without native 16-bit kernels (AVX2 only) runs a slow fallback, ~100x
     below fp32; there one 2048^3 bf16 product took 57 s, and warm-up plus five repetitions 7 minutes a dtype.
@@ -113,8 +118,9 @@ def product_cost(device: Device, n: int, dtype: torch.dtype, enough: float = PRO
         torch.matmul(a, b, out=out)
         synchronize(device)
         took = max(clock.now() - t0, 1e-9)
-        if took >= enough or m >= n:
-            return ProductCost(m, took, took * (n / m) ** 3)
+        projected = took * (n / m) ** 3
+        if took >= enough or m >= n or projected < budget / 10:
+            return ProductCost(m, took, projected)
         m = min(2 * m, n)
 
 

@@ -95,8 +95,8 @@ class MatmulScenario(_Microbenchmark):
         dtype, _ = dev.pick_dtype(case["dtype"], device)
         n, name = case["matmul_n"], dev.dtype_name(dtype)
         row["dtype"], row["matmul_n"] = name, n
-        cost = product_cost(device, n, dtype)
         calls = timing["warmup"] + timing["min_reps"]
+        cost = product_cost(device, n, dtype, budget=timing["max_seconds"] / calls)
         if cost.seconds * calls > timing["max_seconds"]:
             raise TooSlow(calls, cost.seconds, timing["max_seconds"],
                           f"{cost.flops / 1e9:.1f} GFLOP/s at {cost.probed_n}^3, scaled by n^3")
