@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             nonlocal status
             terminal.print_outcome(out, console, outcome.rows, step.workload, planned.device, args.wide)
             status = max(status, _exit_status(outcome, console))
-            new = verdicts_so_far(outcome.path.parent, said)  # each verdict as soon as its step has run
-            if new is not None:
-                terminal.print_verdicts(*new, args.wide)
+            found = verdicts_so_far(outcome.path.parent, said)  # each verdict as soon as its step has run
+            if found is not None:
+                new, title, write = found
+                if not new.empty:
+                    terminal.print_verdicts(new, title, args.wide)
+                write()  # after the screen: a verdict in verdicts.md has been shown, even if Ctrl-C comes now
 
         root, _, seconds = run_suite(planned, Path(args.out), console, args.label, shown)
         console.print(f"{suite.name}: {seconds:.0f} s; runs in {root}")
@@ -381,10 +385,11 @@ def writable_output(name: str) -> Path:
 # --- a suite's verdicts: analysis and report called for the front door ----------------------
 
 
-def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str] | None:
+def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str, Callable[[], None]] | None:
     """After a step of a suite: the claims whose verdict the runs in `root` answer now and did not before (or
-    answer differently), as a frame and its title, and every verdict so far written to root/verdicts.md (so a
-    suite stopped later keeps them). said: claim -> verdict already shown; updated. None when nothing new."""
+    answer differently), as a frame (empty when none) and its title, and a function that writes every verdict so
+    far to root/verdicts.md (so a suite stopped later keeps them). said: claim -> verdict already shown; updated.
+    None when the root holds no run."""
     import pandas as pd
 
     from bench.analysis.verify import verify
@@ -395,13 +400,17 @@ def verdicts_so_far(root: Path, said: dict[str, str]) -> tuple[Any, str] | None:
         return None
     runs = load_runs([str(root)])
     frame = pd.DataFrame(verdict_rows(verify(runs)))
-    (root / "verdicts.md").write_text(format_table(frame, "markdown"), encoding="utf-8")
+    markdown = format_table(frame, "markdown")
     answered = frame[frame["verdict"] != "not measured"]
     changed = pd.Series([said.get(c) != v for c, v in zip(answered["claim"], answered["verdict"])],
                         index=answered.index, dtype=bool)
     new = answered[changed]
     said.update(zip(new["claim"], new["verdict"]))
-    return (new, f"answered so far on {runs[0].device_name}") if not new.empty else None
+
+    def write() -> None:
+        (root / "verdicts.md").write_text(markdown, encoding="utf-8")
+
+    return new, f"answered so far on {runs[0].device_name}", write
 
 
 def verdicts_and_report(root: Path) -> tuple[Any, str, Path] | None:
