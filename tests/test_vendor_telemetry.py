@@ -110,6 +110,16 @@ def _matches(value, allowed: list) -> bool:
     return value is None and None in allowed or any(v is not None and value == pytest.approx(v) for v in allowed)
 
 
+def _complete(batch: list, error: str) -> list:
+    """The readings of one read() that carry every field: the newest of each card, unless a call failed. A watch
+    backend merges the fields of its slow call into a card's newest line only (older lines of a batch that a
+    busy machine read late leave them empty, never repeated), and a slow call past its timeout leaves them
+    empty with the reason said."""
+    if error:
+        return []
+    return list({r.device: r for r in batch}.values())
+
+
 @pytest.mark.parametrize("folder", sorted(EXPECT))
 def test_each_vendor_tool_reads_what_its_fixtures_say(smi_path, monkeypatch, folder):
     """Every fixture folder through the backend its expect.json names, found as the probe finds it: the cards, each
@@ -122,14 +132,26 @@ def test_each_vendor_tool_reads_what_its_fixtures_say(smi_path, monkeypatch, fol
     want = expect["readings"]
     try:
         assert backend.devices() == expect["devices"]
+        readings: list = []
+        complete: list = []  # readings that must give every field (see _complete)
 
-        def every_frame_seen(readings: list) -> bool:
+        def enough() -> bool:
             seen = {(r.device, r.power_w) for r in readings}
-            return all((card, p) in seen for card, fields in want.items() for p in fields.get("power_w", []))
+            return (all((card, p) in seen for card, fields in want.items() for p in fields.get("power_w", []))
+                    and {r.device for r in complete} == set(want))
 
-        readings = _collect(backend, every_frame_seen)
-        assert every_frame_seen(readings), sorted({(r.device, r.power_w) for r in readings}, key=str)
-        for r in readings:
+        deadline = time.monotonic() + 30.0  # a loaded machine starts the tool late: no assertion on its speed
+        while not enough() and time.monotonic() < deadline:
+            batch = backend.read()
+            readings += batch
+            complete += _complete(batch, backend.last_error)
+            time.sleep(0.05)
+        assert enough(), (sorted({(r.device, r.power_w) for r in readings}, key=str), backend.last_error)
+        for r in readings:  # whatever a reading gives is the fixture's (an N/A is never read as 0)
+            for field, allowed in want[r.device].items():
+                value = getattr(r, field)
+                assert value is None or _matches(value, allowed), (r.device, field, value, allowed)
+        for r in complete:  # and a complete one gives every field the tool prints
             for field, allowed in want[r.device].items():
                 assert _matches(getattr(r, field), allowed), (r.device, field, getattr(r, field), allowed)
         caps = backend.capabilities()
@@ -227,6 +249,39 @@ def test_a_watch_that_misbehaves_gives_no_wrong_number_and_is_stopped(smi_path, 
     finally:
         backend.close()
     assert proc is None or proc.poll() is not None
+
+
+@pytest.mark.parametrize("fails", [1, 99])
+def test_a_slow_call_that_fails_is_said_while_the_watch_runs(smi_path, monkeypatch, fails):
+    """npu-smi's watch answers but its once-per-slow-period call (`info -t usages`, HBM and clock) misses its
+    timeout, as a busy machine can make it: a miss at start is asked once more before HBM is called unsupported
+    for the run; a tool that keeps missing leaves HBM empty with its reason, said while the watch lines arrive."""
+    from bench.telemetry.ascend import AscendBackend
+    from bench.telemetry.smi import SmiError
+
+    calls = []
+    answer = AscendBackend.slow_sample
+
+    def slow_sample(self):
+        calls.append(1)
+        if len(calls) <= fails:
+            raise SmiError("npu-smi info -t usages -i 4 -c 0 did not answer within 3 s")
+        return answer(self)
+
+    monkeypatch.setattr(AscendBackend, "slow_sample", slow_sample)
+    backend = AscendBackend()
+    try:
+        mem = backend.capabilities()["mem_used_gb"]
+        readings = _collect(backend, lambda rs: len(rs) >= 4)
+        assert readings and all(r.power_w in (88.4, 92.6) for r in readings)  # the watch's own fields stand
+        if fails == 1:
+            assert len(calls) == 2 and mem is None and backend.last_error == ""
+            assert any(r.mem_used_gb == pytest.approx(17.179869184) for r in readings)
+        else:
+            assert "did not answer within 3 s" in mem and "did not answer" in backend.last_error
+            assert all(r.mem_used_gb is None for r in readings)
+    finally:
+        backend.close()
 
 
 def test_a_tool_that_is_not_installed_says_what_to_install(monkeypatch, tmp_path):

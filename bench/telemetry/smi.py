@@ -191,6 +191,7 @@ class WatchSmiBackend(SmiBackend):
         self._started = 0.0
         self._slow: dict[str, dict[str, Any]] = {}
         self._slow_t = -math.inf
+        self._slow_error = ""
         self._newest_t = -math.inf  # when the last line arrived (kept when read() hands the lines out)
         super().__init__()
 
@@ -262,14 +263,19 @@ class WatchSmiBackend(SmiBackend):
         with self._cond:
             lines = list(self._lines)
             self._lines.clear()
+        errors = []
         if self._proc is not None and self._proc.poll() is not None and not lines:
-            self.last_error = f"{self.tool} {' '.join(self.watch_args())} exited {self._proc.returncode}"
+            errors.append(f"{self.tool} {' '.join(self.watch_args())} exited {self._proc.returncode}")
         if clock.now() - self._slow_t >= self.slow_period_s:
             self._slow_t = clock.now()
             try:
-                self._slow = self.slow_sample()
+                self._slow, self._slow_error = self.slow_sample(), ""
             except (SmiError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                self.last_error, self._slow = f"{self.tool}: {exc}"[:200], {}
+                self._slow, self._slow_error = {}, f"{self.tool}: {exc}"[:200]
+        # A slow call that failed is said until the next one answers, even while the watch lines keep coming:
+        # the fields only it gives are empty for that reason, not because the tool lacks them.
+        if self._slow_error:
+            errors.append(self._slow_error)
         newest = {card: i for i, (_, card, _) in enumerate(lines)}
         readings = []
         for i, (t, card, fields) in enumerate(lines):
@@ -278,14 +284,19 @@ class WatchSmiBackend(SmiBackend):
             extra = {k: v for k, v in self._slow.get(card, {}).items() if fields.get(k) is None} \
                 if newest[card] == i else {}
             readings.append(Reading(t, f"{self.vendor}{card}", **{**fields, **extra}))
-        if lines:
-            self.last_error = ""
+        if lines or errors:
+            self.last_error = "; ".join(errors)
         return readings
 
     def first_read(self) -> list[Reading]:
         self._start()
         self.settle(clock.now(), wait_s=self.timeout_s + 2 * self.period_s)  # the tool's own start-up too
-        return self.read()
+        readings = self.read()
+        if self._slow_error:  # one slow call missed its timeout at start: ask once more before a field is
+            self._slow_t = -math.inf  # called unsupported for the whole run
+            self.settle(clock.now())
+            readings += self.read()
+        return readings
 
     def close(self) -> None:
         if self._proc is not None:
