@@ -117,12 +117,20 @@ class SmiBackend(Backend):
             raise NotPresent(f"{self.tool} lists no card")
         self.last_error = ""
         first_read = self.first_read()
-        self._unsupported = {f: self.last_error or f"{self.tool} does not report it" for f in FIELDS
+        # A call that failed at start is the reason only for a field this backend reads when the tool answers;
+        # a field no version of the tool prints is not blamed on a timeout.
+        self._unsupported = {f: self.last_error if self.last_error and f in self.reads
+                             else f"{self.tool} does not report it" for f in FIELDS
                              if all(getattr(r, f) in (None, ()) for r in first_read)}
 
     @property
     def power_method(self) -> str:  # type: ignore[override]
         return f"{self.tool}-power"
+
+    def said(self, exc: Exception) -> str:
+        """A failure in one line naming the tool once (run()'s errors already start with its name)."""
+        text = str(exc)
+        return (text if text.startswith(self.tool) else f"{self.tool}: {text}")[:200]
 
     def run(self, *args: str) -> str:
         """The tool's stdout as text (undecodable bytes replaced); SmiError for a failure, in words."""
@@ -155,7 +163,7 @@ class SmiBackend(Backend):
             values = self.sample()
             self.last_error = ""
         except (SmiError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            self.last_error = f"{self.tool}: {exc}"[:200]
+            self.last_error = self.said(exc)
             values = {}
         return [Reading(t, f"{self.vendor}{c}", **values.get(c, {})) for c in self.cards]
 
@@ -259,7 +267,7 @@ class WatchSmiBackend(SmiBackend):
         try:
             self._start()
         except SmiError as exc:
-            self.last_error = f"{self.tool}: {exc}"[:200]
+            self.last_error = self.said(exc)
         with self._cond:
             lines = list(self._lines)
             self._lines.clear()
@@ -271,7 +279,7 @@ class WatchSmiBackend(SmiBackend):
             try:
                 self._slow, self._slow_error = self.slow_sample(), ""
             except (SmiError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                self._slow, self._slow_error = {}, f"{self.tool}: {exc}"[:200]
+                self._slow, self._slow_error = {}, self.said(exc)
         # A slow call that failed is said until the next one answers, even while the watch lines keep coming:
         # the fields only it gives are empty for that reason, not because the tool lacks them.
         if self._slow_error:
